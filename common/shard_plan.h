@@ -1,0 +1,80 @@
+#pragma once
+// ShardPlan: which rows of a split each rank of a group owns, and which rows each step uses.
+//
+// The layout does not depend on the number of ranks, so a trial trained by 1, 2 or 4 ranks
+// sees the same samples in the same steps and ends with the same weights up to float
+// summation order:
+//
+//   * Validation rows are picked row by row with a hash of (seed, row), so any rank can tell
+//     without reading the file which of its rows are held out.
+//   * The remaining training rows fall in `shards` contiguous virtual shards of file rows.
+//     Rank r of K owns virtual shards [r*V/K, (r+1)*V/K): one contiguous range of the file.
+//   * Each epoch, every virtual shard shuffles its own training rows (seed, epoch, shard). Step
+//     s of the epoch takes the next `shard_batch(v)` rows of every shard v; the per-shard
+//     batches add up to the global batch size.
+//   * Steps per epoch are the same for every shard: the fewest any shard can fill.
+
+#include <cstdint>
+#include <vector>
+
+namespace trellis {
+
+struct RowRange {
+  std::int64_t begin = 0;
+  std::int64_t end = 0;  // exclusive
+  std::int64_t size() const { return end - begin; }
+};
+
+// Default number of virtual shards: divisible by 1, 2, 3, 4, 6, 8, 12, 16, 24 and 48 ranks.
+inline constexpr int kDefaultVirtualShards = 48;
+
+// Splits [0, rows) into `parts` contiguous ranges as evenly as possible; returns range `index`.
+RowRange split_rows(std::int64_t rows, int parts, int index);
+
+// True when `row` of the training file belongs to the validation split.
+bool is_validation_row(std::uint64_t seed, std::int64_t row, double validation_fraction);
+
+class ShardPlan {
+ public:
+  // `train_file_rows`: rows in the training file. `ranks` must divide the shard count, which
+  // is kDefaultVirtualShards when it can be, else lcm(kDefaultVirtualShards, ranks).
+  ShardPlan(std::int64_t train_file_rows, double validation_fraction, std::uint64_t seed,
+            int global_batch, int ranks);
+
+  int shards() const { return shards_; }
+  int ranks() const { return ranks_; }
+  int global_batch() const { return global_batch_; }
+
+  // The contiguous file rows rank `rank` must read (its virtual shards, val rows included).
+  RowRange rank_rows(int rank) const;
+  // The virtual shards rank `rank` owns: [first, last).
+  std::pair<int, int> rank_shards(int rank) const;
+
+  // Training rows (file row numbers) of virtual shard v, in file order.
+  const std::vector<std::int64_t>& shard_train_rows(int v) const { return train_rows_[v]; }
+  // Validation rows of virtual shard v, in file order.
+  const std::vector<std::int64_t>& shard_validation_rows(int v) const { return val_rows_[v]; }
+
+  // Rows shard v contributes to each step, and steps per epoch.
+  int shard_batch(int v) const;
+  std::int64_t steps_per_epoch() const { return steps_per_epoch_; }
+
+  // Shuffled order of shard v's training rows for an epoch; step s of the epoch uses
+  // positions [s * shard_batch(v), (s + 1) * shard_batch(v)).
+  std::vector<std::int64_t> epoch_order(int v, int epoch) const;
+
+  std::int64_t train_rows() const;       // all shards
+  std::int64_t validation_rows() const;  // all shards
+
+ private:
+  std::int64_t file_rows_;
+  std::uint64_t seed_;
+  int global_batch_;
+  int ranks_;
+  int shards_;
+  std::int64_t steps_per_epoch_ = 0;
+  std::vector<std::vector<std::int64_t>> train_rows_;
+  std::vector<std::vector<std::int64_t>> val_rows_;
+};
+
+}  // namespace trellis

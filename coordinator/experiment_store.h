@@ -1,0 +1,104 @@
+#pragma once
+// ExperimentStore: the durable record of experiments, trials and their metrics, in one SQLite
+// file. Only the coordinator writes it; read-only commands (trials, export) open it too.
+//
+// Every write is its own transaction, committed before the call returns, so whatever the
+// coordinator acknowledges has reached the file. Reports are idempotent: a metric is keyed by
+// (trial, attempt, epoch, name), and a duplicate report changes nothing.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/param_value.h"
+#include "common/status.h"
+
+struct sqlite3;
+
+namespace trellis::coordinator {
+
+enum class TrialState { kPending, kRunning, kCompleted, kPruned, kFailed };
+
+const char* to_string(TrialState state);  // "pending", "running", ...
+bool parse_trial_state(const std::string& text, TrialState* out);
+
+struct ExperimentRecord {
+  std::int64_t id = 0;
+  std::string name;
+  std::string spec_yaml;  // the spec file as given, for reproduction
+  std::string spec_hash;
+  std::string metric;        // the metric the sweep optimises, e.g. "val_acc"
+  std::string mode = "max";  // "max" | "min"
+  std::uint64_t seed = 0;
+  std::string state = "running";  // "running" | "completed"
+  std::string created_at;         // ISO 8601 UTC, set by the store
+};
+
+struct TrialRecord {
+  std::int64_t id = 0;             // store-wide id (what Assign carries)
+  std::int64_t experiment_id = 0;
+  std::int32_t number = 0;         // 0, 1, 2... within the experiment, in proposal order
+  TrialState state = TrialState::kPending;
+  ParamMap params;
+  std::uint64_t seed = 0;
+  std::int32_t attempt = 0;  // 0 until first started; incremented at each start
+  std::string group;         // worker group of the last attempt
+  std::string error;         // why it failed or was pruned
+  std::string started_at;
+  std::string finished_at;
+  MetricMap final_metrics;
+};
+
+using MetricSeries = std::map<std::string, std::vector<std::pair<std::int32_t, double>>>;
+
+class ExperimentStore {
+ public:
+  // Opens (creating if needed) the store at `path`. `read_only` opens without creating.
+  [[nodiscard]] static Status Open(const std::string& path, bool read_only,
+                                   std::unique_ptr<ExperimentStore>* out);
+  ~ExperimentStore();
+  ExperimentStore(const ExperimentStore&) = delete;
+  ExperimentStore& operator=(const ExperimentStore&) = delete;
+
+  [[nodiscard]] Status find_experiment(const std::string& name,
+                                       std::optional<ExperimentRecord>* out);
+  // The most recently created experiment, if any.
+  [[nodiscard]] Status latest_experiment(std::optional<ExperimentRecord>* out);
+  [[nodiscard]] Status list_experiments(std::vector<ExperimentRecord>* out);
+  // Fills record->id and record->created_at. Fails if the name exists.
+  [[nodiscard]] Status create_experiment(ExperimentRecord* record);
+  [[nodiscard]] Status set_experiment_state(std::int64_t experiment_id, const std::string& state);
+
+  // Inserts a pending trial; fills record->id.
+  [[nodiscard]] Status add_trial(TrialRecord* record);
+  [[nodiscard]] Status list_trials(std::int64_t experiment_id, std::vector<TrialRecord>* out);
+  [[nodiscard]] Status get_trial(std::int64_t trial_id, TrialRecord* out);
+
+  // pending -> running with attempt + 1; returns the new attempt number.
+  [[nodiscard]] Status start_trial(std::int64_t trial_id, const std::string& group,
+                                   std::int32_t* attempt);
+  // Idempotent on (trial, attempt, epoch): a second report of the same epoch is ignored.
+  [[nodiscard]] Status append_report(std::int64_t trial_id, std::int32_t attempt,
+                                     std::int32_t epoch, const MetricMap& metrics);
+  // running -> completed | pruned | failed, with final metrics and reason, in one transaction.
+  [[nodiscard]] Status finish_trial(std::int64_t trial_id, std::int32_t attempt, TrialState state,
+                                    const std::string& error, const MetricMap& final_metrics);
+  // running -> pending (its group was lost or the coordinator restarted).
+  [[nodiscard]] Status requeue_trial(std::int64_t trial_id, const std::string& reason);
+
+  // Every metric of every epoch of the trial's latest attempt, by name, in epoch order.
+  [[nodiscard]] Status metric_series(std::int64_t trial_id, MetricSeries* out);
+  // The same for every trial of an experiment at once (export), keyed by trial id.
+  [[nodiscard]] Status experiment_metrics(std::int64_t experiment_id,
+                                          std::map<std::int64_t, MetricSeries>* out);
+
+ private:
+  explicit ExperimentStore(sqlite3* db);
+  sqlite3* db_;
+};
+
+}  // namespace trellis::coordinator

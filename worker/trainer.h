@@ -1,0 +1,51 @@
+#pragma once
+// Data-parallel training of one trial on the ranks of an MPI communicator.
+//
+// Every rank calls `train` with the same task. Each rank reads only its own shard of the
+// training file (see common/shard_plan.h); each step every rank computes the gradient of its
+// part of the global batch into one contiguous buffer, one MPI_Allreduce sums it, and every
+// rank applies the identical optimizer step, so weights never diverge. Validation and test
+// metrics are sums over ranks, reduced the same way.
+
+#include <functional>
+
+#include <mpi.h>
+
+#include "common/dataset_ref.h"
+#include "common/param_value.h"
+#include "common/status.h"
+#include "common/train_config.h"
+
+namespace trellis::worker {
+
+struct TrialTask {
+  std::int64_t trial = 0;
+  std::int32_t attempt = 0;
+  std::uint64_t seed = 0;  // weights init, validation split and shuffling all derive from it
+  TrainConfig config;
+  DatasetRef dataset;
+};
+
+struct TrainerHooks {
+  // Called on every rank after each epoch (1-based) with the group-wide metrics, identical on
+  // all ranks: train_loss, val_loss, val_acc, samples_per_s, epoch_s. Rank 0's answer decides
+  // for the whole group: false stops training (the trial was pruned).
+  std::function<bool(int epoch, const MetricMap& metrics)> on_epoch;
+  // Called on every rank between steps; rank 0 sends heartbeats from it. Must not block.
+  std::function<void()> on_step;
+};
+
+struct TrainResult {
+  int epochs_run = 0;
+  bool stopped_early = false;  // on_epoch said stop
+  // test_loss, test_acc, and the last epoch's train_loss, val_loss, val_acc.
+  MetricMap final_metrics;
+};
+
+// Collective over `comm`. A failure on any rank (missing file, corrupt data, NaN loss) is
+// agreed by the group: every rank returns an error, and the message names the failing rank
+// and what went wrong, so no rank is left waiting inside a collective.
+[[nodiscard]] Status train(const TrialTask& task, MPI_Comm comm, const TrainerHooks& hooks,
+                           TrainResult* result);
+
+}  // namespace trellis::worker
