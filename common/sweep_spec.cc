@@ -1,1 +1,348 @@
-// placeholder: being written
+#include "common/sweep_spec.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "common/train_config.h"
+
+namespace trellis {
+namespace {
+
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diag = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1] ? 1 : 0)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string did_you_mean(const std::string& word, const std::vector<std::string>& known) {
+  std::string best;
+  std::size_t best_d = 3;  // suggest only close misspellings
+  for (const auto& k : known) {
+    const std::size_t d = edit_distance(word, k);
+    if (d < best_d) best_d = d, best = k;
+  }
+  if (!best.empty()) return " (did you mean '" + best + "'?)";
+  std::string all;
+  for (const auto& k : known) all += (all.empty() ? "" : ", ") + k;
+  return " (expected one of: " + all + ")";
+}
+
+// Walks the YAML tree, turning every problem into "file:line:col: field: what".
+class SpecReader {
+ public:
+  explicit SpecReader(std::string source) : source_(std::move(source)) {}
+
+  Status error(const YAML::Node& at, const std::string& field, const std::string& what) const {
+    const YAML::Mark m = at.Mark();
+    std::string where = source_;
+    if (m.line >= 0) where += ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
+    return Status::Error(where + ": " + (field.empty() ? "" : field + ": ") + what);
+  }
+
+  // Refuses keys of `map` that are not in `allowed`.
+  Status check_keys(const YAML::Node& map, const std::string& section,
+                    const std::vector<std::string>& allowed) const {
+    for (const auto& kv : map) {
+      const std::string key = kv.first.Scalar();
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
+        return error(kv.first, section, "unknown key '" + key + "'" + did_you_mean(key, allowed));
+    }
+    return Status::Ok();
+  }
+
+  Status map(const YAML::Node& node, const std::string& field) const {
+    if (!node.IsMap()) return error(node, field, "must be a mapping of key: value");
+    return Status::Ok();
+  }
+
+  Status string(const YAML::Node& node, const std::string& field, std::string* out) const {
+    if (!node.IsScalar()) return error(node, field, "must be a string");
+    *out = node.Scalar();
+    return Status::Ok();
+  }
+
+  Status integer(const YAML::Node& node, const std::string& field, std::int64_t low,
+                 std::int64_t* out) const {
+    std::int64_t v = 0;
+    if (!node.IsScalar() || !YAML::convert<std::int64_t>::decode(node, v) || v < low)
+      return error(node, field, "must be an integer >= " + std::to_string(low) + ", got " +
+                                    describe(node));
+    *out = v;
+    return Status::Ok();
+  }
+
+  Status number(const YAML::Node& node, const std::string& field, double* out) const {
+    double v = 0;
+    if (!node.IsScalar() || !YAML::convert<double>::decode(node, v))
+      return error(node, field, "must be a number, got " + describe(node));
+    *out = v;
+    return Status::Ok();
+  }
+
+  // A scalar keeps its YAML kind: 128 is an integer, 1e-3 a float, adam (or "128") a string.
+  Status scalar(const YAML::Node& node, const std::string& field, ParamValue* out) const {
+    if (!node.IsScalar()) return error(node, field, "must be a single value, got " + describe(node));
+    if (node.Tag() != "!") {  // unquoted
+      std::int64_t i = 0;
+      double d = 0;
+      if (YAML::convert<std::int64_t>::decode(node, i)) return *out = i, Status::Ok();
+      if (YAML::convert<double>::decode(node, d)) return *out = d, Status::Ok();
+    }
+    *out = node.Scalar();
+    return Status::Ok();
+  }
+
+  static std::string describe(const YAML::Node& node) {
+    if (node.IsScalar()) return "'" + node.Scalar() + "'";
+    if (node.IsSequence()) return "a list";
+    if (node.IsMap()) return "a mapping";
+    return "nothing";
+  }
+
+ private:
+  std::string source_;
+};
+
+Status read_dataset(const SpecReader& r, const YAML::Node& node, DatasetRef* out) {
+  if (Status s = r.map(node, "dataset"); !s.ok()) return s;
+  if (Status s = r.check_keys(node, "dataset", {"name", "format", "path", "validation_fraction"});
+      !s.ok())
+    return s;
+  if (!node["path"]) return r.error(node, "dataset", "missing required key 'path'");
+  if (Status s = r.string(node["path"], "dataset.path", &out->path); !s.ok()) return s;
+  out->format = "idx";
+  if (node["format"]) {
+    if (Status s = r.string(node["format"], "dataset.format", &out->format); !s.ok()) return s;
+    if (out->format != "idx")
+      return r.error(node["format"], "dataset.format",
+                     "unsupported format '" + out->format + "' (supported: idx)");
+  }
+  out->name = std::filesystem::path(out->path).filename().string();
+  if (node["name"])
+    if (Status s = r.string(node["name"], "dataset.name", &out->name); !s.ok()) return s;
+  if (node["validation_fraction"]) {
+    const YAML::Node v = node["validation_fraction"];
+    if (Status s = r.number(v, "dataset.validation_fraction", &out->validation_fraction); !s.ok())
+      return s;
+    if (out->validation_fraction <= 0 || out->validation_fraction >= 1)
+      return r.error(v, "dataset.validation_fraction", "must be in (0, 1), got " + r.describe(v));
+  }
+  std::error_code ec;
+  if (!std::filesystem::is_directory(out->path, ec))
+    return r.error(node["path"], "dataset.path",
+                   "dataset directory '" + out->path + "' does not exist");
+  return Status::Ok();
+}
+
+Status read_metric(const SpecReader& r, const YAML::Node& node, SweepSpec* spec) {
+  YAML::Node name = node;
+  if (node.IsMap()) {
+    if (Status s = r.check_keys(node, "metric", {"name", "mode"}); !s.ok()) return s;
+    if (!node["name"]) return r.error(node, "metric", "missing required key 'name'");
+    name = node["name"];
+  }
+  if (Status s = r.string(name, "metric.name", &spec->metric); !s.ok()) return s;
+  if (std::find(known_metrics().begin(), known_metrics().end(), spec->metric) ==
+      known_metrics().end())
+    return r.error(name, "metric.name",
+                   "unknown metric '" + spec->metric + "'" + did_you_mean(spec->metric, known_metrics()));
+  spec->mode = spec->metric.find("loss") != std::string::npos ? "min" : "max";
+  if (node.IsMap() && node["mode"]) {
+    if (Status s = r.string(node["mode"], "metric.mode", &spec->mode); !s.ok()) return s;
+    if (spec->mode != "max" && spec->mode != "min")
+      return r.error(node["mode"], "metric.mode", "must be max or min, got '" + spec->mode + "'");
+  }
+  return Status::Ok();
+}
+
+Status read_domain(const SpecReader& r, const std::string& name, const YAML::Node& node,
+                   Domain* d) {
+  const std::string field = "search.space." + name;
+  if (Status s = r.map(node, field); !s.ok()) return s;
+  if (Status s = r.check_keys(node, field, {"type", "low", "high", "values"}); !s.ok()) return s;
+  if (!node["type"]) return r.error(node, field, "missing required key 'type'");
+  std::string type;
+  if (Status s = r.string(node["type"], field + ".type", &type); !s.ok()) return s;
+  if (!parse_domain_kind(type, &d->kind))
+    return r.error(node["type"], field + ".type",
+                   "unknown type '" + type + "'" +
+                       did_you_mean(type, {"float", "log_float", "int", "categorical"}));
+  if (d->kind == Domain::Kind::kCategorical) {
+    const YAML::Node values = node["values"];
+    if (!values || !values.IsSequence() || values.size() == 0)
+      return r.error(values ? values : node, field, "categorical needs a non-empty list 'values'");
+    for (const auto& v : values) {
+      ParamValue pv;
+      if (Status s = r.scalar(v, field + ".values", &pv); !s.ok()) return s;
+      if (Status s = check_hyperparam(name, pv); !s.ok()) return r.error(v, field, s.message());
+      d->choices.push_back(pv);
+    }
+    return Status::Ok();
+  }
+  for (const char* bound : {"low", "high"})
+    if (!node[bound]) return r.error(node, field, std::string("missing required key '") + bound + "'");
+  if (d->kind == Domain::Kind::kInt) {
+    std::int64_t lo = 0, hi = 0;
+    if (Status s = r.integer(node["low"], field + ".low", INT64_MIN, &lo); !s.ok()) return s;
+    if (Status s = r.integer(node["high"], field + ".high", INT64_MIN, &hi); !s.ok()) return s;
+    d->low = static_cast<double>(lo), d->high = static_cast<double>(hi);
+  } else {
+    if (Status s = r.number(node["low"], field + ".low", &d->low); !s.ok()) return s;
+    if (Status s = r.number(node["high"], field + ".high", &d->high); !s.ok()) return s;
+  }
+  if (Status s = check_domain(*d); !s.ok()) return r.error(node, field, s.message());
+  // Both ends of the domain must be values the trainer accepts.
+  for (double u : {0.0, 0.999999}) {
+    if (Status s = check_hyperparam(name, domain_value(*d, u)); !s.ok())
+      return r.error(node, field, s.message());
+  }
+  return Status::Ok();
+}
+
+Status read_search(const SpecReader& r, const YAML::Node& node, SweepSpec* spec) {
+  if (Status s = r.map(node, "search"); !s.ok()) return s;
+  if (Status s = r.check_keys(node, "search", {"algorithm", "seed", "trials", "space"}); !s.ok())
+    return s;
+  if (node["algorithm"]) {
+    if (Status s = r.string(node["algorithm"], "search.algorithm", &spec->algorithm); !s.ok())
+      return s;
+    if (spec->algorithm != "random")
+      return r.error(node["algorithm"], "search.algorithm",
+                     "unknown algorithm '" + spec->algorithm + "'" + did_you_mean(spec->algorithm, {"random"}));
+  }
+  if (node["seed"]) {
+    std::int64_t seed = 0;
+    if (Status s = r.integer(node["seed"], "search.seed", 0, &seed); !s.ok()) return s;
+    spec->seed = static_cast<std::uint64_t>(seed);
+  }
+  if (!node["trials"]) return r.error(node, "search", "missing required key 'trials'");
+  std::int64_t trials = 0;
+  if (Status s = r.integer(node["trials"], "search.trials", 1, &trials); !s.ok()) return s;
+  spec->trials = static_cast<int>(std::min<std::int64_t>(trials, 1 << 30));
+  if (node["space"]) {
+    if (Status s = r.map(node["space"], "search.space"); !s.ok()) return s;
+    for (const auto& kv : node["space"]) {
+      const std::string name = kv.first.Scalar();
+      const auto& known = hyperparam_names();
+      if (std::find(known.begin(), known.end(), name) == known.end())
+        return r.error(kv.first, "search.space",
+                       "unknown hyperparameter '" + name + "'" + did_you_mean(name, known));
+      SearchParam p{name, {}};
+      if (Status s = read_domain(r, name, kv.second, &p.domain); !s.ok()) return s;
+      spec->space.push_back(std::move(p));
+    }
+  }
+  return Status::Ok();
+}
+
+Status read_train(const SpecReader& r, const YAML::Node& node, SweepSpec* spec) {
+  if (Status s = r.map(node, "train"); !s.ok()) return s;
+  for (const auto& kv : node) {
+    const std::string name = kv.first.Scalar();
+    const auto& known = hyperparam_names();
+    if (std::find(known.begin(), known.end(), name) == known.end())
+      return r.error(kv.first, "train",
+                     "unknown key '" + name + "'" + did_you_mean(name, known));
+    for (const auto& p : spec->space)
+      if (p.name == name)
+        return r.error(kv.first, "train." + name, "is also in search.space; set it in one place");
+    ParamValue v;
+    if (Status s = r.scalar(kv.second, "train." + name, &v); !s.ok()) return s;
+    if (Status s = check_hyperparam(name, v); !s.ok())
+      return r.error(kv.second, "train." + name, s.message());
+    spec->fixed[name] = v;
+  }
+  return Status::Ok();
+}
+
+Status read_resources(const SpecReader& r, const YAML::Node& node, SweepSpec* spec) {
+  if (Status s = r.map(node, "resources"); !s.ok()) return s;
+  if (Status s = r.check_keys(node, "resources", {"ranks_per_trial"}); !s.ok()) return s;
+  if (node["ranks_per_trial"]) {
+    std::int64_t ranks = 0;
+    if (Status s = r.integer(node["ranks_per_trial"], "resources.ranks_per_trial", 1, &ranks);
+        !s.ok())
+      return s;
+    spec->ranks_per_trial = static_cast<int>(std::min<std::int64_t>(ranks, 1 << 20));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+const std::vector<std::string>& known_metrics() {
+  static const std::vector<std::string> kMetrics = {"train_loss", "val_loss", "val_acc",
+                                                    "test_loss", "test_acc"};
+  return kMetrics;
+}
+
+std::string SweepSpec::hash() const {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : text) h = (h ^ c) * 0x100000001b3ULL;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+Status load_sweep_spec(const std::string& path, SweepSpec* out) {
+  std::ifstream in(path);
+  if (!in) return Status::Error(path + ": cannot open the sweep spec");
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_sweep_spec(text.str(), path, out);
+}
+
+Status parse_sweep_spec(const std::string& text, const std::string& source, SweepSpec* out) {
+  SpecReader r(source);
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    return Status::Error(source + ":" + std::to_string(e.mark.line + 1) + ":" +
+                         std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
+  }
+  SweepSpec spec;
+  spec.source = source;
+  spec.text = text;
+  try {
+    if (!root.IsMap()) return r.error(root, "", "a sweep spec must be a mapping at top level");
+    if (Status s = r.check_keys(root, "",
+                                {"name", "description", "dataset", "metric", "search", "train",
+                                 "resources"});
+        !s.ok())
+      return s;
+    for (const char* key : {"name", "dataset", "search"})
+      if (!root[key]) return r.error(root, "", std::string("missing required key '") + key + "'");
+    if (Status s = r.string(root["name"], "name", &spec.name); !s.ok()) return s;
+    if (spec.name.empty()) return r.error(root["name"], "name", "must not be empty");
+    if (Status s = read_dataset(r, root["dataset"], &spec.dataset); !s.ok()) return s;
+    if (root["metric"])
+      if (Status s = read_metric(r, root["metric"], &spec); !s.ok()) return s;
+    if (Status s = read_search(r, root["search"], &spec); !s.ok()) return s;
+    if (root["train"])
+      if (Status s = read_train(r, root["train"], &spec); !s.ok()) return s;
+    if (root["resources"])
+      if (Status s = read_resources(r, root["resources"], &spec); !s.ok()) return s;
+  } catch (const YAML::Exception& e) {
+    return Status::Error(source + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+  *out = std::move(spec);
+  return Status::Ok();
+}
+
+}  // namespace trellis

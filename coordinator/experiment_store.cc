@@ -1,1 +1,795 @@
-// placeholder: being written
+#include "coordinator/experiment_store.h"
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+namespace trellis::coordinator {
+
+namespace {
+
+// Bump when the schema changes; a store written by a newer Trellis is refused rather than
+// misread. Older versions would be migrated in open_schema().
+constexpr int kSchemaVersion = 1;
+constexpr const char* kApplication = "trellis-experiment-store";
+// Long enough for a read-only `trellis trials` to wait out a coordinator's write transaction.
+constexpr int kBusyTimeoutMs = 5000;
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE experiments (
+  id         INTEGER PRIMARY KEY,
+  name       TEXT NOT NULL UNIQUE,
+  spec_yaml  TEXT NOT NULL,
+  spec_hash  TEXT NOT NULL,
+  metric     TEXT NOT NULL,
+  mode       TEXT NOT NULL CHECK (mode IN ('max', 'min')),
+  seed       INTEGER NOT NULL,
+  state      TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
+CREATE TABLE trials (
+  id            INTEGER PRIMARY KEY,
+  experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+  number        INTEGER NOT NULL,
+  state         TEXT NOT NULL
+                CHECK (state IN ('pending', 'running', 'completed', 'pruned', 'failed')),
+  params        TEXT NOT NULL,
+  seed          INTEGER NOT NULL,
+  attempt       INTEGER NOT NULL DEFAULT 0,
+  grp           TEXT NOT NULL DEFAULT '',
+  error         TEXT NOT NULL DEFAULT '',
+  started_at    TEXT NOT NULL DEFAULT '',
+  finished_at   TEXT NOT NULL DEFAULT '',
+  UNIQUE (experiment_id, number)
+);
+-- value is nullable: SQLite stores a NaN as NULL, and a diverged trial does report NaN.
+CREATE TABLE metrics (
+  trial_id INTEGER NOT NULL REFERENCES trials(id),
+  attempt  INTEGER NOT NULL,
+  epoch    INTEGER NOT NULL,
+  name     TEXT NOT NULL,
+  value    REAL,
+  PRIMARY KEY (trial_id, attempt, epoch, name)
+) WITHOUT ROWID;
+CREATE TABLE finals (
+  trial_id INTEGER NOT NULL REFERENCES trials(id),
+  name     TEXT NOT NULL,
+  value    REAL,
+  PRIMARY KEY (trial_id, name)
+) WITHOUT ROWID;
+)sql";
+
+std::string now_iso8601() {
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t secs = std::chrono::system_clock::to_time_t(now);
+  const auto millis =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() %
+      1000;
+  std::tm utc{};
+  gmtime_r(&secs, &utc);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
+                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+                static_cast<int>(millis));
+  return buf;
+}
+
+// SQLite integers are signed; a uint64 seed goes through int64 bit-for-bit.
+std::int64_t to_db(std::uint64_t v) { return static_cast<std::int64_t>(v); }
+std::uint64_t from_db(std::int64_t v) { return static_cast<std::uint64_t>(v); }
+
+std::string db_error(sqlite3* db) {
+  return std::string(sqlite3_errmsg(db)) + " (sqlite code " +
+         std::to_string(sqlite3_extended_errcode(db)) + ")";
+}
+
+// One prepared statement, finalized on every path out.
+class Statement {
+ public:
+  Statement() = default;
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  Status prepare(sqlite3* db, const char* sql) {
+    db_ = db;
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) {
+      return Status::Error(std::string("preparing \"") + sql + "\": " + db_error(db));
+    }
+    return Status::Ok();
+  }
+
+  void bind(int i, std::int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  void bind(int i, int v) { sqlite3_bind_int(stmt_, i, v); }
+  void bind(int i, double v) { sqlite3_bind_double(stmt_, i, v); }
+  void bind(int i, const std::string& v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+
+  // True while a row is available; errors land in *status (left untouched on success).
+  bool next_row(Status* status) {
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc != SQLITE_DONE) *status = Status::Error(db_error(db_));
+    return false;
+  }
+  // For statements that return no rows.
+  Status run() {
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW) return Status::Ok();
+    return Status::Error(db_error(db_));
+  }
+  void reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+
+  std::int64_t i64(int col) const { return sqlite3_column_int64(stmt_, col); }
+  std::string text(int col) const {
+    const auto* p = sqlite3_column_text(stmt_, col);
+    return p ? std::string(reinterpret_cast<const char*>(p),
+                           static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
+             : std::string();
+  }
+  double real(int col) const {
+    if (sqlite3_column_type(stmt_, col) == SQLITE_NULL) {
+      return std::numeric_limits<double>::quiet_NaN();
+    }
+    return sqlite3_column_double(stmt_, col);
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+// Statements without values (pragmas, DDL, BEGIN/COMMIT) only; values always go through bind.
+Status exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string message = err ? err : sqlite3_errmsg(db);
+    sqlite3_free(err);
+    return Status::Error(message + " (sqlite code " +
+                         std::to_string(sqlite3_extended_errcode(db)) + ")");
+  }
+  return Status::Ok();
+}
+
+// BEGIN IMMEDIATE takes the write lock up front, so a check-then-update cannot interleave
+// with another writer. Rolls back unless commit() succeeded.
+class Transaction {
+ public:
+  explicit Transaction(sqlite3* db) : db_(db) {}
+  ~Transaction() {
+    if (open_) (void)exec(db_, "ROLLBACK");
+  }
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+
+  Status begin() {
+    Status s = exec(db_, "BEGIN IMMEDIATE");
+    open_ = s.ok();
+    return s;
+  }
+  Status commit() {
+    Status s = exec(db_, "COMMIT");
+    if (s.ok()) open_ = false;
+    return s;
+  }
+
+ private:
+  sqlite3* db_;
+  bool open_ = false;
+};
+
+Status params_to_json(const ParamMap& params, std::string* out) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [name, value] : params) {
+    if (const auto* i = std::get_if<std::int64_t>(&value)) {
+      j[name] = *i;
+    } else if (const auto* d = std::get_if<double>(&value)) {
+      // JSON has no NaN/inf; storing null would lose the kind silently.
+      if (!std::isfinite(*d)) return Status::Error("param '" + name + "' is not finite");
+      j[name] = *d;
+    } else {
+      j[name] = std::get<std::string>(value);
+    }
+  }
+  try {
+    *out = j.dump();
+  } catch (const nlohmann::json::exception& e) {
+    return Status::Error(std::string("params are not valid UTF-8: ") + e.what());
+  }
+  return Status::Ok();
+}
+
+Status params_from_json(const std::string& text, ParamMap* out) {
+  out->clear();
+  try {
+    const auto j = nlohmann::json::parse(text);
+    if (!j.is_object()) return Status::Error("params are not a JSON object: " + text);
+    for (const auto& [name, value] : j.items()) {
+      // nlohmann keeps 1.0 as number_float and 1 as number_integer; that is what preserves
+      // the kind across the store.
+      if (value.is_number_integer()) {
+        (*out)[name] = value.get<std::int64_t>();
+      } else if (value.is_number_float()) {
+        (*out)[name] = value.get<double>();
+      } else if (value.is_string()) {
+        (*out)[name] = value.get<std::string>();
+      } else {
+        return Status::Error("param '" + name + "' has unsupported JSON type: " + value.dump());
+      }
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return Status::Error(std::string("params are not valid JSON: ") + e.what());
+  }
+  return Status::Ok();
+}
+
+constexpr const char* kExperimentColumns =
+    "id, name, spec_yaml, spec_hash, metric, mode, seed, state, created_at";
+
+ExperimentRecord read_experiment(const Statement& st) {
+  ExperimentRecord r;
+  r.id = st.i64(0);
+  r.name = st.text(1);
+  r.spec_yaml = st.text(2);
+  r.spec_hash = st.text(3);
+  r.metric = st.text(4);
+  r.mode = st.text(5);
+  r.seed = from_db(st.i64(6));
+  r.state = st.text(7);
+  r.created_at = st.text(8);
+  return r;
+}
+
+constexpr const char* kTrialColumns =
+    "id, experiment_id, number, state, params, seed, attempt, grp, error, started_at, "
+    "finished_at";
+
+Status read_trial(const Statement& st, TrialRecord* r) {
+  r->id = st.i64(0);
+  r->experiment_id = st.i64(1);
+  r->number = static_cast<std::int32_t>(st.i64(2));
+  const std::string state = st.text(3);
+  if (!parse_trial_state(state, &r->state)) {
+    return Status::Error("trial " + std::to_string(r->id) + " has unknown state '" + state + "'");
+  }
+  Status s = params_from_json(st.text(4), &r->params);
+  if (!s.ok()) return s.With("trial " + std::to_string(r->id));
+  r->seed = from_db(st.i64(5));
+  r->attempt = static_cast<std::int32_t>(st.i64(6));
+  r->group = st.text(7);
+  r->error = st.text(8);
+  r->started_at = st.text(9);
+  r->finished_at = st.text(10);
+  r->final_metrics.clear();
+  return Status::Ok();
+}
+
+// Reads (trial_id, epoch, name, value) rows into per-trial series. Rows must arrive ordered by
+// epoch within each (trial, name), which the queries guarantee.
+Status read_series(Statement& st, std::map<std::int64_t, MetricSeries>* out) {
+  Status s;
+  while (st.next_row(&s)) {
+    (*out)[st.i64(0)][st.text(2)].emplace_back(static_cast<std::int32_t>(st.i64(1)), st.real(3));
+  }
+  return s;
+}
+
+bool is_terminal(TrialState state) {
+  return state == TrialState::kCompleted || state == TrialState::kPruned ||
+         state == TrialState::kFailed;
+}
+
+// Current state and attempt of one trial, for the transition checks.
+Status trial_state(sqlite3* db, std::int64_t trial_id, TrialState* state, std::int32_t* attempt) {
+  Statement st;
+  Status s = st.prepare(db, "SELECT state, attempt FROM trials WHERE id = ?1");
+  if (!s.ok()) return s;
+  st.bind(1, trial_id);
+  if (!st.next_row(&s)) {
+    return s.ok() ? Status::Error("no trial with id " + std::to_string(trial_id)) : s;
+  }
+  if (!parse_trial_state(st.text(0), state)) {
+    return Status::Error("trial " + std::to_string(trial_id) + " has unknown state '" +
+                         st.text(0) + "'");
+  }
+  *attempt = static_cast<std::int32_t>(st.i64(1));
+  return Status::Ok();
+}
+
+// Creates the schema in an empty file, or checks that an existing file is a Trellis store this
+// build can read.
+Status open_schema(sqlite3* db, bool read_only) {
+  Transaction txn(db);
+  // A read-only connection cannot take the write lock; its reads are consistent anyway.
+  if (!read_only) {
+    Status s = txn.begin();
+    if (!s.ok()) return s;
+  }
+  Statement tables;
+  Status s = tables.prepare(
+      db, "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'");
+  if (!s.ok()) return s;
+  bool has_meta = false;
+  int table_count = 0;
+  while (tables.next_row(&s)) {
+    ++table_count;
+    if (tables.text(0) == "meta") has_meta = true;
+  }
+  if (!s.ok()) return s;
+
+  if (table_count == 0) {
+    if (read_only) return Status::Error("empty database, not a Trellis store");
+    s = exec(db, kSchema);
+    if (!s.ok()) return s.With("creating schema");
+    Statement put;
+    s = put.prepare(db, "INSERT INTO meta (key, value) VALUES (?1, ?2)");
+    if (!s.ok()) return s;
+    put.bind(1, std::string("application"));
+    put.bind(2, std::string(kApplication));
+    if (s = put.run(); !s.ok()) return s;
+    put.reset();
+    put.bind(1, std::string("schema_version"));
+    put.bind(2, std::to_string(kSchemaVersion));
+    if (s = put.run(); !s.ok()) return s;
+    return txn.commit();
+  }
+  if (!has_meta) return Status::Error("SQLite database without a meta table, not a Trellis store");
+
+  Statement get;
+  s = get.prepare(db, "SELECT key, value FROM meta WHERE key IN ('application', 'schema_version')");
+  if (!s.ok()) return s;
+  std::string application, version_text;
+  while (get.next_row(&s)) {
+    (get.text(0) == "application" ? application : version_text) = get.text(1);
+  }
+  if (!s.ok()) return s;
+  if (application != kApplication) {
+    return Status::Error("meta table does not name a Trellis store (application '" +
+                         application + "')");
+  }
+  int version = 0;
+  try {
+    version = std::stoi(version_text);
+  } catch (const std::exception&) {
+    return Status::Error("unreadable schema version '" + version_text + "'");
+  }
+  if (version > kSchemaVersion) {
+    return Status::Error("schema version " + std::to_string(version) +
+                         " is newer than this build supports (" + std::to_string(kSchemaVersion) +
+                         "); use a newer trellis");
+  }
+  if (version < 1) return Status::Error("invalid schema version " + std::to_string(version));
+  return read_only ? Status::Ok() : txn.commit();
+}
+
+}  // namespace
+
+const char* to_string(TrialState state) {
+  switch (state) {
+    case TrialState::kPending: return "pending";
+    case TrialState::kRunning: return "running";
+    case TrialState::kCompleted: return "completed";
+    case TrialState::kPruned: return "pruned";
+    case TrialState::kFailed: return "failed";
+  }
+  return "unknown";
+}
+
+bool parse_trial_state(const std::string& text, TrialState* out) {
+  static constexpr TrialState kAll[] = {TrialState::kPending, TrialState::kRunning,
+                                        TrialState::kCompleted, TrialState::kPruned,
+                                        TrialState::kFailed};
+  for (TrialState state : kAll) {
+    if (text == to_string(state)) {
+      *out = state;
+      return true;
+    }
+  }
+  return false;
+}
+
+Status ExperimentStore::Open(const std::string& path, bool read_only,
+                             std::unique_ptr<ExperimentStore>* out) {
+  const std::string where = "experiment store " + path;
+  if (read_only) {
+    // SQLite's own message ("unable to open database file") does not say which file.
+    struct stat info {};
+    if (::stat(path.c_str(), &info) != 0) {
+      return Status::Error(where + ": no such file (run an experiment first, or pass --store)");
+    }
+  }
+  sqlite3* db = nullptr;
+  const int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  if (sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+    std::string message = db ? db_error(db) : "out of memory";
+    sqlite3_close(db);
+    return Status::Error(where + ": cannot open: " + message);
+  }
+  std::unique_ptr<ExperimentStore> store(new ExperimentStore(db));
+  sqlite3_busy_timeout(db, kBusyTimeoutMs);
+  sqlite3_extended_result_codes(db, 1);
+
+  // The first statement that reads the header is where a non-SQLite file shows up.
+  Status s = exec(db, read_only ? "PRAGMA schema_version" : "PRAGMA journal_mode = WAL");
+  if (!s.ok()) {
+    if ((sqlite3_extended_errcode(db) & 0xff) == SQLITE_NOTADB) {
+      return Status::Error(where + ": not a Trellis store (not an SQLite database)");
+    }
+    return s.With(where);
+  }
+  s = exec(db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON");
+  if (!s.ok()) return s.With(where);
+  s = open_schema(db, read_only);
+  if (!s.ok()) return s.With(where);
+  *out = std::move(store);
+  return Status::Ok();
+}
+
+ExperimentStore::ExperimentStore(sqlite3* db) : db_(db) {}
+
+ExperimentStore::~ExperimentStore() { sqlite3_close_v2(db_); }
+
+std::string ExperimentStore::path() const {
+  const char* name = sqlite3_db_filename(db_, "main");
+  return name ? name : "";
+}
+
+Status ExperimentStore::find_experiment(const std::string& name,
+                                        std::optional<ExperimentRecord>* out) {
+  out->reset();
+  Statement st;
+  Status s = st.prepare(
+      db_, (std::string("SELECT ") + kExperimentColumns + " FROM experiments WHERE name = ?1")
+               .c_str());
+  if (!s.ok()) return s.With("find_experiment");
+  st.bind(1, name);
+  if (st.next_row(&s)) *out = read_experiment(st);
+  return s.With("find_experiment '" + name + "'");
+}
+
+Status ExperimentStore::latest_experiment(std::optional<ExperimentRecord>* out) {
+  out->reset();
+  Statement st;
+  // ids only grow, so the highest id is the latest even when two share a timestamp.
+  Status s = st.prepare(
+      db_, (std::string("SELECT ") + kExperimentColumns +
+            " FROM experiments ORDER BY id DESC LIMIT 1")
+               .c_str());
+  if (!s.ok()) return s.With("latest_experiment");
+  if (st.next_row(&s)) *out = read_experiment(st);
+  return s.With("latest_experiment");
+}
+
+Status ExperimentStore::list_experiments(std::vector<ExperimentRecord>* out) {
+  out->clear();
+  Statement st;
+  Status s = st.prepare(
+      db_, (std::string("SELECT ") + kExperimentColumns + " FROM experiments ORDER BY id").c_str());
+  if (!s.ok()) return s.With("list_experiments");
+  while (st.next_row(&s)) out->push_back(read_experiment(st));
+  return s.With("list_experiments");
+}
+
+Status ExperimentStore::create_experiment(ExperimentRecord* record) {
+  const std::string where = "create_experiment '" + record->name + "'";
+  if (record->name.empty()) return Status::Error("create_experiment: empty name");
+  if (record->mode != "max" && record->mode != "min") {
+    return Status::Error(where + ": mode must be max or min, not '" + record->mode + "'");
+  }
+  Statement st;
+  Status s = st.prepare(db_,
+                        "INSERT INTO experiments (name, spec_yaml, spec_hash, metric, mode, seed, "
+                        "state, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  if (!s.ok()) return s.With(where);
+  const std::string created_at = now_iso8601();
+  st.bind(1, record->name);
+  st.bind(2, record->spec_yaml);
+  st.bind(3, record->spec_hash);
+  st.bind(4, record->metric);
+  st.bind(5, record->mode);
+  st.bind(6, to_db(record->seed));
+  st.bind(7, record->state);
+  st.bind(8, created_at);
+  s = st.run();
+  if (!s.ok()) {
+    if (sqlite3_extended_errcode(db_) == SQLITE_CONSTRAINT_UNIQUE) {
+      return Status::Error(where + ": an experiment with this name already exists in " + path());
+    }
+    return s.With(where);
+  }
+  record->id = sqlite3_last_insert_rowid(db_);
+  record->created_at = created_at;
+  return Status::Ok();
+}
+
+Status ExperimentStore::set_experiment_state(std::int64_t experiment_id,
+                                             const std::string& state) {
+  const std::string where = "set_experiment_state " + std::to_string(experiment_id);
+  Statement st;
+  Status s = st.prepare(db_, "UPDATE experiments SET state = ?1 WHERE id = ?2");
+  if (!s.ok()) return s.With(where);
+  st.bind(1, state);
+  st.bind(2, experiment_id);
+  if (s = st.run(); !s.ok()) return s.With(where);
+  if (sqlite3_changes(db_) == 0) return Status::Error(where + ": no such experiment");
+  return Status::Ok();
+}
+
+Status ExperimentStore::add_trial(TrialRecord* record) {
+  const std::string where = "add_trial " + std::to_string(record->number) + " of experiment " +
+                            std::to_string(record->experiment_id);
+  std::string params;
+  Status s = params_to_json(record->params, &params);
+  if (!s.ok()) return s.With(where);
+  Statement st;
+  s = st.prepare(db_,
+                 "INSERT INTO trials (experiment_id, number, state, params, seed) "
+                 "VALUES (?1, ?2, 'pending', ?3, ?4)");
+  if (!s.ok()) return s.With(where);
+  st.bind(1, record->experiment_id);
+  st.bind(2, static_cast<std::int64_t>(record->number));
+  st.bind(3, params);
+  st.bind(4, to_db(record->seed));
+  s = st.run();
+  if (!s.ok()) {
+    const int code = sqlite3_extended_errcode(db_);
+    if (code == SQLITE_CONSTRAINT_UNIQUE) {
+      return Status::Error(where + ": trial number already exists");
+    }
+    if (code == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      return Status::Error(where + ": no such experiment");
+    }
+    return s.With(where);
+  }
+  record->id = sqlite3_last_insert_rowid(db_);
+  record->state = TrialState::kPending;
+  record->attempt = 0;
+  record->group.clear();
+  record->error.clear();
+  record->started_at.clear();
+  record->finished_at.clear();
+  record->final_metrics.clear();
+  return Status::Ok();
+}
+
+Status ExperimentStore::list_trials(std::int64_t experiment_id, std::vector<TrialRecord>* out) {
+  const std::string where = "list_trials of experiment " + std::to_string(experiment_id);
+  out->clear();
+  Statement st;
+  Status s = st.prepare(db_, (std::string("SELECT ") + kTrialColumns +
+                              " FROM trials WHERE experiment_id = ?1 ORDER BY number")
+                                 .c_str());
+  if (!s.ok()) return s.With(where);
+  st.bind(1, experiment_id);
+  std::map<std::int64_t, std::size_t> index_of;
+  while (st.next_row(&s)) {
+    TrialRecord r;
+    Status rs = read_trial(st, &r);
+    if (!rs.ok()) return rs.With(where);
+    index_of[r.id] = out->size();
+    out->push_back(std::move(r));
+  }
+  if (!s.ok()) return s.With(where);
+
+  Statement finals;
+  s = finals.prepare(db_,
+                     "SELECT f.trial_id, f.name, f.value FROM finals f "
+                     "JOIN trials t ON t.id = f.trial_id WHERE t.experiment_id = ?1");
+  if (!s.ok()) return s.With(where);
+  finals.bind(1, experiment_id);
+  while (finals.next_row(&s)) {
+    auto it = index_of.find(finals.i64(0));
+    if (it != index_of.end()) (*out)[it->second].final_metrics[finals.text(1)] = finals.real(2);
+  }
+  return s.With(where);
+}
+
+Status ExperimentStore::get_trial(std::int64_t trial_id, TrialRecord* out) {
+  const std::string where = "get_trial " + std::to_string(trial_id);
+  Statement st;
+  Status s = st.prepare(
+      db_, (std::string("SELECT ") + kTrialColumns + " FROM trials WHERE id = ?1").c_str());
+  if (!s.ok()) return s.With(where);
+  st.bind(1, trial_id);
+  if (!st.next_row(&s)) return s.ok() ? Status::Error(where + ": no such trial") : s.With(where);
+  if (s = read_trial(st, out); !s.ok()) return s.With(where);
+
+  Statement finals;
+  s = finals.prepare(db_, "SELECT name, value FROM finals WHERE trial_id = ?1");
+  if (!s.ok()) return s.With(where);
+  finals.bind(1, trial_id);
+  while (finals.next_row(&s)) out->final_metrics[finals.text(0)] = finals.real(1);
+  return s.With(where);
+}
+
+Status ExperimentStore::start_trial(std::int64_t trial_id, const std::string& group,
+                                    std::int32_t* attempt) {
+  const std::string where = "start_trial " + std::to_string(trial_id);
+  Transaction txn(db_);
+  Status s = txn.begin();
+  if (!s.ok()) return s.With(where);
+  TrialState state;
+  std::int32_t current = 0;
+  if (s = trial_state(db_, trial_id, &state, &current); !s.ok()) return s.With(where);
+  if (state != TrialState::kPending) {
+    return Status::Error(where + ": trial is " + to_string(state) + ", not pending");
+  }
+  Statement st;
+  s = st.prepare(db_,
+                 "UPDATE trials SET state = 'running', attempt = ?1, grp = ?2, started_at = ?3, "
+                 "finished_at = '' WHERE id = ?4");
+  if (!s.ok()) return s.With(where);
+  st.bind(1, static_cast<std::int64_t>(current + 1));
+  st.bind(2, group);
+  st.bind(3, now_iso8601());
+  st.bind(4, trial_id);
+  if (s = st.run(); !s.ok()) return s.With(where);
+  if (s = txn.commit(); !s.ok()) return s.With(where);
+  *attempt = current + 1;
+  return Status::Ok();
+}
+
+Status ExperimentStore::append_report(std::int64_t trial_id, std::int32_t attempt,
+                                      std::int32_t epoch, const MetricMap& metrics) {
+  const std::string where = "append_report trial " + std::to_string(trial_id) + " attempt " +
+                            std::to_string(attempt) + " epoch " + std::to_string(epoch);
+  Transaction txn(db_);
+  Status s = txn.begin();
+  if (!s.ok()) return s.With(where);
+  TrialState state;
+  std::int32_t current = 0;
+  if (s = trial_state(db_, trial_id, &state, &current); !s.ok()) return s.With(where);
+  // A late report of an older attempt is kept (metric_series hides it); one of an attempt that
+  // was never started is a protocol error.
+  if (attempt < 1 || attempt > current) {
+    return Status::Error(where + ": attempt was never started (current attempt " +
+                         std::to_string(current) + ")");
+  }
+  Statement st;
+  s = st.prepare(db_,
+                 "INSERT OR IGNORE INTO metrics (trial_id, attempt, epoch, name, value) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5)");
+  if (!s.ok()) return s.With(where);
+  for (const auto& [name, value] : metrics) {
+    st.reset();
+    st.bind(1, trial_id);
+    st.bind(2, static_cast<std::int64_t>(attempt));
+    st.bind(3, static_cast<std::int64_t>(epoch));
+    st.bind(4, name);
+    st.bind(5, value);
+    if (s = st.run(); !s.ok()) return s.With(where + " metric " + name);
+  }
+  return txn.commit().With(where);
+}
+
+Status ExperimentStore::finish_trial(std::int64_t trial_id, std::int32_t attempt,
+                                     TrialState state, const std::string& error,
+                                     const MetricMap& final_metrics) {
+  const std::string where = "finish_trial " + std::to_string(trial_id) + " attempt " +
+                            std::to_string(attempt) + " as " + to_string(state);
+  if (!is_terminal(state)) {
+    return Status::Error(where + ": a trial can only finish as completed, pruned or failed");
+  }
+  Transaction txn(db_);
+  Status s = txn.begin();
+  if (!s.ok()) return s.With(where);
+  TrialState current_state;
+  std::int32_t current = 0;
+  if (s = trial_state(db_, trial_id, &current_state, &current); !s.ok()) return s.With(where);
+  if (current_state != TrialState::kRunning) {
+    return Status::Error(where + ": trial is " + to_string(current_state) + ", not running");
+  }
+  if (current != attempt) {
+    return Status::Error(where + ": stale attempt, the trial is on attempt " +
+                         std::to_string(current));
+  }
+  Statement update;
+  s = update.prepare(db_,
+                     "UPDATE trials SET state = ?1, error = ?2, finished_at = ?3 WHERE id = ?4");
+  if (!s.ok()) return s.With(where);
+  update.bind(1, std::string(to_string(state)));
+  update.bind(2, error);
+  update.bind(3, now_iso8601());
+  update.bind(4, trial_id);
+  if (s = update.run(); !s.ok()) return s.With(where);
+
+  Statement insert;
+  s = insert.prepare(db_, "INSERT OR REPLACE INTO finals (trial_id, name, value) VALUES (?1, ?2, ?3)");
+  if (!s.ok()) return s.With(where);
+  for (const auto& [name, value] : final_metrics) {
+    insert.reset();
+    insert.bind(1, trial_id);
+    insert.bind(2, name);
+    insert.bind(3, value);
+    if (s = insert.run(); !s.ok()) return s.With(where + " final " + name);
+  }
+  return txn.commit().With(where);
+}
+
+Status ExperimentStore::requeue_trial(std::int64_t trial_id, const std::string& reason) {
+  const std::string where = "requeue_trial " + std::to_string(trial_id);
+  Transaction txn(db_);
+  Status s = txn.begin();
+  if (!s.ok()) return s.With(where);
+  TrialState state;
+  std::int32_t current = 0;
+  if (s = trial_state(db_, trial_id, &state, &current); !s.ok()) return s.With(where);
+  if (state != TrialState::kRunning) {
+    return Status::Error(where + ": trial is " + to_string(state) + ", not running");
+  }
+  Statement st;
+  s = st.prepare(db_, "UPDATE trials SET state = 'pending', error = ?1 WHERE id = ?2");
+  if (!s.ok()) return s.With(where);
+  st.bind(1, reason);
+  st.bind(2, trial_id);
+  if (s = st.run(); !s.ok()) return s.With(where);
+  return txn.commit().With(where);
+}
+
+Status ExperimentStore::metric_series(std::int64_t trial_id, MetricSeries* out) {
+  const std::string where = "metric_series of trial " + std::to_string(trial_id);
+  out->clear();
+  Statement st;
+  // The trial's attempt column is its latest attempt; older attempts' reports stay hidden.
+  Status s = st.prepare(db_,
+                        "SELECT m.trial_id, m.epoch, m.name, m.value FROM metrics m "
+                        "JOIN trials t ON t.id = m.trial_id AND m.attempt = t.attempt "
+                        "WHERE t.id = ?1 ORDER BY m.name, m.epoch");
+  if (!s.ok()) return s.With(where);
+  st.bind(1, trial_id);
+  std::map<std::int64_t, MetricSeries> by_trial;
+  if (s = read_series(st, &by_trial); !s.ok()) return s.With(where);
+  if (auto it = by_trial.find(trial_id); it != by_trial.end()) *out = std::move(it->second);
+  return Status::Ok();
+}
+
+Status ExperimentStore::experiment_metrics(std::int64_t experiment_id,
+                                           std::map<std::int64_t, MetricSeries>* out) {
+  const std::string where = "experiment_metrics of experiment " + std::to_string(experiment_id);
+  out->clear();
+  Statement st;
+  Status s = st.prepare(db_,
+                        "SELECT m.trial_id, m.epoch, m.name, m.value FROM metrics m "
+                        "JOIN trials t ON t.id = m.trial_id AND m.attempt = t.attempt "
+                        "WHERE t.experiment_id = ?1 ORDER BY m.trial_id, m.name, m.epoch");
+  if (!s.ok()) return s.With(where);
+  st.bind(1, experiment_id);
+  return read_series(st, out).With(where);
+}
+
+Status resolve_experiment(ExperimentStore& store, const std::string& name,
+                          ExperimentRecord* out) {
+  std::optional<ExperimentRecord> found;
+  Status s = name.empty() ? store.latest_experiment(&found) : store.find_experiment(name, &found);
+  if (!s.ok()) return s;
+  if (found) {
+    *out = std::move(*found);
+    return Status::Ok();
+  }
+  std::vector<ExperimentRecord> all;
+  if (s = store.list_experiments(&all); !s.ok()) return s;
+  if (all.empty()) {
+    return Status::Error("no experiments in " + store.path() +
+                         "; start one with trellis run SPEC");
+  }
+  std::string names;
+  for (const auto& e : all) names += (names.empty() ? "" : ", ") + e.name;
+  return Status::Error("no experiment '" + name + "' in " + store.path() +
+                       "; experiments: " + names);
+}
+
+}  // namespace trellis::coordinator

@@ -64,6 +64,9 @@ class ExperimentStore {
   ExperimentStore(const ExperimentStore&) = delete;
   ExperimentStore& operator=(const ExperimentStore&) = delete;
 
+  // The file this store was opened from, for messages ("no experiments in PATH").
+  std::string path() const;
+
   [[nodiscard]] Status find_experiment(const std::string& name,
                                        std::optional<ExperimentRecord>* out);
   // The most recently created experiment, if any.
@@ -100,5 +103,10 @@ class ExperimentStore {
   explicit ExperimentStore(sqlite3* db);
   sqlite3* db_;
 };
+
+// The experiment a read-only command means: `name`, or the latest one when `name` is empty.
+// Unknown names fail with the list of experiments that exist, so a typo is easy to fix.
+[[nodiscard]] Status resolve_experiment(ExperimentStore& store, const std::string& name,
+                                        ExperimentRecord* out);
 
 }  // namespace trellis::coordinator

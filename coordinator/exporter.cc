@@ -1,1 +1,196 @@
-// placeholder: being written
+#include "coordinator/exporter.h"
+
+#include <charconv>
+#include <cmath>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <vector>
+
+namespace trellis::coordinator {
+
+namespace {
+
+using nlohmann::json;
+
+struct Snapshot {
+  ExperimentRecord experiment;
+  std::vector<TrialRecord> trials;  // number order
+  std::map<std::int64_t, MetricSeries> series;  // by trial id
+};
+
+Status load(ExperimentStore& store, const std::string& name, Snapshot* out) {
+  if (name.empty()) return Status::Error("export: no experiment name given");
+  Status s = resolve_experiment(store, name, &out->experiment);
+  if (!s.ok()) return s;
+  if (s = store.list_trials(out->experiment.id, &out->trials); !s.ok()) return s;
+  return store.experiment_metrics(out->experiment.id, &out->series);
+}
+
+json number_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+json param_json(const ParamValue& value) {
+  if (const auto* i = std::get_if<std::int64_t>(&value)) return json(*i);
+  if (const auto* d = std::get_if<double>(&value)) return number_or_null(*d);
+  return json(std::get<std::string>(value));
+}
+
+Status write_json(const Snapshot& snap, std::ostream& out) {
+  const ExperimentRecord& e = snap.experiment;
+  json doc;
+  doc["experiment"] = {{"name", e.name},           {"id", e.id},
+                       {"metric", e.metric},       {"mode", e.mode},
+                       {"seed", e.seed},           {"state", e.state},
+                       {"created_at", e.created_at}, {"spec_hash", e.spec_hash},
+                       {"spec", e.spec_yaml}};
+  json trials = json::array();
+  for (const TrialRecord& t : snap.trials) {
+    json params = json::object();
+    for (const auto& [name, value] : t.params) params[name] = param_json(value);
+    json metrics = json::object();
+    if (auto it = snap.series.find(t.id); it != snap.series.end()) {
+      for (const auto& [name, points] : it->second) {
+        json list = json::array();
+        for (const auto& [epoch, value] : points) list.push_back({epoch, number_or_null(value)});
+        metrics[name] = std::move(list);
+      }
+    }
+    json finals = json::object();
+    for (const auto& [name, value] : t.final_metrics) finals[name] = number_or_null(value);
+    trials.push_back({{"id", t.number},
+                      {"state", to_string(t.state)},
+                      {"params", std::move(params)},
+                      {"metrics", std::move(metrics)},
+                      {"final", std::move(finals)},
+                      {"attempt", t.attempt},
+                      {"seed", t.seed},
+                      {"group", t.group},
+                      {"error", t.error},
+                      {"started_at", t.started_at},
+                      {"finished_at", t.finished_at}});
+  }
+  doc["trials"] = std::move(trials);
+  // replace: a stray non-UTF-8 byte in a spec or error text must not make the export fail.
+  out << doc.dump(2, ' ', false, json::error_handler_t::replace) << '\n';
+  return Status::Ok();
+}
+
+// Shortest text that reads back to the same double.
+std::string format_number(double v) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return ec == std::errc() ? std::string(buf, end) : std::string();
+}
+
+std::string csv_field(const std::string& text) {
+  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
+  std::string quoted = "\"";
+  for (char c : text) {
+    if (c == '"') quoted += '"';
+    quoted += c;
+  }
+  return quoted + '"';
+}
+
+std::string param_text(const ParamValue& value) {
+  if (const auto* d = std::get_if<double>(&value)) return format_number(*d);
+  return trellis::to_string(value);
+}
+
+void write_row(const std::vector<std::string>& fields, std::ostream& out) {
+  for (std::size_t i = 0; i < fields.size(); ++i) {
+    if (i) out << ',';
+    out << csv_field(fields[i]);
+  }
+  out << '\n';
+}
+
+Status write_csv(const Snapshot& snap, std::ostream& out) {
+  std::set<std::string> param_names, metric_names, final_names;
+  for (const TrialRecord& t : snap.trials) {
+    for (const auto& [name, value] : t.params) param_names.insert(name);
+    for (const auto& [name, value] : t.final_metrics) final_names.insert(name);
+  }
+  for (const auto& [id, series] : snap.series) {
+    for (const auto& [name, points] : series) metric_names.insert(name);
+  }
+
+  std::vector<std::string> header = {"trial", "state"};
+  header.insert(header.end(), param_names.begin(), param_names.end());
+  header.push_back("epoch");
+  header.insert(header.end(), metric_names.begin(), metric_names.end());
+  for (const auto& name : final_names) header.push_back("final_" + name);
+  write_row(header, out);
+
+  static const MetricSeries kNoSeries;
+  for (const TrialRecord& t : snap.trials) {
+    auto it = snap.series.find(t.id);
+    const MetricSeries& series = it == snap.series.end() ? kNoSeries : it->second;
+    // epoch -> metric -> value, so metrics reported at different epochs still line up.
+    std::map<std::int32_t, std::map<std::string, double>> by_epoch;
+    for (const auto& [name, points] : series) {
+      for (const auto& [epoch, value] : points) by_epoch[epoch][name] = value;
+    }
+
+    std::vector<std::string> prefix = {std::to_string(t.number), to_string(t.state)};
+    for (const auto& name : param_names) {
+      auto p = t.params.find(name);
+      prefix.push_back(p == t.params.end() ? "" : param_text(p->second));
+    }
+    std::vector<std::string> suffix;
+    for (const auto& name : final_names) {
+      auto f = t.final_metrics.find(name);
+      suffix.push_back(f == t.final_metrics.end() ? "" : format_number(f->second));
+    }
+
+    auto emit = [&](const std::string& epoch, const std::map<std::string, double>* values) {
+      std::vector<std::string> row = prefix;
+      row.push_back(epoch);
+      for (const auto& name : metric_names) {
+        std::string cell;
+        if (values) {
+          if (auto v = values->find(name); v != values->end()) cell = format_number(v->second);
+        }
+        row.push_back(std::move(cell));
+      }
+      row.insert(row.end(), suffix.begin(), suffix.end());
+      write_row(row, out);
+    };
+    if (by_epoch.empty()) {
+      emit("", nullptr);
+    } else {
+      for (const auto& [epoch, values] : by_epoch) emit(std::to_string(epoch), &values);
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status parse_export_format(const std::string& text, ExportFormat* out) {
+  if (text == "json") {
+    *out = ExportFormat::kJson;
+  } else if (text == "csv") {
+    *out = ExportFormat::kCsv;
+  } else {
+    return Status::Error("unknown export format '" + text + "' (expected json or csv)");
+  }
+  return Status::Ok();
+}
+
+Status export_experiment(ExperimentStore& store, const std::string& experiment_name,
+                         ExportFormat format, std::ostream& out) {
+  Snapshot snap;
+  Status s = load(store, experiment_name, &snap);
+  if (!s.ok()) return s.With("export");
+  try {
+    s = format == ExportFormat::kJson ? write_json(snap, out) : write_csv(snap, out);
+  } catch (const nlohmann::json::exception& e) {
+    return Status::Error(std::string("export '") + experiment_name + "': " + e.what());
+  }
+  if (!s.ok()) return s.With("export");
+  if (!out) return Status::Error("export '" + experiment_name + "': write failed");
+  return Status::Ok();
+}
+
+}  // namespace trellis::coordinator

@@ -1,1 +1,95 @@
-// placeholder: being written
+#include "coordinator/local_launcher.h"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+extern char** environ;
+
+namespace trellis::coordinator {
+
+std::string executable_dir() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string(".") : exe.parent_path().string();
+}
+
+LocalLauncher::~LocalLauncher() { Stop(std::chrono::milliseconds(0)); }
+
+Status LocalLauncher::Launch(const LaunchOptions& options) {
+  const std::string worker =
+      options.worker_binary.empty() ? executable_dir() + "/trellis-worker" : options.worker_binary;
+  if (access(worker.c_str(), X_OK) != 0)
+    return Status::Error("worker binary '" + worker + "' is not executable: " + std::strerror(errno));
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  for (int g = 0; g < options.groups; ++g) {
+    std::vector<std::string> args = {options.mpirun, "-np", std::to_string(options.ranks_per_group)};
+    // Placement by topology is the worker's job; mpirun's default core binding would put
+    // rank 0 of every group on the same core.
+    args.insert(args.end(), {"--bind-to", "none"});
+    if (static_cast<unsigned>(options.groups * options.ranks_per_group) > cores)
+      args.push_back("--oversubscribe");
+    args.insert(args.end(), options.mpirun_args.begin(), options.mpirun_args.end());
+    args.insert(args.end(), {worker, "--connect", options.endpoint, "--log-level", options.log_level});
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid = 0;
+    const int rc = posix_spawnp(&pid, argv[0], nullptr, nullptr, argv.data(), environ);
+    if (rc != 0)
+      return Status::Error("cannot start '" + options.mpirun + "': " + std::strerror(rc) +
+                           " (is OpenMPI installed and on PATH?)");
+    spdlog::info("started worker group {} (pid {}): {} ranks", g, pid, options.ranks_per_group);
+    pids_.push_back(pid);
+  }
+  return Status::Ok();
+}
+
+void LocalLauncher::reap(bool block) {
+  for (auto it = pids_.begin(); it != pids_.end();) {
+    int status = 0;
+    const pid_t r = waitpid(*it, &status, block ? 0 : WNOHANG);
+    if (r == 0) {
+      ++it;
+      continue;
+    }
+    if (r == *it) {
+      if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+        failures_.push_back("worker group pid " + std::to_string(*it) + " exited with code " +
+                            std::to_string(WEXITSTATUS(status)));
+      else if (WIFSIGNALED(status))
+        failures_.push_back("worker group pid " + std::to_string(*it) + " killed by signal " +
+                            std::to_string(WTERMSIG(status)));
+    }
+    it = pids_.erase(it);
+  }
+}
+
+bool LocalLauncher::any_running() {
+  reap(false);
+  return !pids_.empty();
+}
+
+void LocalLauncher::Stop(std::chrono::milliseconds grace) {
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  while (any_running() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (pids_.empty()) return;
+  // mpirun forwards SIGTERM to its ranks and exits.
+  for (pid_t pid : pids_) kill(pid, SIGTERM);
+  const auto kill_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (any_running() && std::chrono::steady_clock::now() < kill_deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (pid_t pid : pids_) kill(pid, SIGKILL);
+  reap(true);
+}
+
+}  // namespace trellis::coordinator

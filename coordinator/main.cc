@@ -1,1 +1,218 @@
-// placeholder: being written
+// trellis: the researcher's command line. `run` and `serve` host the coordinator; `trials`
+// and `export` only read the store.
+
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "common/logging.h"
+#include "common/sweep_spec.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/experiment_store.h"
+#include "coordinator/exporter.h"
+#include "coordinator/local_launcher.h"
+#include "coordinator/trial_table.h"
+
+namespace {
+
+using namespace trellis;
+using namespace trellis::coordinator;
+
+std::atomic<int> g_signal{0};
+
+void on_signal(int sig) { g_signal = sig; }
+
+void install_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+int fail(const Status& s) {
+  std::cerr << "trellis: " << s.message() << "\n";
+  return 1;
+}
+
+struct CommonArgs {
+  std::string store = "trellis.db";
+  std::string log_level = "info";
+};
+
+struct ServeArgs {
+  std::string spec;
+  std::string bind;
+  double liveness_s = 30;
+};
+
+struct RunArgs {
+  ServeArgs serve;
+  int groups = 0;
+  std::string mpirun = "mpirun";
+  std::vector<std::string> mpirun_args;
+};
+
+Status open_store(const CommonArgs& common, bool read_only, std::unique_ptr<ExperimentStore>* out) {
+  return ExperimentStore::Open(common.store, read_only, out);
+}
+
+// Loads the spec, opens the store and starts a coordinator bound to `bind`.
+Status start_coordinator(const CommonArgs& common, const ServeArgs& args,
+                         std::unique_ptr<ExperimentStore>* store,
+                         std::unique_ptr<Coordinator>* coordinator, SweepSpec* spec) {
+  if (Status s = load_sweep_spec(args.spec, spec); !s.ok()) return s;
+  if (Status s = open_store(common, false, store); !s.ok()) return s;
+  CoordinatorOptions options;
+  options.bind = args.bind;
+  options.liveness = std::chrono::milliseconds(static_cast<long>(args.liveness_s * 1000));
+  *coordinator = std::make_unique<Coordinator>(store->get(), *spec, options);
+  return (*coordinator)->Start();
+}
+
+int print_ranking(ExperimentStore& store, const std::string& experiment) {
+  TrialTableOptions options;
+  options.experiment = experiment;
+  if (Status s = print_trials(store, options, std::cout); !s.ok()) return fail(s);
+  return 0;
+}
+
+int cmd_serve(const CommonArgs& common, const ServeArgs& args) {
+  std::unique_ptr<ExperimentStore> store;
+  std::unique_ptr<Coordinator> coordinator;
+  SweepSpec spec;
+  if (Status s = start_coordinator(common, args, &store, &coordinator, &spec); !s.ok())
+    return fail(s);
+  spdlog::info("workers join with: mpirun -np {} trellis-worker --connect {}",
+               spec.ranks_per_trial, coordinator->endpoint());
+  if (Status s = coordinator->Run([] { return g_signal == 0; }); !s.ok()) return fail(s);
+  if (g_signal != 0) {
+    spdlog::warn("interrupted: running trials will be requeued when the sweep is resumed");
+    return 130;
+  }
+  return print_ranking(*store, spec.name);
+}
+
+int cmd_run(const CommonArgs& common, RunArgs args) {
+  std::unique_ptr<ExperimentStore> store;
+  std::unique_ptr<Coordinator> coordinator;
+  SweepSpec spec;
+  if (args.serve.bind.empty()) args.serve.bind = "tcp://127.0.0.1:*";
+  if (Status s = start_coordinator(common, args.serve, &store, &coordinator, &spec); !s.ok())
+    return fail(s);
+
+  LaunchOptions launch;
+  launch.endpoint = coordinator->endpoint();
+  launch.ranks_per_group = spec.ranks_per_trial;
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  launch.groups = args.groups > 0 ? args.groups : std::max(1, cores / spec.ranks_per_trial);
+  launch.mpirun = args.mpirun;
+  launch.mpirun_args = args.mpirun_args;
+  launch.log_level = common.log_level;
+  LocalLauncher launcher;
+  if (!coordinator->progress().finished()) {
+    if (Status s = launcher.Launch(launch); !s.ok()) return fail(s);
+  }
+  bool workers_gone = false;
+  Status s = coordinator->Run([&] {
+    if (g_signal != 0) return false;
+    if (!launcher.any_running()) workers_gone = true;
+    return !workers_gone;
+  });
+  if (!s.ok()) return fail(s);
+  launcher.Stop(std::chrono::seconds(15));
+  if (g_signal != 0) {
+    spdlog::warn("interrupted: `trellis run` with the same spec and store resumes the sweep");
+    return 130;
+  }
+  if (workers_gone && !coordinator->progress().finished()) {
+    std::string why;
+    for (const auto& f : launcher.failures()) why += "; " + f;
+    return fail(Status::Error("every worker group exited before the sweep finished" + why +
+                              " (rerun the same command to resume)"));
+  }
+  return print_ranking(*store, spec.name);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"trellis: hyperparameter sweeps on HPC clusters (coordinator and store)"};
+  app.require_subcommand(1);
+  CommonArgs common;
+  app.add_option("--store", common.store, "experiment store (SQLite file)")
+      ->capture_default_str();
+  app.add_option("--log-level", common.log_level, "trace|debug|info|warn|error|off")
+      ->capture_default_str();
+
+  RunArgs run;
+  auto* run_cmd = app.add_subcommand(
+      "run", "run a sweep on this machine: coordinator plus local mpirun worker groups; exits "
+             "when every trial has ended, then prints the ranked trials");
+  run_cmd->add_option("spec", run.serve.spec, "sweep spec (YAML)")->required();
+  run_cmd->add_option("--groups", run.groups,
+                      "worker groups to start (default: cores / ranks_per_trial, at least 1)");
+  run_cmd->add_option("--mpirun", run.mpirun, "mpirun executable")->capture_default_str();
+  run_cmd->add_option("--mpirun-arg", run.mpirun_args, "extra argument for mpirun (repeatable)")
+      ->allow_extra_args(false);
+  run_cmd->add_option("--liveness", run.serve.liveness_s,
+                      "seconds of silence after which a busy worker group is declared lost")
+      ->capture_default_str();
+
+  ServeArgs serve;
+  serve.bind = "tcp://127.0.0.1:5555";
+  auto* serve_cmd = app.add_subcommand(
+      "serve", "serve a sweep to worker groups that connect with `mpirun -np K trellis-worker "
+               "--connect ENDPOINT`; exits when every trial has ended");
+  serve_cmd->add_option("spec", serve.spec, "sweep spec (YAML)")->required();
+  serve_cmd->add_option("--bind", serve.bind, "ZeroMQ endpoint to listen on")
+      ->capture_default_str();
+  serve_cmd->add_option("--liveness", serve.liveness_s,
+                        "seconds of silence after which a busy worker group is declared lost")
+      ->capture_default_str();
+
+  TrialTableOptions table;
+  auto* trials_cmd = app.add_subcommand("trials", "list an experiment's trials, best first");
+  trials_cmd->add_option("experiment", table.experiment, "experiment name (default: the latest)");
+  trials_cmd->add_option("--sort", table.sort_metric,
+                         "metric to rank by (default: the experiment's metric)");
+  trials_cmd->add_option("--limit", table.limit, "show only the best N trials");
+
+  std::string export_name, export_format = "json", export_output;
+  auto* export_cmd = app.add_subcommand(
+      "export", "print an experiment's trials, parameters and every epoch's metrics");
+  export_cmd->add_option("experiment", export_name, "experiment name")->required();
+  export_cmd->add_option("--format", export_format, "json|csv")->capture_default_str();
+  export_cmd->add_option("--output,-o", export_output, "write to this file instead of stdout");
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (Status s = init_logging("trellis", common.log_level); !s.ok()) return fail(s);
+  install_signal_handlers();
+
+  if (*run_cmd) return cmd_run(common, run);
+  if (*serve_cmd) return cmd_serve(common, serve);
+
+  std::unique_ptr<ExperimentStore> store;
+  if (Status s = open_store(common, /*read_only=*/true, &store); !s.ok()) return fail(s);
+  if (*trials_cmd) {
+    if (Status s = print_trials(*store, table, std::cout); !s.ok()) return fail(s);
+    return 0;
+  }
+  ExportFormat format;
+  if (Status s = parse_export_format(export_format, &format); !s.ok()) return fail(s);
+  std::ofstream file;
+  if (!export_output.empty()) {
+    file.open(export_output);
+    if (!file) return fail(Status::Error("cannot write '" + export_output + "'"));
+  }
+  std::ostream& out = export_output.empty() ? std::cout : file;
+  if (Status s = export_experiment(*store, export_name, format, out); !s.ok()) return fail(s);
+  return 0;
+}

@@ -1,1 +1,148 @@
-// placeholder: being written
+// trellis-worker: one worker group. Start it with `mpirun -np K trellis-worker --connect
+// ENDPOINT`: rank 0 talks to the coordinator, every rank trains.
+//
+// Rank 0 broadcasts each command to the group (MPI is the only transport between ranks):
+// an int32 kind and the encoded Assign. Ranks stay in lock step: every rank takes part in
+// every trial, and every rank leaves together when rank 0 says quit.
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <mpi.h>
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+#include "common/logging.h"
+#include "common/protocol.h"
+#include "worker/agent.h"
+#include "worker/topology.h"
+#include "worker/trainer.h"
+
+namespace {
+
+using namespace trellis;
+using namespace trellis::worker;
+
+enum CommandKind : std::int32_t { kQuit = 0, kTrain = 1 };
+
+// Collective: rank 0 passes its command and payload, the others receive them.
+void broadcast_command(std::int32_t* kind, std::string* payload, MPI_Comm comm) {
+  std::int64_t size = static_cast<std::int64_t>(payload->size());
+  std::int64_t header[2] = {*kind, size};
+  MPI_Bcast(header, 2, MPI_INT64_T, 0, comm);
+  *kind = static_cast<std::int32_t>(header[0]);
+  payload->resize(static_cast<std::size_t>(header[1]));
+  if (header[1] > 0) MPI_Bcast(payload->data(), static_cast<int>(header[1]), MPI_CHAR, 0, comm);
+}
+
+std::string hostname() {
+  char buf[256] = {};
+  gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+// Runs one assigned trial on every rank; rank 0 reports through `agent`.
+void run_trial(const Assign& assign, Agent* agent, MPI_Comm comm) {
+  TrialTask task;
+  task.trial = assign.trial;
+  task.attempt = assign.attempt;
+  task.seed = assign.seed;
+  task.dataset = assign.dataset;
+  Status status = train_config_from_params(assign.params, &task.config);
+  TrainResult result;
+  if (status.ok()) {
+    TrainerHooks hooks;
+    hooks.on_epoch = [&](int epoch, const MetricMap& metrics) {
+      if (agent == nullptr) return true;
+      agent->report(Report{assign.trial, assign.attempt, epoch, metrics});
+      return !agent->stop_requested(assign.trial);
+    };
+    status = train(task, comm, hooks, &result);
+  }
+  if (agent == nullptr) return;
+  if (status.ok()) {
+    spdlog::info("trial {} done after {} epoch(s)", assign.trial, result.epochs_run);
+    agent->done(Done{assign.trial, assign.attempt, true, "", result.final_metrics});
+  } else {
+    spdlog::error("trial {} failed: {}", assign.trial, status.message());
+    agent->done(Done{assign.trial, assign.attempt, false, status.message(), {}});
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"trellis-worker: one worker group of a Trellis sweep; start it with "
+               "`mpirun -np K trellis-worker --connect ENDPOINT`"};
+  std::string endpoint, log_level = "info";
+  double answer_timeout_s = 60, heartbeat_s = 2;
+  app.add_option("--connect", endpoint, "coordinator endpoint, e.g. tcp://login1:5555")
+      ->required();
+  app.add_option("--timeout", answer_timeout_s,
+                 "seconds to wait for an answer from the coordinator before giving up")
+      ->capture_default_str();
+  app.add_option("--heartbeat", heartbeat_s, "seconds between heartbeats")->capture_default_str();
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  int provided = 0;
+  // Only the main thread calls MPI; rank 0's I/O thread speaks ZeroMQ only.
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  int rank = 0, ranks = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+  if (Status s = init_logging("worker r" + std::to_string(rank), log_level); !s.ok()) {
+    if (rank == 0) std::cerr << "trellis-worker: " << s.message() << "\n";
+    MPI_Finalize();
+    return 2;
+  }
+
+  std::unique_ptr<Agent> agent;
+  if (rank == 0) {
+    AgentOptions options;
+    options.endpoint = endpoint;
+    options.group = hostname() + ":" + std::to_string(getpid());
+    options.hello = Hello{options.group, ranks, hostname(), getpid(), topology_summary()};
+    options.answer_timeout = std::chrono::milliseconds(static_cast<long>(answer_timeout_s * 1000));
+    options.heartbeat = std::chrono::milliseconds(static_cast<long>(heartbeat_s * 1000));
+    agent = std::make_unique<Agent>(options);
+    spdlog::info("group '{}' of {} rank(s) connecting to {}", options.group, ranks, endpoint);
+  }
+
+  int exit_code = 0;
+  for (;;) {
+    std::int32_t kind = kQuit;
+    std::string payload;
+    Assign assign;
+    if (rank == 0) {
+      bool shutdown = false;
+      if (Status s = agent->next(&assign, &shutdown); !s.ok()) {
+        spdlog::error("{}", s.message());
+        exit_code = 3;
+      } else if (shutdown) {
+        spdlog::info("the coordinator ended the sweep; exiting");
+      } else {
+        kind = kTrain;
+        payload = encode(assign);
+      }
+    }
+    broadcast_command(&kind, &payload, MPI_COMM_WORLD);
+    if (kind == kQuit) break;
+    if (rank != 0) {
+      Message m;
+      if (Status s = decode(payload.data(), payload.size(), &m); !s.ok() ||
+                                                              !std::holds_alternative<Assign>(m)) {
+        // Cannot happen unless memory is corrupt: rank 0 encoded it a moment ago.
+        spdlog::critical("rank {} cannot decode its assignment: {}", rank, s.message());
+        MPI_Abort(MPI_COMM_WORLD, 4);
+      }
+      assign = std::get<Assign>(m);
+    }
+    run_trial(assign, agent.get(), MPI_COMM_WORLD);
+  }
+  agent.reset();  // flushes the last Done before MPI goes away
+  MPI_Finalize();
+  return exit_code;
+}

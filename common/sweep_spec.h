@@ -1,0 +1,57 @@
+#pragma once
+// SweepSpec: a sweep as the researcher wrote it in YAML, checked before anything starts.
+//
+//   name: fashion-mlp                  # the experiment's name in the store
+//   dataset: {name: fashion-mnist, format: idx, path: DIR, validation_fraction: 0.1}
+//   metric: {name: val_acc, mode: max} # or just `metric: val_acc`
+//   search:
+//     algorithm: random
+//     seed: 7
+//     trials: 8
+//     space:
+//       lr: {type: log_float, low: 1.0e-4, high: 3.0e-3}
+//       hidden_units: {type: int, low: 64, high: 256}
+//       activation: {type: categorical, values: [relu, tanh]}
+//   train: {optimizer: adam, batch_size: 128, epochs: 4}   # fixed hyperparameters
+//   resources: {ranks_per_trial: 2}
+//
+// Every error names the file, the line and column, and the field ("spec.yaml:7:5: search.trials:
+// must be an integer >= 1, got 'eight'"), and an unknown key gets a did-you-mean.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/dataset_ref.h"
+#include "common/param_value.h"
+#include "common/search_space.h"
+#include "common/status.h"
+
+namespace trellis {
+
+struct SweepSpec {
+  std::string source;  // file path, or a label for text parsed from memory
+  std::string text;    // the YAML as given, kept for reproduction
+  std::string name;
+  DatasetRef dataset;
+  std::string metric = "val_acc";
+  std::string mode = "max";  // "max" | "min"
+  std::string algorithm = "random";
+  std::uint64_t seed = 0;
+  int trials = 1;
+  std::vector<SearchParam> space;
+  ParamMap fixed;  // hyperparameters set in `train:`
+  int ranks_per_trial = 1;
+
+  // 16 hex digits identifying the spec text (FNV-1a 64), for provenance and resume checks.
+  std::string hash() const;
+};
+
+// The metric names every worker reports; a sweep optimises one of them.
+const std::vector<std::string>& known_metrics();
+
+[[nodiscard]] Status load_sweep_spec(const std::string& path, SweepSpec* out);
+[[nodiscard]] Status parse_sweep_spec(const std::string& text, const std::string& source,
+                                      SweepSpec* out);
+
+}  // namespace trellis

@@ -1,0 +1,102 @@
+#pragma once
+// Coordinator: serves one sweep to worker groups over a ZeroMQ ROUTER socket.
+//
+// It owns the experiment's trial state machine (pending -> running -> completed | failed, and
+// running -> pending when a group goes silent), asks the searcher for trial n when a group is
+// free and the sweep has fewer than `trials` trials, and writes every report to the store
+// before it answers. A malformed frame or a message that does not fit the state is logged and
+// dropped; the loop keeps serving the other groups.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "common/protocol.h"
+#include "common/status.h"
+#include "common/sweep_spec.h"
+#include "coordinator/experiment_store.h"
+#include "coordinator/random_searcher.h"
+
+namespace trellis::coordinator {
+
+struct CoordinatorOptions {
+  std::string bind = "tcp://127.0.0.1:*";
+  // A busy group silent for this long is declared lost and its trial requeued.
+  std::chrono::milliseconds liveness{30000};
+  // How long an idle group waits before asking again when every trial is taken.
+  std::chrono::milliseconds wait_retry{500};
+  std::chrono::milliseconds poll_interval{100};
+};
+
+struct SweepProgress {
+  int proposed = 0;
+  int completed = 0;
+  int failed = 0;
+  int running = 0;
+  int total = 0;
+  bool finished() const { return proposed == total && running == 0 && completed + failed == total; }
+};
+
+class Coordinator {
+ public:
+  Coordinator(ExperimentStore* store, SweepSpec spec, CoordinatorOptions options);
+  ~Coordinator();
+
+  // Creates the experiment, or resumes it when the store already has it with the same spec
+  // (running trials of a previous coordinator go back to pending). Binds the socket.
+  [[nodiscard]] Status Start();
+
+  // The bound endpoint with the port resolved ("tcp://127.0.0.1:43121").
+  const std::string& endpoint() const { return endpoint_; }
+  const ExperimentRecord& experiment() const { return experiment_; }
+  SweepProgress progress() const { return progress_; }
+
+  // Serves until the sweep is finished (every group is then told to shut down) or
+  // `keep_going` returns false. `keep_going` is called about every poll interval.
+  [[nodiscard]] Status Run(const std::function<bool()>& keep_going);
+
+ private:
+  struct Group {
+    std::string name;
+    std::string host;
+    std::int32_t ranks = 0;
+    std::int64_t trial = -1;  // store id of the trial it runs, -1 when idle
+    std::int32_t attempt = 0;
+    std::chrono::steady_clock::time_point last_seen;
+  };
+
+  void handle_frame(const std::string& identity, const zmq::message_t& payload);
+  void handle(Group& group, const Message& message);
+  void on_report(Group& group, const Report& report);
+  void on_done(Group& group, const Done& done);
+  // Answers a free group with Assign, Wait or Shutdown.
+  void assign_or_wait(Group& group);
+  // The next trial to run: a requeued one first, else a new proposal; nullopt if none.
+  std::optional<std::int64_t> next_trial();
+  void expire_silent_groups();
+  void send(const std::string& identity, const Message& message);
+  Status load_progress();
+  Group& group_for(const std::string& identity);
+
+  ExperimentStore* store_;
+  SweepSpec spec_;
+  CoordinatorOptions options_;
+  RandomSearcher searcher_;
+  zmq::context_t context_;
+  std::unique_ptr<zmq::socket_t> socket_;
+  std::string endpoint_;
+  ExperimentRecord experiment_;
+  SweepProgress progress_;
+  std::vector<std::int64_t> pending_;  // trial ids waiting for a group, oldest first
+  std::map<std::int64_t, TrialRecord> trials_;  // trials of this experiment by id
+  std::map<std::string, Group> groups_;         // by ZeroMQ identity
+};
+
+}  // namespace trellis::coordinator

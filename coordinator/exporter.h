@@ -1,0 +1,35 @@
+#pragma once
+// Exporter: one experiment of the store as JSON or CSV, for notebooks and other tools.
+//
+// The JSON layout is a public contract; change it only with a version bump in the output:
+//   {"experiment": {"name", "id", "metric", "mode", "seed", "state", "created_at",
+//                   "spec_hash", "spec"},
+//    "trials": [{"id" (number within the experiment, 0-based), "state", "params",
+//                "metrics": {NAME: [[EPOCH, VALUE], ...]}, "final": {NAME: VALUE},
+//                "attempt", "seed", "group", "error", "started_at", "finished_at"}, ...]}
+// Trials are in number order; params keep their kind (integer, float, string); metrics are
+// those of each trial's latest attempt; a non-finite value is null. Unset strings are "".
+//
+// CSV: a header, then one row per (trial, epoch), a trial without epochs getting one row with
+// an empty epoch. Columns: trial, state, one per param name (sorted), epoch, one per epoch
+// metric (sorted), final_NAME per final metric (sorted; repeated on each row of the trial).
+// Fields are quoted per RFC 4180; lines end with "\n"; numbers round-trip exactly.
+
+#include <ostream>
+#include <string>
+
+#include "common/status.h"
+#include "coordinator/experiment_store.h"
+
+namespace trellis::coordinator {
+
+enum class ExportFormat { kJson, kCsv };
+
+// "json" | "csv".
+[[nodiscard]] Status parse_export_format(const std::string& text, ExportFormat* out);
+
+// Unknown experiment: an error listing the experiments that exist.
+[[nodiscard]] Status export_experiment(ExperimentStore& store, const std::string& experiment_name,
+                                       ExportFormat format, std::ostream& out);
+
+}  // namespace trellis::coordinator

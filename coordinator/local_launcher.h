@@ -1,0 +1,51 @@
+#pragma once
+// LocalLauncher: starts worker groups on this machine for `trellis run`, one `mpirun -np K
+// trellis-worker --connect ENDPOINT` per group, and stops them (by pid) when the sweep ends.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace trellis::coordinator {
+
+struct LaunchOptions {
+  std::string endpoint;        // where the workers connect
+  int groups = 1;
+  int ranks_per_group = 1;
+  std::string mpirun = "mpirun";
+  std::string worker_binary;   // default: trellis-worker beside the running trellis
+  std::vector<std::string> mpirun_args;  // extra arguments, e.g. "--mca", "btl", "self,vader"
+  std::string log_level = "info";
+};
+
+class LocalLauncher {
+ public:
+  LocalLauncher() = default;
+  ~LocalLauncher();  // terminates whatever is still running
+  LocalLauncher(const LocalLauncher&) = delete;
+  LocalLauncher& operator=(const LocalLauncher&) = delete;
+
+  [[nodiscard]] Status Launch(const LaunchOptions& options);
+
+  // Reaps exited groups; true while at least one is running.
+  bool any_running();
+  // Exit statuses of groups that ended with an error, as text ("group 0 exited with code 2").
+  std::vector<std::string> failures() const { return failures_; }
+
+  // Waits up to `grace` for every group to exit, then SIGTERM, then SIGKILL.
+  void Stop(std::chrono::milliseconds grace);
+
+ private:
+  void reap(bool block);
+  std::vector<pid_t> pids_;
+  std::vector<std::string> failures_;
+};
+
+// The directory of the running executable (to find trellis-worker beside trellis).
+std::string executable_dir();
+
+}  // namespace trellis::coordinator

@@ -1,0 +1,128 @@
+#include "common/protocol.h"
+
+#include <gtest/gtest.h>
+#include <msgpack.hpp>
+
+namespace trellis {
+namespace {
+
+Message round_trip(const Message& m) {
+  const std::string frame = encode(m);
+  Message out;
+  Status s = decode(frame.data(), frame.size(), &out);
+  EXPECT_TRUE(s.ok()) << s.message();
+  return out;
+}
+
+TEST(Protocol, AssignRoundTripKeepsParamKinds) {
+  Assign a;
+  a.trial = 42;
+  a.attempt = 3;
+  a.experiment = "fashion";
+  a.seed = 0xfedcba9876543210ULL;
+  a.params = {{"lr", 1e-3}, {"hidden_units", std::int64_t{128}}, {"optimizer", std::string("adam")},
+              {"whole", 1.0}};
+  a.dataset = DatasetRef{"fm", "idx", "/data/fm", 0.2};
+  const Message out = round_trip(a);
+  ASSERT_TRUE(std::holds_alternative<Assign>(out));
+  const Assign& b = std::get<Assign>(out);
+  EXPECT_EQ(b.trial, 42);
+  EXPECT_EQ(b.attempt, 3);
+  EXPECT_EQ(b.experiment, "fashion");
+  EXPECT_EQ(b.seed, 0xfedcba9876543210ULL);
+  EXPECT_EQ(b.params, a.params);
+  EXPECT_TRUE(std::holds_alternative<double>(b.params.at("whole")));  // 1.0 stays a float
+  EXPECT_EQ(b.dataset.path, "/data/fm");
+  EXPECT_EQ(b.dataset.validation_fraction, 0.2);
+}
+
+TEST(Protocol, EveryMessageTypeRoundTrips) {
+  const std::vector<Message> all = {
+      Hello{"h:1", 4, "h", 1, "2 cores"}, Request{}, Assign{}, Wait{250},
+      Report{7, 1, 3, {{"val_acc", 0.5}}}, Heartbeat{7}, Stop{7, "pruned"},
+      Done{7, 1, false, "boom", {{"test_acc", 0.9}}}, Shutdown{"over"}, Refuse{"version"}};
+  for (const Message& m : all) {
+    const Message out = round_trip(m);
+    EXPECT_EQ(out.index(), m.index()) << message_name(m);
+  }
+  const Done d = std::get<Done>(round_trip(Done{7, 1, false, "boom", {{"test_acc", 0.9}}}));
+  EXPECT_FALSE(d.ok);
+  EXPECT_EQ(d.error, "boom");
+  EXPECT_EQ(d.final_metrics.at("test_acc"), 0.9);
+}
+
+// Packs [version, type, body] by hand, to build frames our encoder never would.
+template <class Body>
+std::string frame(std::uint64_t version, std::uint64_t type, const Body& body) {
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> pk(&buf);
+  pk.pack_array(3);
+  pk.pack(version);
+  pk.pack(type);
+  pk.pack(body);
+  return std::string(buf.data(), buf.size());
+}
+
+Status decode_string(const std::string& bytes, std::uint32_t* version = nullptr) {
+  Message m;
+  return decode(bytes.data(), bytes.size(), &m, version);
+}
+
+TEST(Protocol, RejectsGarbageAndEmptyFrames) {
+  EXPECT_FALSE(decode_string("").ok());
+  EXPECT_FALSE(decode_string("GET / HTTP/1.1\r\n\r\n").ok());
+  EXPECT_FALSE(decode_string(std::string("\xc1", 1)).ok());  // never-used msgpack byte
+  msgpack::sbuffer buf;
+  msgpack::pack(buf, 12345);
+  EXPECT_FALSE(decode_string(std::string(buf.data(), buf.size())).ok());  // not an array
+}
+
+TEST(Protocol, RejectsEveryTruncationOfAValidFrame) {
+  const std::string whole =
+      encode(Assign{1, 1, "e", 9, {{"lr", 0.1}}, DatasetRef{"d", "idx", "/p", 0.1}});
+  for (std::size_t n = 0; n < whole.size(); ++n)
+    EXPECT_FALSE(decode_string(whole.substr(0, n)).ok()) << "prefix of " << n << " bytes";
+  EXPECT_FALSE(decode_string(whole + "x").ok());  // trailing bytes
+}
+
+TEST(Protocol, RefusesOtherVersionsAndSaysWhich) {
+  std::uint32_t version = 0;
+  const Status s = decode_string(frame(kProtocolVersion + 1, 1, std::map<std::string, int>{}), &version);
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(version, kProtocolVersion + 1);
+  EXPECT_NE(s.message().find("version"), std::string::npos) << s.message();
+}
+
+TEST(Protocol, RejectsUnknownTypesAndWrongFieldTypes) {
+  EXPECT_FALSE(decode_string(frame(kProtocolVersion, 0, std::map<std::string, int>{})).ok());
+  EXPECT_FALSE(decode_string(frame(kProtocolVersion, 99, std::map<std::string, int>{})).ok());
+  // Report (type 5) whose trial is a string.
+  const Status s =
+      decode_string(frame(kProtocolVersion, 5, std::map<std::string, std::string>{{"trial", "x"}}));
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("trial"), std::string::npos) << s.message();
+  // Body that is not a map.
+  EXPECT_FALSE(decode_string(frame(kProtocolVersion, 5, std::vector<int>{1, 2})).ok());
+}
+
+TEST(Protocol, IgnoresUnknownFieldsFromNewerPeersOfTheSameVersion) {
+  Message m;
+  const std::string bytes =
+      frame(kProtocolVersion, 6, std::map<std::string, std::int64_t>{{"trial", 5}, {"future", 1}});
+  ASSERT_TRUE(decode(bytes.data(), bytes.size(), &m).ok());
+  EXPECT_EQ(std::get<Heartbeat>(m).trial, 5);
+}
+
+TEST(Protocol, RefusesHostileSizesWithoutAllocatingThem) {
+  // An array header claiming 2^32-1 elements with no data behind it.
+  const std::string huge_array("\x93\x01\x05\xdd\xff\xff\xff\xff", 8);
+  EXPECT_FALSE(decode_string(huge_array).ok());
+  // Nesting deeper than the unpacker allows.
+  std::string deep = "\x93\x01\x05";
+  for (int i = 0; i < 100; ++i) deep += "\x91";
+  deep += "\x00";
+  EXPECT_FALSE(decode_string(deep).ok());
+}
+
+}  // namespace
+}  // namespace trellis

@@ -1,0 +1,149 @@
+#include "common/sweep_spec.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+namespace trellis {
+namespace {
+
+// A valid spec whose dataset directory exists (the test's temp dir); `extra` is appended.
+class SweepSpecTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("trellis_spec_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::string spec(const std::string& search_extra = "", const std::string& tail = "") const {
+    return "name: t\n"
+           "dataset:\n"
+           "  path: " + dir_.string() + "\n"
+           "search:\n"
+           "  seed: 3\n"
+           "  trials: 4\n" + search_extra +
+           "  space:\n"
+           "    lr: {type: log_float, low: 1.0e-4, high: 1.0e-2}\n"
+           "    hidden_units: {type: int, low: 16, high: 64}\n"
+           "    activation: {type: categorical, values: [relu, tanh]}\n" + tail;
+  }
+
+  Status parse(const std::string& text, SweepSpec* out = nullptr) const {
+    SweepSpec ignored;
+    return parse_sweep_spec(text, "spec.yaml", out ? out : &ignored);
+  }
+
+  std::filesystem::path dir_;
+};
+
+TEST_F(SweepSpecTest, ParsesAValidSpec) {
+  SweepSpec s;
+  ASSERT_TRUE(parse(spec("", "train: {batch_size: 64, optimizer: sgd, momentum: 0.9}\n"
+                             "resources: {ranks_per_trial: 2}\n"), &s).ok());
+  EXPECT_EQ(s.name, "t");
+  EXPECT_EQ(s.trials, 4);
+  EXPECT_EQ(s.seed, 3u);
+  EXPECT_EQ(s.ranks_per_trial, 2);
+  EXPECT_EQ(s.metric, "val_acc");
+  EXPECT_EQ(s.mode, "max");
+  ASSERT_EQ(s.space.size(), 3u);
+  EXPECT_EQ(s.space[0].domain.kind, Domain::Kind::kLogFloat);
+  EXPECT_EQ(s.space[1].domain.kind, Domain::Kind::kInt);
+  EXPECT_EQ(s.space[2].domain.choices.size(), 2u);
+  EXPECT_EQ(std::get<std::int64_t>(s.fixed.at("batch_size")), 64);
+  EXPECT_EQ(std::get<std::string>(s.fixed.at("optimizer")), "sgd");
+  EXPECT_DOUBLE_EQ(std::get<double>(s.fixed.at("momentum")), 0.9);
+  EXPECT_EQ(s.hash().size(), 16u);
+}
+
+TEST_F(SweepSpecTest, LossMetricDefaultsToMinimising) {
+  SweepSpec s;
+  ASSERT_TRUE(parse(spec() + "metric: val_loss\n", &s).ok());
+  EXPECT_EQ(s.mode, "min");
+}
+
+void expect_error(const Status& s, std::initializer_list<const char*> parts) {
+  ASSERT_FALSE(s.ok());
+  for (const char* p : parts) EXPECT_NE(s.message().find(p), std::string::npos) << s.message();
+}
+
+TEST_F(SweepSpecTest, SyntaxErrorNamesFileAndLine) {
+  expect_error(parse("name: t\nsearch: {trials: 3\n"), {"spec.yaml:", "YAML syntax error"});
+}
+
+TEST_F(SweepSpecTest, UnknownKeyNamesLineFieldAndSuggestion) {
+  // spec() is 10 lines, so `epoch` sits on line 12.
+  expect_error(parse(spec() + "train:\n  epoch: 3\n"),
+               {"spec.yaml:12:3", "train", "unknown key 'epoch'", "did you mean 'epochs'"});
+  expect_error(parse(spec() + "resorces: {ranks_per_trial: 2}\n"),
+               {"spec.yaml:11:1", "did you mean 'resources'"});
+}
+
+TEST_F(SweepSpecTest, WrongTypeNamesLineAndField) {
+  std::string text = spec();
+  text.replace(text.find("trials: 4"), 9, "trials: eight");
+  expect_error(parse(text), {"spec.yaml:6:11", "search.trials", "integer", "'eight'"});
+  expect_error(parse(spec() + "train: {batch_size: 1.5}\n"), {"train.batch_size", "integer"});
+  expect_error(parse(spec() + "train: {optimizer: rmsprop}\n"),
+               {"spec.yaml:11:20", "train.optimizer", "adam, sgd", "'rmsprop'"});
+}
+
+TEST_F(SweepSpecTest, MissingDatasetNamesThePath) {
+  std::string text = spec();
+  text.replace(text.find(dir_.string()), dir_.string().size(), "/no/such/dataset");
+  expect_error(parse(text), {"spec.yaml:3:9", "dataset.path", "'/no/such/dataset' does not exist"});
+}
+
+TEST_F(SweepSpecTest, MissingRequiredKeys) {
+  expect_error(parse("name: t\nsearch: {trials: 2}\n"), {"missing required key 'dataset'"});
+  expect_error(parse(spec("", "").replace(spec().find("  trials: 4\n"), 12, "")),
+               {"missing required key 'trials'"});
+}
+
+TEST_F(SweepSpecTest, RefusesContradictoryDomainsNamingTheParameter) {
+  const auto with_space = [&](const std::string& line) {
+    return "name: t\ndataset: {path: " + dir_.string() + "}\nsearch:\n  trials: 2\n  space:\n" +
+           line;
+  };
+  expect_error(parse(with_space("    lr: {type: float, low: 0.1, high: 0.01}\n")),
+               {"search.space.lr", "low < high"});
+  expect_error(parse(with_space("    lr: {type: log_float, low: 0, high: 0.01}\n")),
+               {"search.space.lr", "low > 0"});
+  expect_error(parse(with_space("    activation: {type: categorical, values: []}\n")),
+               {"search.space.activation", "non-empty"});
+  expect_error(parse(with_space("    hidden_unit: {type: int, low: 1, high: 4}\n")),
+               {"unknown hyperparameter 'hidden_unit'", "did you mean 'hidden_units'"});
+  expect_error(parse(with_space("    hidden_units: {type: int, low: 0, high: 4}\n")),
+               {"search.space.hidden_units", "outside"});
+  expect_error(parse(with_space("    lr: {type: uniform, low: 0, high: 1}\n")),
+               {"search.space.lr.type", "unknown type 'uniform'"});
+}
+
+TEST_F(SweepSpecTest, AHyperparameterIsFixedOrSearchedNotBoth) {
+  expect_error(parse(spec() + "train: {lr: 0.1}\n"), {"train.lr", "also in search.space"});
+}
+
+TEST_F(SweepSpecTest, QuotedNumbersStayStrings) {
+  // "128" quoted is a string, so batch_size refuses it.
+  expect_error(parse(spec() + "train: {batch_size: \"128\"}\n"), {"train.batch_size"});
+}
+
+TEST(SweepSpecFile, MissingFileNamesThePath) {
+  SweepSpec s;
+  const Status st = load_sweep_spec("/no/such/spec.yaml", &s);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("/no/such/spec.yaml"), std::string::npos);
+}
+
+TEST(SweepSpecFile, TheShippedExampleLoads) {
+  SweepSpec s;
+  const Status st = load_sweep_spec(TRELLIS_SOURCE_DIR "/examples/fashion-mlp.yaml", &s);
+  ASSERT_TRUE(st.ok()) << st.message();
+  EXPECT_GE(s.trials, 8);
+  EXPECT_EQ(s.algorithm, "random");
+}
+
+}  // namespace
+}  // namespace trellis

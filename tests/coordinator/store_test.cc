@@ -1,0 +1,521 @@
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <limits>
+
+#include "coordinator/experiment_store.h"
+#include "tests/coordinator/temp_store.h"
+
+namespace trellis::coordinator {
+namespace {
+
+using testing::TempDir;
+
+constexpr std::uint64_t kBigSeed = 0xF00DFACECAFEBEEFull;  // >= 2^63
+
+std::unique_ptr<ExperimentStore> open_store(const std::string& path, bool read_only = false) {
+  std::unique_ptr<ExperimentStore> store;
+  Status s = ExperimentStore::Open(path, read_only, &store);
+  EXPECT_TRUE(s.ok()) << s.message();
+  return store;
+}
+
+ExperimentRecord make_experiment(ExperimentStore& store, const std::string& name) {
+  ExperimentRecord e;
+  e.name = name;
+  e.spec_yaml = "name: " + name + "\nmetric: val_acc\n";
+  e.spec_hash = "abc123";
+  e.metric = "val_acc";
+  e.mode = "max";
+  e.seed = kBigSeed;
+  Status s = store.create_experiment(&e);
+  EXPECT_TRUE(s.ok()) << s.message();
+  return e;
+}
+
+TrialRecord make_trial(ExperimentStore& store, std::int64_t experiment_id, std::int32_t number,
+                       ParamMap params = {}) {
+  TrialRecord t;
+  t.experiment_id = experiment_id;
+  t.number = number;
+  t.params = std::move(params);
+  t.seed = 1000 + number;
+  Status s = store.add_trial(&t);
+  EXPECT_TRUE(s.ok()) << s.message();
+  return t;
+}
+
+TEST(ExperimentStoreTest, CreatesAndFindsExperiments) {
+  TempDir dir;
+  auto store = open_store(dir.file("store.db"));
+  ASSERT_TRUE(store);
+
+  std::optional<ExperimentRecord> found;
+  ASSERT_TRUE(store->latest_experiment(&found).ok());
+  EXPECT_FALSE(found.has_value());
+
+  ExperimentRecord a = make_experiment(*store, "alpha");
+  ExperimentRecord b = make_experiment(*store, "beta");
+  EXPECT_GT(a.id, 0);
+  EXPECT_NE(a.id, b.id);
+  // ISO 8601 UTC, e.g. 2024-05-01T12:34:56.789Z
+  ASSERT_EQ(a.created_at.size(), 24u) << a.created_at;
+  EXPECT_EQ(a.created_at[10], 'T');
+  EXPECT_EQ(a.created_at.back(), 'Z');
+
+  ASSERT_TRUE(store->find_experiment("alpha", &found).ok());
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->id, a.id);
+  EXPECT_EQ(found->spec_yaml, a.spec_yaml);
+  EXPECT_EQ(found->metric, "val_acc");
+  EXPECT_EQ(found->mode, "max");
+  EXPECT_EQ(found->seed, kBigSeed);
+  EXPECT_EQ(found->state, "running");
+
+  ASSERT_TRUE(store->find_experiment("gamma", &found).ok());
+  EXPECT_FALSE(found.has_value());
+
+  ASSERT_TRUE(store->latest_experiment(&found).ok());
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->name, "beta");
+
+  std::vector<ExperimentRecord> all;
+  ASSERT_TRUE(store->list_experiments(&all).ok());
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].name, "alpha");
+  EXPECT_EQ(all[1].name, "beta");
+
+  ASSERT_TRUE(store->set_experiment_state(a.id, "completed").ok());
+  ASSERT_TRUE(store->find_experiment("alpha", &found).ok());
+  EXPECT_EQ(found->state, "completed");
+  EXPECT_FALSE(store->set_experiment_state(9999, "completed").ok());
+}
+
+TEST(ExperimentStoreTest, RefusesDuplicateExperimentName) {
+  TempDir dir;
+  auto store = open_store(dir.file("store.db"));
+  ASSERT_TRUE(store);
+  make_experiment(*store, "alpha");
+  ExperimentRecord again;
+  again.name = "alpha";
+  again.metric = "val_loss";
+  again.mode = "min";
+  Status s = store->create_experiment(&again);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("alpha"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("already exists"), std::string::npos) << s.message();
+
+  std::vector<ExperimentRecord> all;
+  ASSERT_TRUE(store->list_experiments(&all).ok());
+  EXPECT_EQ(all.size(), 1u);
+}
+
+TEST(ExperimentStoreTest, RefusesInvalidModeAndOrphanOrDuplicateTrials) {
+  TempDir dir;
+  auto store = open_store(dir.file("store.db"));
+  ASSERT_TRUE(store);
+  ExperimentRecord bad;
+  bad.name = "bad";
+  bad.mode = "maximize";
+  EXPECT_FALSE(store->create_experiment(&bad).ok());
+
+  ExperimentRecord e = make_experiment(*store, "alpha");
+  make_trial(*store, e.id, 0);
+  TrialRecord dup;
+  dup.experiment_id = e.id;
+  dup.number = 0;
+  Status s = store->add_trial(&dup);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("already exists"), std::string::npos) << s.message();
+
+  TrialRecord orphan;
+  orphan.experiment_id = e.id + 100;
+  s = store->add_trial(&orphan);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("no such experiment"), std::string::npos) << s.message();
+}
+
+TEST(ExperimentStoreTest, TrialLifecycleAndIllegalTransitions) {
+  TempDir dir;
+  auto store = open_store(dir.file("store.db"));
+  ASSERT_TRUE(store);
+  ExperimentRecord e = make_experiment(*store, "alpha");
+  TrialRecord t = make_trial(*store, e.id, 0, {{"lr", 0.01}});
+  EXPECT_GT(t.id, 0);
+
+  TrialRecord got;
+  ASSERT_TRUE(store->get_trial(t.id, &got).ok());
+  EXPECT_EQ(got.state, TrialState::kPending);
+  EXPECT_EQ(got.attempt, 0);
+
+  // Cannot finish or requeue what is not running.
+  EXPECT_FALSE(store->finish_trial(t.id, 0, TrialState::kCompleted, "", {}).ok());
+  EXPECT_FALSE(store->requeue_trial(t.id, "lost").ok());
+  // Cannot report for an attempt that never started.
+  EXPECT_FALSE(store->append_report(t.id, 1, 1, {{"val_acc", 0.5}}).ok());
+
+  std::int32_t attempt = 0;
+  ASSERT_TRUE(store->start_trial(t.id, "group-0", &attempt).ok());
+  EXPECT_EQ(attempt, 1);
+  ASSERT_TRUE(store->get_trial(t.id, &got).ok());
+  EXPECT_EQ(got.state, TrialState::kRunning);
+  EXPECT_EQ(got.attempt, 1);
+  EXPECT_EQ(got.group, "group-0");
+  EXPECT_FALSE(got.started_at.empty());
+  EXPECT_TRUE(got.finished_at.empty());
+
+  // Already running: a second start is refused and the attempt does not move.
+  std::int32_t second = 0;
+  Status s = store->start_trial(t.id, "group-1", &second);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("not pending"), std::string::npos) << s.message();
+  ASSERT_TRUE(store->get_trial(t.id, &got).ok());
+  EXPECT_EQ(got.attempt, 1);
+  EXPECT_EQ(got.group, "group-0");
+
+  // A stale attempt cannot finish the trial; a non-terminal state is no finish.
+  EXPECT_FALSE(store->finish_trial(t.id, 2, TrialState::kCompleted, "", {}).ok());
+  EXPECT_FALSE(store->finish_trial(t.id, 1, TrialState::kPending, "", {}).ok());
+  EXPECT_FALSE(store->finish_trial(t.id, 1, TrialState::kRunning, "", {}).ok());
+
+  ASSERT_TRUE(
+      store->finish_trial(t.id, 1, TrialState::kCompleted, "", {{"test_acc", 0.93}}).ok());
+  ASSERT_TRUE(store->get_trial(t.id, &got).ok());
+  EXPECT_EQ(got.state, TrialState::kCompleted);
+  EXPECT_FALSE(got.finished_at.empty());
+  ASSERT_EQ(got.final_metrics.count("test_acc"), 1u);
+  EXPECT_DOUBLE_EQ(got.final_metrics.at("test_acc"), 0.93);
+
+  // Terminal is terminal.
+  EXPECT_FALSE(store->start_trial(t.id, "group-0", &second).ok());
+  EXPECT_FALSE(store->requeue_trial(t.id, "lost").ok());
+  EXPECT_FALSE(store->finish_trial(t.id, 1, TrialState::kFailed, "boom", {}).ok());
+  ASSERT_TRUE(store->get_trial(t.id, &got).ok());
+  EXPECT_EQ(got.state, TrialState::kCompleted);
+  EXPECT_TRUE(got.error.empty());
+
+  EXPECT_FALSE(store->get_trial(t.id + 100, &got).ok());
+  EXPECT_FALSE(store->start_trial(t.id + 100, "g", &second).ok());
+}
+
+TEST(ExperimentStoreTest, PrunedAndFailedKeepTheirReason) {
+  TempDir dir;
+  auto store = open_store(dir.file("store.db"));
+  ASSERT_TRUE(store);
+  ExperimentRecord e = make_experiment(*store, "alpha");
+  TrialRecord a = make_trial(*store, e.id, 0);
+  TrialRecord b = make_trial(*store, e.id, 1);
+  std::int32_t attempt = 0;
+  ASSERT_TRUE(store->start_trial(a.id, "g0", &attempt).ok());
+  ASSERT_TRUE(store->start_trial(b.id, "g1", &attempt).ok());
+  ASSERT_TRUE(store->finish_trial(a.id, 1, TrialState::kPruned, "asha rung 1", {}).ok());
+  ASSERT_TRUE(store->finish_trial(b.id, 1, TrialState::kFailed, "NaN loss", {}).ok());
+
+  std::vector<TrialRecord> trials;
+  ASSERT_TRUE(store->list_trials(e.id, &trials).ok());
+  ASSERT_EQ(trials.size(), 2u);
+  EXPECT_EQ(trials[0].state, TrialState::kPruned);
+  EXPECT_EQ(trials[0].error, "asha rung 1");
+  EXPECT_EQ(trials[1].state, TrialState::kFailed);
+  EXPECT_EQ(trials[1].error, "NaN loss");
+}
+
+TEST(ExperimentStoreTest, DuplicateReportIsIgnored) {
+  TempDir dir;
+  auto store = open_store(dir.file("store.db"));
+  ASSERT_TRUE(store);
+  ExperimentRecord e = make_experiment(*store, "alpha");
+  TrialRecord t = make_trial(*store, e.id, 0);
+  std::int32_t attempt = 0;
+  ASSERT_TRUE(store->start_trial(t.id, "g", &attempt).ok());
+
+  ASSERT_TRUE(store->append_report(t.id, attempt, 1, {{"val_acc", 0.5}, {"val_loss", 1.5}}).ok());
+  // The retry carries a different value: the first one must stay, and only once.
+  ASSERT_TRUE(store->append_report(t.id, attempt, 1, {{"val_acc", 0.9}, {"val_loss", 0.1}}).ok());
+  ASSERT_TRUE(store->append_report(t.id, attempt, 2, {{"val_acc", 0.6}}).ok());
+
+  MetricSeries series;
+  ASSERT_TRUE(store->metric_series(t.id, &series).ok());
+  ASSERT_EQ(series["val_acc"].size(), 2u);
+  EXPECT_EQ(series["val_acc"][0].first, 1);
+  EXPECT_DOUBLE_EQ(series["val_acc"][0].second, 0.5);
+  EXPECT_EQ(series["val_acc"][1].first, 2);
+  EXPECT_DOUBLE_EQ(series["val_acc"][1].second, 0.6);
+  ASSERT_EQ(series["val_loss"].size(), 1u);
+  EXPECT_DOUBLE_EQ(series["val_loss"][0].second, 1.5);
+}
+
+TEST(ExperimentStoreTest, SeriesAreInEpochOrderAndKeepNonFinite) {
+  TempDir dir;
+  auto store = open_store(dir.file("store.db"));
+  ASSERT_TRUE(store);
+  ExperimentRecord e = make_experiment(*store, "alpha");
+  TrialRecord t = make_trial(*store, e.id, 0);
+  std::int32_t attempt = 0;
+  ASSERT_TRUE(store->start_trial(t.id, "g", &attempt).ok());
+  // Out of order arrival, and numbers that sort differently as text (10 < 2).
+  for (int epoch : {10, 2, 1, 3}) {
+    ASSERT_TRUE(store->append_report(t.id, attempt, epoch, {{"x", epoch * 1.0}}).ok());
+  }
+  ASSERT_TRUE(store->append_report(t.id, attempt, 11,
+                                   {{"x", std::numeric_limits<double>::quiet_NaN()},
+                                    {"y", std::numeric_limits<double>::infinity()}})
+                  .ok());
+  MetricSeries series;
+  ASSERT_TRUE(store->metric_series(t.id, &series).ok());
+  ASSERT_EQ(series["x"].size(), 5u);
+  std::vector<std::int32_t> epochs;
+  for (const auto& [epoch, value] : series["x"]) epochs.push_back(epoch);
+  EXPECT_EQ(epochs, (std::vector<std::int32_t>{1, 2, 3, 10, 11}));
+  EXPECT_TRUE(std::isnan(series["x"][4].second));
+  ASSERT_EQ(series["y"].size(), 1u);
+  EXPECT_TRUE(std::isinf(series["y"][0].second));
+}
+
+TEST(ExperimentStoreTest, OlderAttemptReportsAreHiddenAfterRequeue) {
+  TempDir dir;
+  auto store = open_store(dir.file("store.db"));
+  ASSERT_TRUE(store);
+  ExperimentRecord e = make_experiment(*store, "alpha");
+  TrialRecord t = make_trial(*store, e.id, 0);
+  TrialRecord other = make_trial(*store, e.id, 1);
+  std::int32_t attempt = 0;
+  ASSERT_TRUE(store->start_trial(t.id, "g0", &attempt).ok());
+  ASSERT_EQ(attempt, 1);
+  ASSERT_TRUE(store->append_report(t.id, 1, 1, {{"val_acc", 0.1}}).ok());
+  ASSERT_TRUE(store->append_report(t.id, 1, 2, {{"val_acc", 0.2}}).ok());
+
+  ASSERT_TRUE(store->requeue_trial(t.id, "group g0 lost").ok());
+  TrialRecord got;
+  ASSERT_TRUE(store->get_trial(t.id, &got).ok());
+  EXPECT_EQ(got.state, TrialState::kPending);
+  EXPECT_EQ(got.error, "group g0 lost");
+  EXPECT_EQ(got.attempt, 1);
+
+  ASSERT_TRUE(store->start_trial(t.id, "g1", &attempt).ok());
+  ASSERT_EQ(attempt, 2);
+  ASSERT_TRUE(store->append_report(t.id, 2, 1, {{"val_acc", 0.7}}).ok());
+  // A late report from the lost attempt arrives after the restart.
+  ASSERT_TRUE(store->append_report(t.id, 1, 3, {{"val_acc", 0.3}}).ok());
+
+  MetricSeries series;
+  ASSERT_TRUE(store->metric_series(t.id, &series).ok());
+  ASSERT_EQ(series["val_acc"].size(), 1u);
+  EXPECT_EQ(series["val_acc"][0].first, 1);
+  EXPECT_DOUBLE_EQ(series["val_acc"][0].second, 0.7);
+
+  // The old attempt can no longer finish the trial.
+  EXPECT_FALSE(store->finish_trial(t.id, 1, TrialState::kCompleted, "", {}).ok());
+
+  ASSERT_TRUE(store->start_trial(other.id, "g2", &attempt).ok());
+  ASSERT_TRUE(store->append_report(other.id, 1, 1, {{"val_acc", 0.4}}).ok());
+  std::map<std::int64_t, MetricSeries> all;
+  ASSERT_TRUE(store->experiment_metrics(e.id, &all).ok());
+  ASSERT_EQ(all.size(), 2u);
+  ASSERT_EQ(all[t.id]["val_acc"].size(), 1u);
+  EXPECT_DOUBLE_EQ(all[t.id]["val_acc"][0].second, 0.7);
+  ASSERT_EQ(all[other.id]["val_acc"].size(), 1u);
+  EXPECT_DOUBLE_EQ(all[other.id]["val_acc"][0].second, 0.4);
+}
+
+TEST(ExperimentStoreTest, ParamKindsAndSeedsRoundTrip) {
+  TempDir dir;
+  auto store = open_store(dir.file("store.db"));
+  ASSERT_TRUE(store);
+  ExperimentRecord e = make_experiment(*store, "alpha");
+  const ParamMap params = {{"batch", std::int64_t{128}},
+                           {"big", std::int64_t{-9007199254740993}},
+                           {"lr", 0.001},
+                           {"one", 1.0},
+                           {"zero", 0.0},
+                           {"tiny", 1e-300},
+                           {"opt", std::string("adam, \"beta\"=0.9")},
+                           {"unicode", std::string("λ→∞")}};
+  TrialRecord t;
+  t.experiment_id = e.id;
+  t.number = 0;
+  t.params = params;
+  t.seed = kBigSeed;
+  ASSERT_TRUE(store->add_trial(&t).ok());
+  TrialRecord max_seed;
+  max_seed.experiment_id = e.id;
+  max_seed.number = 1;
+  max_seed.seed = std::numeric_limits<std::uint64_t>::max();
+  ASSERT_TRUE(store->add_trial(&max_seed).ok());
+
+  TrialRecord got;
+  ASSERT_TRUE(store->get_trial(t.id, &got).ok());
+  EXPECT_EQ(got.params, params);
+  ASSERT_TRUE(std::holds_alternative<double>(got.params.at("one")));
+  EXPECT_EQ(std::get<double>(got.params.at("one")), 1.0);
+  ASSERT_TRUE(std::holds_alternative<double>(got.params.at("zero")));
+  ASSERT_TRUE(std::holds_alternative<std::int64_t>(got.params.at("batch")));
+  EXPECT_EQ(got.seed, kBigSeed);
+  ASSERT_TRUE(store->get_trial(max_seed.id, &got).ok());
+  EXPECT_EQ(got.seed, std::numeric_limits<std::uint64_t>::max());
+  EXPECT_TRUE(got.params.empty());
+
+  TrialRecord nan_param;
+  nan_param.experiment_id = e.id;
+  nan_param.number = 2;
+  nan_param.params = {{"lr", std::numeric_limits<double>::quiet_NaN()}};
+  EXPECT_FALSE(store->add_trial(&nan_param).ok());
+}
+
+TEST(ExperimentStoreTest, ReopeningKeepsEverything) {
+  TempDir dir;
+  const std::string path = dir.file("store.db");
+  std::int64_t trial_id = 0;
+  {
+    auto store = open_store(path);
+    ASSERT_TRUE(store);
+    ExperimentRecord e = make_experiment(*store, "alpha");
+    TrialRecord t = make_trial(*store, e.id, 0, {{"lr", 1.0}, {"layers", std::int64_t{3}}});
+    trial_id = t.id;
+    std::int32_t attempt = 0;
+    ASSERT_TRUE(store->start_trial(t.id, "g0", &attempt).ok());
+    ASSERT_TRUE(store->append_report(t.id, attempt, 1, {{"val_acc", 0.25}}).ok());
+    ASSERT_TRUE(store->append_report(t.id, attempt, 2, {{"val_acc", 0.75}}).ok());
+    ASSERT_TRUE(
+        store->finish_trial(t.id, attempt, TrialState::kCompleted, "", {{"test_acc", 0.7}}).ok());
+  }
+  for (bool read_only : {false, true}) {
+    auto store = open_store(path, read_only);
+    ASSERT_TRUE(store);
+    std::optional<ExperimentRecord> e;
+    ASSERT_TRUE(store->find_experiment("alpha", &e).ok());
+    ASSERT_TRUE(e.has_value());
+    EXPECT_EQ(e->seed, kBigSeed);
+    std::vector<TrialRecord> trials;
+    ASSERT_TRUE(store->list_trials(e->id, &trials).ok());
+    ASSERT_EQ(trials.size(), 1u);
+    EXPECT_EQ(trials[0].id, trial_id);
+    EXPECT_EQ(trials[0].state, TrialState::kCompleted);
+    EXPECT_EQ(trials[0].attempt, 1);
+    EXPECT_EQ(trials[0].group, "g0");
+    ASSERT_TRUE(std::holds_alternative<double>(trials[0].params.at("lr")));
+    ASSERT_TRUE(std::holds_alternative<std::int64_t>(trials[0].params.at("layers")));
+    EXPECT_DOUBLE_EQ(trials[0].final_metrics.at("test_acc"), 0.7);
+    MetricSeries series;
+    ASSERT_TRUE(store->metric_series(trial_id, &series).ok());
+    ASSERT_EQ(series["val_acc"].size(), 2u);
+    EXPECT_DOUBLE_EQ(series["val_acc"][1].second, 0.75);
+  }
+}
+
+TEST(ExperimentStoreTest, ReadOnlyReaderSeesWritesOfOpenWriter) {
+  TempDir dir;
+  const std::string path = dir.file("store.db");
+  auto writer = open_store(path);
+  ASSERT_TRUE(writer);
+  make_experiment(*writer, "alpha");
+  auto reader = open_store(path, /*read_only=*/true);
+  ASSERT_TRUE(reader);
+  make_experiment(*writer, "beta");
+  std::vector<ExperimentRecord> all;
+  ASSERT_TRUE(reader->list_experiments(&all).ok());
+  EXPECT_EQ(all.size(), 2u);
+  ExperimentRecord refused;
+  refused.name = "gamma";
+  EXPECT_FALSE(reader->create_experiment(&refused).ok());
+}
+
+TEST(ExperimentStoreTest, ReadOnlyOpenOfMissingFileNamesPath) {
+  TempDir dir;
+  const std::string path = dir.file("missing.db");
+  std::unique_ptr<ExperimentStore> store;
+  Status s = ExperimentStore::Open(path, /*read_only=*/true, &store);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(path), std::string::npos) << s.message();
+  EXPECT_FALSE(store);
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST(ExperimentStoreTest, NonSqliteFileIsRefusedClearly) {
+  TempDir dir;
+  const std::string path = dir.file("notes.txt");
+  {
+    std::ofstream f(path);
+    f << "this is not a database, just some text that is long enough to have a header\n";
+    for (int i = 0; i < 100; ++i) f << "line " << i << "\n";
+  }
+  for (bool read_only : {false, true}) {
+    std::unique_ptr<ExperimentStore> store;
+    Status s = ExperimentStore::Open(path, read_only, &store);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(s.message().find(path), std::string::npos) << s.message();
+    EXPECT_NE(s.message().find("not a Trellis store"), std::string::npos) << s.message();
+  }
+}
+
+TEST(ExperimentStoreTest, ForeignSqliteDatabaseIsRefused) {
+  TempDir dir;
+  const std::string path = dir.file("other.db");
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE users (id INTEGER)", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  std::unique_ptr<ExperimentStore> store;
+  Status s = ExperimentStore::Open(path, false, &store);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(path), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("not a Trellis store"), std::string::npos) << s.message();
+}
+
+TEST(ExperimentStoreTest, NewerSchemaIsRefused) {
+  TempDir dir;
+  const std::string path = dir.file("store.db");
+  { ASSERT_TRUE(open_store(path)); }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE meta SET value = '999' WHERE key = 'schema_version'",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  std::unique_ptr<ExperimentStore> store;
+  Status s = ExperimentStore::Open(path, false, &store);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(path), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("999"), std::string::npos) << s.message();
+}
+
+TEST(ExperimentStoreTest, ResolveExperimentListsExisting) {
+  TempDir dir;
+  auto store = open_store(dir.file("store.db"));
+  ASSERT_TRUE(store);
+  ExperimentRecord e;
+  Status s = resolve_experiment(*store, "", &e);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("no experiments in"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("trellis run"), std::string::npos) << s.message();
+
+  make_experiment(*store, "alpha");
+  make_experiment(*store, "beta");
+  ASSERT_TRUE(resolve_experiment(*store, "", &e).ok());
+  EXPECT_EQ(e.name, "beta");
+  ASSERT_TRUE(resolve_experiment(*store, "alpha", &e).ok());
+  EXPECT_EQ(e.name, "alpha");
+  s = resolve_experiment(*store, "alpah", &e);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("alpah"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("alpha, beta"), std::string::npos) << s.message();
+}
+
+TEST(TrialStateTest, NamesRoundTrip) {
+  for (TrialState state : {TrialState::kPending, TrialState::kRunning, TrialState::kCompleted,
+                           TrialState::kPruned, TrialState::kFailed}) {
+    TrialState parsed = TrialState::kPending;
+    ASSERT_TRUE(parse_trial_state(to_string(state), &parsed)) << to_string(state);
+    EXPECT_EQ(parsed, state);
+  }
+  EXPECT_STREQ(to_string(TrialState::kPruned), "pruned");
+  TrialState parsed;
+  EXPECT_FALSE(parse_trial_state("done", &parsed));
+}
+
+}  // namespace
+}  // namespace trellis::coordinator

@@ -1,0 +1,231 @@
+#include "coordinator/trial_table.h"
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "tests/coordinator/temp_store.h"
+
+namespace trellis::coordinator {
+namespace {
+
+using testing::TempDir;
+
+// Five trials of an experiment optimising val_acc (max):
+//   0: final val_acc 0.80, val_loss 0.50 (last epoch)
+//   1: no report at all (pending)
+//   2: last epoch val_acc 0.95, val_loss 0.20 (running)
+//   3: final val_acc 0.60, val_loss 0.90
+//   4: reports only val_loss 0.10, no val_acc (pruned)
+class TrialTableTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Status s = ExperimentStore::Open(dir_.file("store.db"), false, &store_);
+    ASSERT_TRUE(s.ok()) << s.message();
+    experiment_.name = "sweep";
+    experiment_.metric = "val_acc";
+    experiment_.mode = "max";
+    ASSERT_TRUE(store_->create_experiment(&experiment_).ok());
+    for (int n = 0; n < 5; ++n) {
+      TrialRecord t;
+      t.experiment_id = experiment_.id;
+      t.number = n;
+      t.params = {{"lr", 0.001 * (n + 1)}, {"opt", std::string(n % 2 ? "sgd" : "adam")}};
+      ASSERT_TRUE(store_->add_trial(&t).ok());
+      id_.push_back(t.id);
+    }
+    run(0, {{1, 0.70, 0.6}, {2, 0.75, 0.5}}, TrialState::kCompleted, {{"val_acc", 0.80}});
+    run(2, {{1, 0.90, 0.3}, {2, 0.95, 0.2}}, std::nullopt, {});
+    run(3, {{1, 0.60, 0.9}}, TrialState::kCompleted, {{"val_acc", 0.60}});
+    std::int32_t attempt = 0;
+    ASSERT_TRUE(store_->start_trial(id_[4], "g", &attempt).ok());
+    ASSERT_TRUE(store_->append_report(id_[4], attempt, 1, {{"val_loss", 0.1}}).ok());
+    ASSERT_TRUE(store_->finish_trial(id_[4], attempt, TrialState::kPruned, "rung", {}).ok());
+  }
+
+  struct Epoch {
+    std::int32_t epoch;
+    double acc;
+    double loss;
+  };
+  void run(int n, const std::vector<Epoch>& epochs, std::optional<TrialState> end,
+           const MetricMap& finals) {
+    std::int32_t attempt = 0;
+    ASSERT_TRUE(store_->start_trial(id_[n], "g", &attempt).ok());
+    for (const auto& e : epochs) {
+      ASSERT_TRUE(store_->append_report(id_[n], attempt, e.epoch,
+                                        {{"val_acc", e.acc}, {"val_loss", e.loss}})
+                      .ok());
+    }
+    if (end) {
+      ASSERT_TRUE(store_->finish_trial(id_[n], attempt, *end, "", finals).ok());
+    }
+  }
+
+  std::vector<std::int32_t> order(const std::string& metric) {
+    std::vector<RankedTrial> ranked;
+    Status s = rank_trials(*store_, experiment_, metric, &ranked);
+    EXPECT_TRUE(s.ok()) << s.message();
+    std::vector<std::int32_t> numbers;
+    for (const auto& r : ranked) numbers.push_back(r.trial.number);
+    return numbers;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<ExperimentStore> store_;
+  ExperimentRecord experiment_;
+  std::vector<std::int64_t> id_;
+};
+
+TEST(HigherIsBetterTest, FollowsModeThenName) {
+  ExperimentRecord e;
+  e.metric = "val_loss";
+  e.mode = "min";
+  EXPECT_FALSE(higher_is_better(e, "val_loss"));
+  e.mode = "max";  // the experiment's own mode wins over the name
+  EXPECT_TRUE(higher_is_better(e, "val_loss"));
+  EXPECT_FALSE(higher_is_better(e, "train_loss"));
+  EXPECT_FALSE(higher_is_better(e, "top1_err"));
+  EXPECT_FALSE(higher_is_better(e, "epoch_s"));
+  EXPECT_TRUE(higher_is_better(e, "samples_per_s"));  // a rate, not a duration
+  EXPECT_TRUE(higher_is_better(e, "test_acc"));
+}
+
+TEST_F(TrialTableTest, RanksMaxMetricWithMissingLast) {
+  // 2 (0.95 last epoch) > 0 (0.80 final, beats its last epoch 0.75) > 3 (0.60); 1 and 4 have no
+  // val_acc and follow in number order.
+  EXPECT_EQ(order("val_acc"), (std::vector<std::int32_t>{2, 0, 3, 1, 4}));
+  std::vector<RankedTrial> ranked;
+  ASSERT_TRUE(rank_trials(*store_, experiment_, "val_acc", &ranked).ok());
+  ASSERT_EQ(ranked.size(), 5u);
+  ASSERT_TRUE(ranked[1].value.has_value());
+  EXPECT_DOUBLE_EQ(*ranked[1].value, 0.80);
+  EXPECT_FALSE(ranked[3].value.has_value());
+  EXPECT_FALSE(ranked[4].value.has_value());
+}
+
+TEST_F(TrialTableTest, RanksMinMetricWithMissingLast) {
+  // val_loss goes down: 4 (0.1) < 2 (0.2) < 0 (0.5) < 3 (0.9); 1 has nothing.
+  EXPECT_EQ(order("val_loss"), (std::vector<std::int32_t>{4, 2, 0, 3, 1}));
+  // The experiment's mode applies to its own metric even when the name suggests otherwise.
+  ExperimentRecord by_loss = experiment_;
+  by_loss.metric = "val_loss";
+  by_loss.mode = "max";
+  std::vector<RankedTrial> ranked;
+  ASSERT_TRUE(rank_trials(*store_, by_loss, "val_loss", &ranked).ok());
+  std::vector<std::int32_t> numbers;
+  for (const auto& r : ranked) numbers.push_back(r.trial.number);
+  EXPECT_EQ(numbers, (std::vector<std::int32_t>{3, 0, 2, 4, 1}));
+}
+
+TEST_F(TrialTableTest, UnknownMetricKeepsNumberOrder) {
+  EXPECT_EQ(order("nope"), (std::vector<std::int32_t>{0, 1, 2, 3, 4}));
+}
+
+TEST_F(TrialTableTest, PrintsHeaderAndRankedRows) {
+  std::ostringstream out;
+  Status s = print_trials(*store_, {}, out);
+  ASSERT_TRUE(s.ok()) << s.message();
+  const std::string text = out.str();
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 2u + 5u) << text;
+
+  EXPECT_NE(lines[0].find("sweep"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("running"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("5 trials"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("2 completed"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("1 pruned"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("1 pending"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("sorted by val_acc (max"), std::string::npos) << lines[0];
+
+  std::istringstream header(lines[1]);
+  std::vector<std::string> columns;
+  for (std::string c; header >> c;) columns.push_back(c);
+  EXPECT_EQ(columns, (std::vector<std::string>{"rank", "trial", "state", "val_acc", "val_loss",
+                                               "epochs", "lr", "opt"}));
+
+  auto fields = [&](std::size_t i) {
+    std::istringstream row(lines[i]);
+    std::vector<std::string> f;
+    for (std::string c; row >> c;) f.push_back(c);
+    return f;
+  };
+  EXPECT_EQ(fields(2), (std::vector<std::string>{"1", "2", "running", "0.9500", "0.2000", "2",
+                                                 "0.003", "adam"}));
+  EXPECT_EQ(fields(3), (std::vector<std::string>{"2", "0", "completed", "0.8000", "0.5000", "2",
+                                                 "0.001", "adam"}));
+  EXPECT_EQ(fields(4)[1], "3");
+  EXPECT_EQ(fields(5)[0], "-");  // unvalued: listed, not ranked
+  EXPECT_EQ(fields(5)[1], "1");
+  EXPECT_EQ(fields(5)[2], "pending");
+  EXPECT_EQ(fields(6)[1], "4");
+  EXPECT_EQ(fields(6)[4], "0.1000");
+
+  // Aligned: every row has the header's column start for "state".
+  const auto state_col = lines[1].find("state");
+  for (std::size_t i = 2; i < lines.size(); ++i) {
+    EXPECT_NE(lines[i].substr(state_col, 3), "   ") << lines[i];
+    EXPECT_EQ(lines[i][state_col - 1], ' ') << lines[i];
+  }
+}
+
+TEST_F(TrialTableTest, SortMetricAndLimit) {
+  std::ostringstream out;
+  TrialTableOptions options;
+  options.experiment = "sweep";
+  options.sort_metric = "val_loss";
+  options.limit = 2;
+  ASSERT_TRUE(print_trials(*store_, options, out).ok());
+  const std::string text = out.str();
+  EXPECT_NE(text.find("sorted by val_loss (min"), std::string::npos) << text;
+  std::vector<std::vector<std::string>> rows;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream row(line);
+    std::vector<std::string> f;
+    for (std::string c; row >> c;) f.push_back(c);
+    rows.push_back(f);
+  }
+  ASSERT_EQ(rows.size(), 1u + 1u + 2u + 1u) << text;  // header, columns, 2 rows, "more"
+  EXPECT_EQ(rows[1][3], "val_loss");
+  EXPECT_EQ(rows[2][0], "1");
+  EXPECT_EQ(rows[2][1], "4");
+  EXPECT_EQ(rows[3][0], "2");
+  EXPECT_EQ(rows[3][1], "2");
+  EXPECT_EQ(rows[2][2], "pruned");
+  EXPECT_EQ(rows[3][2], "running");  // trials 0 and 3 (completed) are cut off
+  EXPECT_NE(text.find("3 more"), std::string::npos) << text;
+}
+
+TEST(TrialTableErrorsTest, EmptyStoreAndUnknownExperiment) {
+  TempDir dir;
+  const std::string path = dir.file("store.db");
+  std::unique_ptr<ExperimentStore> store;
+  ASSERT_TRUE(ExperimentStore::Open(path, false, &store).ok());
+  std::ostringstream out;
+  Status s = print_trials(*store, {}, out);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("no experiments in " + path), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("trellis run SPEC"), std::string::npos) << s.message();
+
+  ExperimentRecord e;
+  e.name = "real";
+  e.metric = "val_acc";
+  ASSERT_TRUE(store->create_experiment(&e).ok());
+  TrialTableOptions options;
+  options.experiment = "imaginary";
+  s = print_trials(*store, options, out);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("imaginary"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("real"), std::string::npos) << s.message();
+
+  // An experiment without trials still prints its header.
+  out.str("");
+  ASSERT_TRUE(print_trials(*store, {}, out).ok());
+  EXPECT_NE(out.str().find("0 trials"), std::string::npos) << out.str();
+}
+
+}  // namespace
+}  // namespace trellis::coordinator

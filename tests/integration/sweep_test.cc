@@ -1,0 +1,227 @@
+// End-to-end tests with real processes: `trellis serve` / `trellis run`, `mpirun` worker
+// groups, ZeroMQ on loopback, SQLite files, all in a temp dir removed afterwards.
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+
+#include "common/protocol.h"
+#include "tests/integration/process.h"
+#include "tests/worker/idx_fixture.h"
+
+namespace trellis::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+const std::string kTrellis = TRELLIS_BIN_DIR "/trellis";
+const std::string kWorker = TRELLIS_BIN_DIR "/trellis-worker";
+
+class SweepTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  }
+
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = worker::testing::fresh_dir(std::string("sweep_") + info->name());
+    data_ = dir_ / "data";
+    fs::create_directories(data_);
+    worker::testing::write_dataset(data_, worker::testing::make_pattern_data(1200, 8, 1),
+                                   worker::testing::make_pattern_data(300, 8, 2), /*gz=*/true);
+  }
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+
+  // A spec of `trials` trials of `ranks` ranks; `space` lines go under search.space.
+  std::string write_spec(const std::string& name, int trials, int ranks, const std::string& space,
+                         const std::string& train = "epochs: 2, batch_size: 32") {
+    const std::string path = (dir_ / (name + ".yaml")).string();
+    write_text(path, "name: " + name + "\n"
+                     "dataset: {name: patterns, path: " + data_.string() + "}\n"
+                     "metric: {name: val_acc, mode: max}\n"
+                     "search:\n  seed: 11\n  trials: " + std::to_string(trials) + "\n" +
+                     (space.empty() ? "" : "  space:\n" + space) +
+                     "train: {" + train + "}\n"
+                     "resources: {ranks_per_trial: " + std::to_string(ranks) + "}\n");
+    return path;
+  }
+
+  std::string file(const std::string& name) const { return (dir_ / name).string(); }
+
+  json export_json(const std::string& store, const std::string& experiment) {
+    const Result r = run({kTrellis, "--store", store, "export", experiment, "--format", "json"},
+                         file("export.log"), 60s);
+    EXPECT_EQ(r.code, 0) << r.output;
+    // The log file holds stdout and stderr; the JSON object is the part from the first brace.
+    return json::parse(r.output.substr(r.output.find('{')));
+  }
+
+  fs::path dir_, data_;
+};
+
+const std::string kSpace =
+    "    lr: {type: log_float, low: 1.0e-3, high: 1.0e-2}\n"
+    "    hidden_units: {type: int, low: 8, high: 32}\n"
+    "    activation: {type: categorical, values: [relu, tanh]}\n";
+
+// Sends raw frames to the coordinator the way a confused or hostile client would.
+void send_garbage(const std::string& endpoint, std::string* refusal) {
+  zmq::context_t context;
+  zmq::socket_t socket(context, zmq::socket_type::dealer);
+  socket.set(zmq::sockopt::linger, 0);
+  socket.connect(endpoint);
+  socket.send(zmq::str_buffer("this is not msgpack"), zmq::send_flags::none);
+  const std::string good = encode(Hello{"x", 1, "h", 1, ""});
+  socket.send(zmq::buffer(good.substr(0, good.size() / 2)), zmq::send_flags::none);
+  std::string other_version = good;
+  other_version[1] = static_cast<char>(kProtocolVersion + 1);  // [version, ...]: 2nd byte
+  socket.send(zmq::buffer(other_version), zmq::send_flags::none);
+  socket.set(zmq::sockopt::rcvtimeo, 10000);
+  zmq::message_t reply;
+  if (socket.recv(reply)) {
+    Message m;
+    if (decode(reply.data(), reply.size(), &m).ok() && std::holds_alternative<Refuse>(m))
+      *refusal = std::get<Refuse>(m).reason;
+  }
+}
+
+TEST_F(SweepTest, ServeWithAnMpirunWorkerGroupCompletesTheSweep) {
+  const std::string spec = write_spec("served", 3, 2, kSpace);
+  const std::string store = file("served.db");
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
+  Process serve({kTrellis, "--store", store, "serve", spec, "--bind", endpoint}, file("serve.log"));
+
+  // Garbage first: the coordinator must drop it, refuse the stale version, and keep serving.
+  std::string refusal;
+  send_garbage(endpoint, &refusal);
+  EXPECT_NE(refusal.find("version"), std::string::npos) << "no Refuse for a wrong version";
+
+  Process workers({"mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", kWorker,
+                   "--connect", endpoint},
+                  file("workers.log"));
+  ASSERT_EQ(serve.wait(300s), 0) << serve.log() << workers.log();
+  ASSERT_EQ(workers.wait(60s), 0) << workers.log();
+  EXPECT_NE(serve.log().find("dropped a frame"), std::string::npos) << serve.log();
+
+  const json exported = export_json(store, "served");
+  EXPECT_EQ(exported["experiment"]["name"], "served");
+  ASSERT_EQ(exported["trials"].size(), 3u);
+  for (const json& t : exported["trials"]) {
+    EXPECT_EQ(t["state"], "completed") << t.dump();
+    for (const char* metric : {"train_loss", "val_loss", "val_acc"}) {
+      ASSERT_EQ(t["metrics"][metric].size(), 2u) << metric << " " << t.dump();
+      EXPECT_EQ(t["metrics"][metric][0][0], 1);
+      EXPECT_EQ(t["metrics"][metric][1][0], 2);
+    }
+    EXPECT_TRUE(t["final"].contains("test_acc")) << t.dump();
+    EXPECT_TRUE(t["params"]["hidden_units"].is_number_integer());
+    EXPECT_TRUE(t["params"]["lr"].is_number_float());
+  }
+
+  // The ranking lists the trial with the best val_acc first.
+  int best = -1;
+  double best_acc = -1;
+  for (const json& t : exported["trials"]) {
+    const double acc = t["final"]["val_acc"];
+    if (acc > best_acc) best_acc = acc, best = t["id"];
+  }
+  const Result table = run({kTrellis, "--store", store, "trials", "served", "--sort", "val_acc"},
+                           file("trials.log"), 60s);
+  ASSERT_EQ(table.code, 0) << table.output;
+  std::istringstream lines(table.output);
+  std::string line;
+  bool found_first_row = false;
+  while (std::getline(lines, line)) {
+    std::istringstream words(line);
+    std::string rank;
+    int trial = -1;
+    if (words >> rank >> trial && rank == "1") {
+      EXPECT_EQ(trial, best) << table.output;
+      found_first_row = true;
+      break;
+    }
+  }
+  EXPECT_TRUE(found_first_row) << table.output;
+}
+
+TEST_F(SweepTest, OneRankAndTwoRanksReachTheSameValidationLoss) {
+  std::map<int, json> runs;
+  for (int ranks : {1, 2}) {
+    const std::string spec = write_spec("agree", 1, ranks, "",
+                                        "epochs: 3, batch_size: 40, lr: 0.01, hidden_units: 16");
+    const std::string store = file("agree" + std::to_string(ranks) + ".db");
+    const Result r = run({kTrellis, "--store", store, "run", spec, "--groups", "1"},
+                         file("agree" + std::to_string(ranks) + ".log"), 300s);
+    ASSERT_EQ(r.code, 0) << r.output;
+    runs[ranks] = export_json(store, "agree")["trials"][0];
+    ASSERT_EQ(runs[ranks]["state"], "completed") << runs[ranks].dump();
+  }
+  const json& one = runs[1]["metrics"]["val_loss"];
+  const json& two = runs[2]["metrics"]["val_loss"];
+  ASSERT_EQ(one.size(), 3u);
+  ASSERT_EQ(two.size(), 3u);
+  for (int e = 0; e < 3; ++e) {
+    const double a = one[e][1], b = two[e][1];
+    EXPECT_LE(std::abs(a - b), 1e-4 * std::abs(a)) << "epoch " << e + 1 << ": " << a << " vs " << b;
+  }
+  // The group really trained: loss went down from epoch 1 to 3.
+  EXPECT_LT(static_cast<double>(one[2][1]), static_cast<double>(one[0][1]));
+}
+
+TEST_F(SweepTest, RunningACompletedSweepAgainChangesNothing) {
+  const std::string spec = write_spec("again", 2, 1, kSpace, "epochs: 1, batch_size: 32");
+  const std::string store = file("again.db");
+  ASSERT_EQ(run({kTrellis, "--store", store, "run", spec}, file("first.log")).code, 0);
+  const json before = export_json(store, "again");
+  const Result second = run({kTrellis, "--store", store, "run", spec}, file("second.log"));
+  ASSERT_EQ(second.code, 0) << second.output;
+  EXPECT_EQ(second.output.find("started worker group"), std::string::npos) << second.output;
+  EXPECT_EQ(export_json(store, "again")["trials"], before["trials"]);
+}
+
+TEST_F(SweepTest, BadSpecsStopWithFileLineAndField) {
+  struct Case {
+    std::string text;
+    std::vector<std::string> expected;
+  };
+  const std::string dataset = "dataset: {path: " + data_.string() + "}\n";
+  const std::vector<Case> cases = {
+      {"name: s\n" + dataset + "search: {trials: 2\n", {"bad.yaml:", "YAML syntax error"}},
+      {"name: s\n" + dataset + "search: {trials: 2}\ntrain: {epoch: 3}\n",
+       {"bad.yaml:4:9", "unknown key 'epoch'", "did you mean 'epochs'"}},
+      {"name: s\n" + dataset + "search: {trials: many}\n",
+       {"bad.yaml:3:18", "search.trials", "integer"}},
+      {"name: s\ndataset: {path: /no/such/data}\nsearch: {trials: 2}\n",
+       {"bad.yaml:2:17", "dataset.path", "/no/such/data", "does not exist"}},
+  };
+  for (const Case& c : cases) {
+    const std::string path = file("bad.yaml");
+    write_text(path, c.text);
+    const Result r = run({kTrellis, "--store", file("bad.db"), "run", path}, file("bad.log"), 60s);
+    EXPECT_EQ(r.code, 1) << r.output;
+    for (const auto& e : c.expected) EXPECT_NE(r.output.find(e), std::string::npos) << r.output;
+  }
+}
+
+TEST_F(SweepTest, AWorkerPointedAtAClosedEndpointSaysSoAndExits) {
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
+  const Result r = run({"mpirun", "-np", "1", kWorker, "--connect", endpoint, "--timeout", "2"},
+                       file("lonely.log"), 60s);
+  EXPECT_NE(r.code, 0) << r.output;
+  EXPECT_NE(r.code, -1) << "the worker hung";
+  EXPECT_NE(r.output.find("no answer from the coordinator at " + endpoint), std::string::npos)
+      << r.output;
+}
+
+}  // namespace
+}  // namespace trellis::testing

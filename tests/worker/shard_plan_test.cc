@@ -1,0 +1,108 @@
+#include "common/shard_plan.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+#include <vector>
+
+namespace trellis {
+namespace {
+
+constexpr std::int64_t kRows = 10007;  // prime: no shard count divides it
+constexpr double kValFraction = 0.1;
+constexpr std::uint64_t kSeed = 42;
+constexpr int kBatch = 100;
+
+TEST(ShardPlan, RankRangesTileTheFile) {
+  for (int ranks : {1, 2, 3, 4, 5, 6, 7, 8, 16}) {
+    const ShardPlan plan(kRows, kValFraction, kSeed, kBatch, ranks);
+    EXPECT_EQ(plan.shards() % ranks, 0) << ranks;
+    std::int64_t expected_begin = 0;
+    for (int r = 0; r < ranks; ++r) {
+      const RowRange range = plan.rank_rows(r);
+      EXPECT_EQ(range.begin, expected_begin) << "ranks " << ranks << " rank " << r;
+      EXPECT_GT(range.size(), 0);
+      expected_begin = range.end;
+    }
+    EXPECT_EQ(expected_begin, kRows) << ranks;
+  }
+}
+
+// Rows used by step `step` of `epoch`, over all ranks, sorted; each rank only uses rows inside
+// its own range.
+std::vector<std::int64_t> step_rows(const ShardPlan& plan, int epoch, std::int64_t step) {
+  std::vector<std::int64_t> rows;
+  for (int r = 0; r < plan.ranks(); ++r) {
+    const RowRange range = plan.rank_rows(r);
+    const auto [first, last] = plan.rank_shards(r);
+    for (int v = first; v < last; ++v) {
+      const auto order = plan.epoch_order(v, epoch);
+      const int b = plan.shard_batch(v);
+      for (std::int64_t i = step * b; i < (step + 1) * b; ++i) {
+        EXPECT_GE(order[i], range.begin);
+        EXPECT_LT(order[i], range.end);
+        rows.push_back(order[i]);
+      }
+    }
+  }
+  std::sort(rows.begin(), rows.end());
+  return rows;
+}
+
+TEST(ShardPlan, StepsUseTheSameRowsWhateverTheRankCount) {
+  const ShardPlan one(kRows, kValFraction, kSeed, kBatch, 1);
+  const ShardPlan two(kRows, kValFraction, kSeed, kBatch, 2);
+  const ShardPlan four(kRows, kValFraction, kSeed, kBatch, 4);
+  ASSERT_EQ(one.steps_per_epoch(), two.steps_per_epoch());
+  ASSERT_EQ(one.steps_per_epoch(), four.steps_per_epoch());
+  ASSERT_GE(one.steps_per_epoch(), 3);
+  std::set<std::int64_t> seen;
+  for (int epoch : {1, 2}) {
+    for (std::int64_t s = 0; s < 3; ++s) {
+      const auto rows = step_rows(one, epoch, s);
+      EXPECT_EQ(static_cast<int>(rows.size()), kBatch);
+      EXPECT_EQ(std::adjacent_find(rows.begin(), rows.end()), rows.end()) << "duplicate row";
+      EXPECT_EQ(rows, step_rows(two, epoch, s)) << "epoch " << epoch << " step " << s;
+      EXPECT_EQ(rows, step_rows(four, epoch, s)) << "epoch " << epoch << " step " << s;
+      if (epoch == 1) {
+        for (auto r : rows) EXPECT_TRUE(seen.insert(r).second) << "row reused within an epoch";
+      }
+    }
+  }
+  // Another epoch shuffles differently.
+  EXPECT_NE(step_rows(one, 1, 0), step_rows(one, 2, 0));
+}
+
+TEST(ShardPlan, ValidationRowsAreDisjointFromTrainingRows) {
+  const ShardPlan plan(kRows, kValFraction, kSeed, kBatch, 4);
+  std::int64_t covered = 0;
+  for (int v = 0; v < plan.shards(); ++v) {
+    const auto& train = plan.shard_train_rows(v);
+    const auto& val = plan.shard_validation_rows(v);
+    std::vector<std::int64_t> both;
+    std::set_intersection(train.begin(), train.end(), val.begin(), val.end(),
+                          std::back_inserter(both));
+    EXPECT_TRUE(both.empty()) << "shard " << v;
+    for (auto row : val) EXPECT_TRUE(is_validation_row(kSeed, row, kValFraction));
+    for (auto row : train) EXPECT_FALSE(is_validation_row(kSeed, row, kValFraction));
+    covered += static_cast<std::int64_t>(train.size() + val.size());
+    // An epoch order is a permutation of the shard's training rows.
+    auto order = plan.epoch_order(v, 3);
+    std::sort(order.begin(), order.end());
+    EXPECT_EQ(order, train);
+  }
+  EXPECT_EQ(covered, kRows);
+  EXPECT_EQ(plan.train_rows() + plan.validation_rows(), kRows);
+  EXPECT_NEAR(static_cast<double>(plan.validation_rows()) / kRows, kValFraction, 0.02);
+}
+
+TEST(ShardPlan, ShardBatchesAddUpToTheGlobalBatch) {
+  const ShardPlan plan(kRows, kValFraction, kSeed, 130, 3);
+  int total = 0;
+  for (int v = 0; v < plan.shards(); ++v) total += plan.shard_batch(v);
+  EXPECT_EQ(total, 130);
+}
+
+}  // namespace
+}  // namespace trellis

@@ -1,0 +1,227 @@
+#include "worker/trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <vector>
+
+#include "tests/worker/idx_fixture.h"
+
+namespace trellis::worker {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+int world_size() {
+  int size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  return size;
+}
+
+int world_rank() {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
+}
+
+// 2000 training / 500 test rows of 8x8 class patterns with noise: easy to learn, far from
+// trivially separable by one pixel.
+class TrainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::fresh_dir("trainer");
+    testing::write_dataset(dir_, testing::make_pattern_data(2000, 8, 1),
+                           testing::make_pattern_data(500, 8, 2), /*gz=*/true);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  TrialTask task() const {
+    TrialTask t;
+    t.trial = 1;
+    t.seed = 2024;
+    t.config.hidden_layers = 1;
+    t.config.hidden_units = 32;
+    t.config.activation = "relu";
+    t.config.optimizer = "adam";
+    t.config.lr = 1e-2;
+    t.config.batch_size = 64;
+    t.config.epochs = 3;
+    t.dataset.name = "patterns";
+    t.dataset.format = "idx";
+    t.dataset.path = dir_.string();
+    t.dataset.validation_fraction = 0.1;
+    return t;
+  }
+
+  fs::path dir_;
+};
+
+struct Outcome {
+  Status status;
+  TrainResult result;
+  std::vector<MetricMap> epochs;
+  int steps = 0;
+};
+
+Outcome train_once(const TrialTask& t, MPI_Comm comm = MPI_COMM_WORLD) {
+  Outcome r;
+  TrainerHooks hooks;
+  hooks.on_epoch = [&r](int epoch, const MetricMap& m) {
+    EXPECT_EQ(epoch, static_cast<int>(r.epochs.size()) + 1);
+    r.epochs.push_back(m);
+    return true;
+  };
+  hooks.on_step = [&r] { ++r.steps; };
+  r.status = train(t, comm, hooks, &r.result);
+  return r;
+}
+
+// The metrics that must not depend on timing.
+std::vector<double> learned(const Outcome& r) {
+  std::vector<double> out;
+  for (const auto& m : r.epochs)
+    for (const char* k : {"train_loss", "val_loss", "val_acc"}) out.push_back(m.at(k));
+  for (const auto& [k, v] : r.result.final_metrics) out.push_back(v);
+  return out;
+}
+
+TEST_F(TrainerTest, LearnsSyntheticPatterns) {
+  if (world_size() != 1) GTEST_SKIP() << "single-rank test";
+  const Outcome r = train_once(task());
+  ASSERT_TRUE(r.status.ok()) << r.status.message();
+  EXPECT_EQ(r.result.epochs_run, 3);
+  EXPECT_FALSE(r.result.stopped_early);
+  ASSERT_EQ(r.epochs.size(), 3u);
+  for (const auto& m : r.epochs)
+    for (const char* k : {"train_loss", "val_loss", "val_acc", "samples_per_s", "epoch_s"})
+      EXPECT_TRUE(m.count(k) == 1 && std::isfinite(m.at(k))) << k;
+  // 1800-odd training rows, batch 64 over 48 shards: the shard plan decides the step count.
+  EXPECT_GT(r.steps, 3 * 10);
+  EXPECT_EQ(r.steps % 3, 0);
+  EXPECT_LT(r.epochs[2].at("train_loss"), r.epochs[0].at("train_loss"));
+  EXPECT_GT(r.epochs[2].at("val_acc"), 0.8);  // chance is 0.1
+  const MetricMap& f = r.result.final_metrics;
+  EXPECT_GT(f.at("test_acc"), 0.8);
+  EXPECT_LT(f.at("test_loss"), 1.0);
+  EXPECT_EQ(f.at("val_acc"), r.epochs[2].at("val_acc"));
+  EXPECT_EQ(f.at("train_loss"), r.epochs[2].at("train_loss"));
+  EXPECT_EQ(f.size(), 5u);
+}
+
+TEST_F(TrainerTest, SameSeedGivesBitIdenticalMetrics) {
+  if (world_size() != 1) GTEST_SKIP() << "single-rank test";
+  TrialTask t = task();
+  t.config.epochs = 2;
+  const Outcome a = train_once(t), b = train_once(t);
+  ASSERT_TRUE(a.status.ok()) << a.status.message();
+  ASSERT_TRUE(b.status.ok()) << b.status.message();
+  EXPECT_EQ(learned(a), learned(b));
+  t.seed += 1;
+  const Outcome c = train_once(t);
+  ASSERT_TRUE(c.status.ok()) << c.status.message();
+  EXPECT_NE(learned(a), learned(c));
+}
+
+TEST_F(TrainerTest, RankZeroCanStopTheTrial) {
+  TrialTask t = task();
+  TrainerHooks hooks;
+  int calls = 0;
+  // Only rank 0's answer counts: the other ranks ask to go on.
+  hooks.on_epoch = [&calls](int, const MetricMap&) { return ++calls < 2 ? true : world_rank() != 0; };
+  TrainResult result;
+  const Status s = train(t, MPI_COMM_WORLD, hooks, &result);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(result.epochs_run, 2);
+  EXPECT_TRUE(result.stopped_early);
+  EXPECT_EQ(result.final_metrics.count("test_acc"), 1u);
+}
+
+TEST_F(TrainerTest, MissingDatasetNamesThePath) {
+  TrialTask t = task();
+  t.dataset.path = (dir_ / "no-such-dir").string();
+  const Outcome r = train_once(t);
+  ASSERT_FALSE(r.status.ok());
+  EXPECT_TRUE(contains(r.status.message(), t.dataset.path)) << r.status.message();
+  EXPECT_TRUE(contains(r.status.message(), "rank 0: ")) << r.status.message();
+  EXPECT_TRUE(r.epochs.empty());
+}
+
+TEST_F(TrainerTest, DivergingLearningRateFailsWithNaN) {
+  TrialTask t = task();
+  t.config.optimizer = "sgd";
+  t.config.lr = 1e30;
+  const Outcome r = train_once(t);
+  ASSERT_FALSE(r.status.ok());
+  EXPECT_TRUE(contains(r.status.message(), "loss became NaN at epoch 1 step ")) << r.status.message();
+}
+
+TEST_F(TrainerTest, BatchSmallerThanTheShardCountIsRefused) {
+  TrialTask t = task();
+  t.config.batch_size = 16;
+  const Outcome r = train_once(t);
+  ASSERT_FALSE(r.status.ok());
+  EXPECT_TRUE(contains(r.status.message(), "batch_size 16")) << r.status.message();
+}
+
+// The tests below need two ranks (ctest runs them under mpirun -np 2); on one rank they skip.
+
+
+class TrainerGroup : public TrainerTest {
+ protected:
+  void SetUp() override {
+    if (world_size() != 2) GTEST_SKIP() << "needs mpirun -np 2";
+    TrainerTest::SetUp();
+  }
+};
+
+// The shard plan gives every step the same samples whatever the rank count, so a two-rank run
+// and a one-rank run agree up to float summation order.
+TEST_F(TrainerGroup, TwoRanksMatchOneRank) {
+  TrialTask t = task();
+  t.config.epochs = 2;
+  const Outcome two = train_once(t, MPI_COMM_WORLD);
+  const Outcome one = train_once(t, MPI_COMM_SELF);  // each rank alone, on its own copy of the data
+  ASSERT_TRUE(two.status.ok()) << two.status.message();
+  ASSERT_TRUE(one.status.ok()) << one.status.message();
+  EXPECT_EQ(two.steps, one.steps);
+  ASSERT_EQ(two.epochs.size(), one.epochs.size());
+  for (std::size_t e = 0; e < one.epochs.size(); ++e) {
+    EXPECT_NEAR(two.epochs[e].at("train_loss"), one.epochs[e].at("train_loss"),
+                1e-3 * one.epochs[e].at("train_loss"));
+    EXPECT_NEAR(two.epochs[e].at("val_loss"), one.epochs[e].at("val_loss"),
+                1e-3 * one.epochs[e].at("val_loss"));
+    EXPECT_NEAR(two.epochs[e].at("val_acc"), one.epochs[e].at("val_acc"), 0.011);
+  }
+  EXPECT_NEAR(two.result.final_metrics.at("test_loss"), one.result.final_metrics.at("test_loss"),
+              1e-3 * one.result.final_metrics.at("test_loss"));
+  EXPECT_NEAR(two.result.final_metrics.at("test_acc"), one.result.final_metrics.at("test_acc"),
+              0.01);
+  // Every rank reports the same group metrics.
+  double mine = two.result.final_metrics.at("val_loss"), theirs = mine;
+  MPI_Bcast(&theirs, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  EXPECT_EQ(mine, theirs);
+}
+
+// Rank 1's rows of the training file are cut short; rank 0's are intact. Both ranks must
+// return the same error, naming rank 1, instead of rank 0 waiting in the first all-reduce.
+TEST_F(TrainerGroup, FailureOnOneRankIsAgreed) {
+  const testing::IdxData train = testing::make_pattern_data(2000, 8, 1);
+  auto bytes = testing::images_bytes(train);
+  bytes.resize(16 + 64 * 1500);
+  fs::remove(dir_ / "train-images-idx3-ubyte.gz");
+  testing::write_file(dir_ / "train-images-idx3-ubyte", bytes, /*gz=*/false);
+  const Outcome r = train_once(task());
+  ASSERT_FALSE(r.status.ok());
+  EXPECT_TRUE(contains(r.status.message(), "rank 1: ")) << r.status.message();
+  EXPECT_TRUE(contains(r.status.message(), "truncated at row 1500")) << r.status.message();
+  EXPECT_TRUE(r.epochs.empty());
+}
+
+}  // namespace
+}  // namespace trellis::worker
