@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <queue>
 #include <random>
 #include <stdexcept>
 
@@ -37,14 +38,28 @@ ShardPlan::ShardPlan(std::int64_t train_file_rows, double validation_fraction, s
     for (std::int64_t row = r.begin; row < r.end; ++row)
       (is_validation_row(seed_, row, validation_fraction) ? val_rows_ : train_rows_)[v].push_back(row);
   }
-  steps_per_epoch_ = -1;
-  for (int v = 0; v < shards_; ++v) {
-    const int b = shard_batch(v);
-    if (b == 0) continue;
-    const std::int64_t steps = static_cast<std::int64_t>(train_rows_[v].size()) / b;
-    steps_per_epoch_ = steps_per_epoch_ < 0 ? steps : std::min(steps_per_epoch_, steps);
+  steps_per_epoch_ = train_rows() / global_batch_;
+
+  // Merge the shards by the key (2k + 1) / (2 n_v) of their k-th row, compared exactly in
+  // integers (k and n are < 2^31, so the products fit in 64 bits); ties go to the lower shard.
+  const std::int64_t used = steps_per_epoch_ * global_batch_;
+  position_shard_.reserve(static_cast<std::size_t>(used));
+  std::vector<std::int64_t> next(shards_, 0);
+  const auto before = [&](int a, int b) {  // priority_queue: true when a comes after b
+    const auto na = static_cast<std::int64_t>(train_rows_[a].size());
+    const auto nb = static_cast<std::int64_t>(train_rows_[b].size());
+    const std::int64_t ka = (2 * next[a] + 1) * nb, kb = (2 * next[b] + 1) * na;
+    return ka != kb ? ka > kb : a > b;
+  };
+  std::priority_queue<int, std::vector<int>, decltype(before)> heads(before);
+  for (int v = 0; v < shards_; ++v)
+    if (!train_rows_[v].empty()) heads.push(v);
+  while (static_cast<std::int64_t>(position_shard_.size()) < used) {
+    const int v = heads.top();
+    heads.pop();
+    position_shard_.push_back(v);
+    if (++next[v] < static_cast<std::int64_t>(train_rows_[v].size())) heads.push(v);
   }
-  if (steps_per_epoch_ < 0) steps_per_epoch_ = 0;
 }
 
 std::pair<int, int> ShardPlan::rank_shards(int rank) const {
@@ -58,10 +73,6 @@ RowRange ShardPlan::rank_rows(int rank) const {
                   split_rows(file_rows_, shards_, last - 1).end};
 }
 
-int ShardPlan::shard_batch(int v) const {
-  return global_batch_ / shards_ + (v < global_batch_ % shards_ ? 1 : 0);
-}
-
 std::vector<std::int64_t> ShardPlan::epoch_order(int v, int epoch) const {
   std::vector<std::int64_t> order = train_rows_[v];
   std::mt19937_64 rng(derive_seed(seed_, {0x7368u /* "sh" */, static_cast<std::uint64_t>(epoch),
@@ -70,6 +81,33 @@ std::vector<std::int64_t> ShardPlan::epoch_order(int v, int epoch) const {
   // differs between standard libraries, which would break cross-machine reproducibility.
   for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
   return order;
+}
+
+int ShardPlan::max_step_rows(int rank) const {
+  const auto [first, last] = rank_shards(rank);
+  int most = 0;
+  for (std::int64_t s = 0; s < steps_per_epoch_; ++s) {
+    int n = 0;
+    for (std::int64_t p = s * global_batch_; p < (s + 1) * global_batch_; ++p)
+      n += position_shard_[p] >= first && position_shard_[p] < last;
+    most = std::max(most, n);
+  }
+  return most;
+}
+
+std::vector<std::vector<std::int64_t>> ShardPlan::rank_epoch_rows(int rank, int epoch) const {
+  const auto [first, last] = rank_shards(rank);
+  std::vector<std::vector<std::int64_t>> orders;
+  for (int v = first; v < last; ++v) orders.push_back(epoch_order(v, epoch));
+  std::vector<std::size_t> taken(orders.size(), 0);
+  std::vector<std::vector<std::int64_t>> steps(static_cast<std::size_t>(steps_per_epoch_));
+  for (std::size_t p = 0; p < position_shard_.size(); ++p) {
+    const int v = position_shard_[p];
+    if (v < first || v >= last) continue;
+    const auto i = static_cast<std::size_t>(v - first);
+    steps[p / static_cast<std::size_t>(global_batch_)].push_back(orders[i][taken[i]++]);
+  }
+  return steps;
 }
 
 std::int64_t ShardPlan::train_rows() const {

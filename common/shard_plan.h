@@ -9,10 +9,13 @@
 //     without reading the file which of its rows are held out.
 //   * The remaining training rows fall in `shards` contiguous virtual shards of file rows.
 //     Rank r of K owns virtual shards [r*V/K, (r+1)*V/K): one contiguous range of the file.
-//   * Each epoch, every virtual shard shuffles its own training rows (seed, epoch, shard). Step
-//     s of the epoch takes the next `shard_batch(v)` rows of every shard v; the per-shard
-//     batches add up to the global batch size.
-//   * Steps per epoch are the same for every shard: the fewest any shard can fill.
+//   * An epoch is one sequence of training rows: the shards interleaved in proportion to their
+//     sizes (the k-th of a shard's n rows sits at (k + 1/2) / n of the way through), each
+//     shard's rows in an order shuffled per (seed, epoch, shard). Step s takes positions
+//     [s*B, (s+1)*B) of that sequence; a rank trains on those from its own shards. Every
+//     training row is used once per epoch, but for the fewer than B that would only fill a
+//     partial last batch (a different few each epoch).
+//   * Which shard fills each position does not depend on the epoch, so it is computed once.
 
 #include <cstdint>
 #include <vector>
@@ -36,8 +39,8 @@ bool is_validation_row(std::uint64_t seed, std::int64_t row, double validation_f
 
 class ShardPlan {
  public:
-  // `train_file_rows`: rows in the training file. `ranks` must divide the shard count, which
-  // is kDefaultVirtualShards when it can be, else lcm(kDefaultVirtualShards, ranks).
+  // `train_file_rows`: rows in the training file. The shard count is kDefaultVirtualShards
+  // when `ranks` divides it, else lcm(kDefaultVirtualShards, ranks).
   ShardPlan(std::int64_t train_file_rows, double validation_fraction, std::uint64_t seed,
             int global_batch, int ranks);
 
@@ -55,12 +58,15 @@ class ShardPlan {
   // Validation rows of virtual shard v, in file order.
   const std::vector<std::int64_t>& shard_validation_rows(int v) const { return val_rows_[v]; }
 
-  // Rows shard v contributes to each step, and steps per epoch.
-  int shard_batch(int v) const;
+  // Full global batches in an epoch (0 when the batch exceeds the training rows).
   std::int64_t steps_per_epoch() const { return steps_per_epoch_; }
+  // The most rows rank `rank` contributes to any one step (the same for every epoch).
+  int max_step_rows(int rank) const;
 
-  // Shuffled order of shard v's training rows for an epoch; step s of the epoch uses
-  // positions [s * shard_batch(v), (s + 1) * shard_batch(v)).
+  // For each step of `epoch`, the file rows rank `rank` trains on in that step.
+  std::vector<std::vector<std::int64_t>> rank_epoch_rows(int rank, int epoch) const;
+
+  // Shuffled order of shard v's training rows for an epoch.
   std::vector<std::int64_t> epoch_order(int v, int epoch) const;
 
   std::int64_t train_rows() const;       // all shards
@@ -75,6 +81,7 @@ class ShardPlan {
   std::int64_t steps_per_epoch_ = 0;
   std::vector<std::vector<std::int64_t>> train_rows_;
   std::vector<std::vector<std::int64_t>> val_rows_;
+  std::vector<std::int32_t> position_shard_;  // epoch position -> virtual shard it draws from
 };
 
 }  // namespace trellis

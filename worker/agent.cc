@@ -54,14 +54,16 @@ Status Agent::next(Assign* assign, bool* shutdown) {
     post(options_.hello);
     said_hello_ = true;
   }
-  constexpr auto kNagEvery = std::chrono::seconds(10);
+  constexpr std::chrono::milliseconds kNagEvery(10000);
   auto silent_since = std::chrono::steady_clock::now();
   for (;;) {
     Message m;
-    if (!take(&m, kNagEvery)) {
-      const auto silent = std::chrono::steady_clock::now() - silent_since;
-      const auto secs = std::chrono::duration_cast<std::chrono::seconds>(silent).count();
-      if (silent >= options_.answer_timeout)
+    const auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - silent_since);
+    if (!take(&m, std::min(kNagEvery, options_.answer_timeout - silent))) {
+      const auto now_silent = std::chrono::steady_clock::now() - silent_since;
+      const auto secs = std::chrono::duration_cast<std::chrono::seconds>(now_silent).count();
+      if (now_silent >= options_.answer_timeout)
         return Status::Error("no answer from the coordinator at " + options_.endpoint + " for " +
                              std::to_string(secs) +
                              " s; is `trellis serve` (or `trellis run`) running and reachable?");

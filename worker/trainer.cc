@@ -58,7 +58,7 @@ struct RankState {
   IdxRows train;                // this rank's contiguous rows of the training file
   IdxRows test;                 // this rank's rows of the test file
   std::vector<std::int64_t> val_columns;  // columns of `train` held out for validation
-  int local_batch = 0;                    // this rank's part of every global batch
+  int local_batch = 0;                    // the most rows this rank trains on in one step
   std::unique_ptr<Mlp> model;
   std::unique_ptr<Optimizer> optimizer;
   Eigen::MatrixXf batch;  // gathered samples, features x max(local_batch, kEvalBatch)
@@ -102,11 +102,6 @@ Status set_up(const TrialTask& task, int rank, int ranks, RankState* st) {
   st->plan = std::make_unique<ShardPlan>(train_info.rows, task.dataset.validation_fraction,
                                          data_seed, c.batch_size, ranks);
   const ShardPlan& plan = *st->plan;
-  // A shard with no row per step would never be trained on, silently dropping its data.
-  if (c.batch_size < plan.shards())
-    return Status::Error("batch_size " + std::to_string(c.batch_size) + " is smaller than the " +
-                         std::to_string(plan.shards()) +
-                         " virtual shards; every shard must contribute a row to each step");
   if (plan.steps_per_epoch() < 1)
     return Status::Error("batch_size " + std::to_string(c.batch_size) + " exceeds the " +
                          std::to_string(plan.train_rows()) + " training rows of " +
@@ -120,11 +115,10 @@ Status set_up(const TrialTask& task, int rank, int ranks, RankState* st) {
   s = read_idx_rows(test_info, split_rows(test_info.rows, ranks, rank), &st->test);
   if (!s.ok()) return s;
 
-  for (int v = st->first_shard; v < st->last_shard; ++v) {
-    st->local_batch += plan.shard_batch(v);
+  st->local_batch = plan.max_step_rows(rank);
+  for (int v = st->first_shard; v < st->last_shard; ++v)
     for (std::int64_t row : plan.shard_validation_rows(v))
       st->val_columns.push_back(row - st->train_base);
-  }
 
   const int width = std::max(st->local_batch, kEvalBatch);
   st->model = std::make_unique<Mlp>(shape, width, kGradTail);
@@ -170,9 +164,7 @@ Status run_epoch(RankState* st, MPI_Comm comm, const TrainerHooks& hooks, int ep
                  double* mean_loss) {
   const ShardPlan& plan = *st->plan;
   Mlp& model = *st->model;
-  std::vector<std::vector<std::int64_t>> orders;
-  orders.reserve(static_cast<std::size_t>(st->last_shard - st->first_shard));
-  for (int v = st->first_shard; v < st->last_shard; ++v) orders.push_back(plan.epoch_order(v, epoch));
+  const std::vector<std::vector<std::int64_t>> steps = plan.rank_epoch_rows(st->rank, epoch);
 
   const float scale = 1.0f / static_cast<float>(plan.global_batch());
   Eigen::VectorXf& buffer = model.grad_buffer();
@@ -181,15 +173,11 @@ Status run_epoch(RankState* st, MPI_Comm comm, const TrainerHooks& hooks, int ep
   double loss_total = 0;
   for (std::int64_t s = 0; s < plan.steps_per_epoch(); ++s) {
     int col = 0;
-    for (int v = st->first_shard; v < st->last_shard; ++v) {
-      const int b = plan.shard_batch(v);
-      const auto& order = orders[static_cast<std::size_t>(v - st->first_shard)];
-      for (std::int64_t i = s * b; i < (s + 1) * b; ++i) {
-        const std::int64_t c = order[static_cast<std::size_t>(i)] - st->train_base;
-        st->batch.col(col) = st->train.images.col(c);
-        st->batch_labels[static_cast<std::size_t>(col)] = st->train.labels[static_cast<std::size_t>(c)];
-        ++col;
-      }
+    for (const std::int64_t row : steps[static_cast<std::size_t>(s)]) {
+      const std::int64_t c = row - st->train_base;
+      st->batch.col(col) = st->train.images.col(c);
+      st->batch_labels[static_cast<std::size_t>(col)] = st->train.labels[static_cast<std::size_t>(c)];
+      ++col;
     }
     buffer.setZero();
     const double loss = model.forward_backward(

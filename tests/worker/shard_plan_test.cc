@@ -35,15 +35,13 @@ std::vector<std::int64_t> step_rows(const ShardPlan& plan, int epoch, std::int64
   std::vector<std::int64_t> rows;
   for (int r = 0; r < plan.ranks(); ++r) {
     const RowRange range = plan.rank_rows(r);
-    const auto [first, last] = plan.rank_shards(r);
-    for (int v = first; v < last; ++v) {
-      const auto order = plan.epoch_order(v, epoch);
-      const int b = plan.shard_batch(v);
-      for (std::int64_t i = step * b; i < (step + 1) * b; ++i) {
-        EXPECT_GE(order[i], range.begin);
-        EXPECT_LT(order[i], range.end);
-        rows.push_back(order[i]);
-      }
+    const auto steps = plan.rank_epoch_rows(r, epoch);
+    EXPECT_EQ(static_cast<std::int64_t>(steps.size()), plan.steps_per_epoch());
+    EXPECT_LE(static_cast<int>(steps[step].size()), plan.max_step_rows(r));
+    for (std::int64_t row : steps[step]) {
+      EXPECT_GE(row, range.begin);
+      EXPECT_LT(row, range.end);
+      rows.push_back(row);
     }
   }
   std::sort(rows.begin(), rows.end());
@@ -97,11 +95,35 @@ TEST(ShardPlan, ValidationRowsAreDisjointFromTrainingRows) {
   EXPECT_NEAR(static_cast<double>(plan.validation_rows()) / kRows, kValFraction, 0.02);
 }
 
-TEST(ShardPlan, ShardBatchesAddUpToTheGlobalBatch) {
-  const ShardPlan plan(kRows, kValFraction, kSeed, 130, 3);
-  int total = 0;
-  for (int v = 0; v < plan.shards(); ++v) total += plan.shard_batch(v);
-  EXPECT_EQ(total, 130);
+// Any batch size, even one smaller than the shard count: every training row is used exactly
+// once per epoch except the fewer than `batch` that would only fill a partial last step.
+TEST(ShardPlan, AnEpochUsesEveryTrainingRowOnce) {
+  for (int batch : {1, 7, 48, 130, 1000}) {
+    const ShardPlan plan(kRows, kValFraction, kSeed, batch, 3);
+    EXPECT_EQ(plan.steps_per_epoch(), plan.train_rows() / batch) << batch;
+    std::vector<std::int64_t> used;
+    for (int r = 0; r < plan.ranks(); ++r)
+      for (const auto& step : plan.rank_epoch_rows(r, 1)) used.insert(used.end(), step.begin(), step.end());
+    std::sort(used.begin(), used.end());
+    EXPECT_EQ(std::adjacent_find(used.begin(), used.end()), used.end()) << batch;
+    EXPECT_EQ(static_cast<std::int64_t>(used.size()), plan.steps_per_epoch() * batch) << batch;
+    EXPECT_GT(static_cast<std::int64_t>(used.size()), plan.train_rows() - batch) << batch;
+  }
+}
+
+// Shards are interleaved in proportion to their sizes: in any step each shard gives its
+// proportional count of rows give or take one, so a rank's part of a step is within one row
+// per owned shard of its share of the data, and no rank is starved while another is loaded.
+TEST(ShardPlan, StepsAreSplitInProportionToTheRanksData) {
+  const ShardPlan plan(kRows, kValFraction, kSeed, 128, 4);
+  for (int r = 0; r < 4; ++r) {
+    const auto [first, last] = plan.rank_shards(r);
+    std::int64_t own = 0;
+    for (int v = first; v < last; ++v) own += static_cast<std::int64_t>(plan.shard_train_rows(v).size());
+    const double share = 128.0 * static_cast<double>(own) / static_cast<double>(plan.train_rows());
+    for (const auto& step : plan.rank_epoch_rows(r, 2))
+      EXPECT_NEAR(static_cast<double>(step.size()), share, last - first) << "rank " << r;
+  }
 }
 
 }  // namespace

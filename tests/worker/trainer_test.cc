@@ -161,12 +161,24 @@ TEST_F(TrainerTest, DivergingLearningRateFailsWithNaN) {
   EXPECT_TRUE(contains(r.status.message(), "loss became NaN at epoch 1 step ")) << r.status.message();
 }
 
-TEST_F(TrainerTest, BatchSmallerThanTheShardCountIsRefused) {
+TEST_F(TrainerTest, BatchLargerThanTheTrainingSetIsRefused) {
   TrialTask t = task();
-  t.config.batch_size = 16;
+  t.config.batch_size = 100000;
   const Outcome r = train_once(t);
   ASSERT_FALSE(r.status.ok());
-  EXPECT_TRUE(contains(r.status.message(), "batch_size 16")) << r.status.message();
+  EXPECT_TRUE(contains(r.status.message(), "batch_size 100000")) << r.status.message();
+}
+
+// Fewer rows per step than there are virtual shards: most shards sit out each step, yet every
+// row is still trained on once per epoch.
+TEST_F(TrainerTest, BatchSmallerThanTheShardCountTrains) {
+  TrialTask t = task();
+  t.config.batch_size = 8;
+  t.config.epochs = 1;
+  const Outcome r = train_once(t);
+  ASSERT_TRUE(r.status.ok()) << r.status.message();
+  ASSERT_EQ(r.epochs.size(), 1u);
+  EXPECT_GT(r.epochs[0].at("val_acc"), 0.5);
 }
 
 // The tests below need two ranks (ctest runs them under mpirun -np 2); on one rank they skip.
