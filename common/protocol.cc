@@ -22,7 +22,7 @@ template <class F> void fields(DatasetRef& m, F&& f) {
 }
 template <class F> void fields(Assign& m, F&& f) {
   f("trial", m.trial); f("attempt", m.attempt); f("experiment", m.experiment);
-  f("seed", m.seed); f("params", m.params); f("dataset", m.dataset);
+  f("number", m.number); f("seed", m.seed); f("params", m.params); f("dataset", m.dataset);
 }
 template <class F> void fields(Wait& m, F&& f) { f("retry_ms", m.retry_ms); }
 template <class F> void fields(Report& m, F&& f) {

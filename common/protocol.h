@@ -42,6 +42,7 @@ struct Assign {
   std::int64_t trial = 0;  // store id of the trial
   std::int32_t attempt = 0;
   std::string experiment;
+  std::int32_t number = 0;  // the trial's number within the experiment, for people
   std::uint64_t seed = 0;
   ParamMap params;  // hyperparameters, see train_config.h
   DatasetRef dataset;

@@ -273,7 +273,8 @@ void Coordinator::assign_or_wait(Group& group) {
   ++progress_.running;
   spdlog::info("trial {} (attempt {}) -> group '{}': {}", t.number, attempt, group.name,
                describe(t.params));
-  send(group.name, Assign{t.id, attempt, experiment_.name, t.seed, t.params, spec_.dataset});
+  send(group.name,
+       Assign{t.id, attempt, experiment_.name, t.number, t.seed, t.params, spec_.dataset});
 }
 
 void Coordinator::expire_silent_groups() {

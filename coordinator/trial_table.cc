@@ -163,6 +163,22 @@ Status print_trials(ExperimentStore& store, const TrialTableOptions& options,
     for (const auto& [name, v] : r.trial.final_metrics) reported.insert(name);
     for (const auto& [name, v] : r.trial.params) param_names.insert(name);
   }
+  // A parameter with one value in every trial (fixed in the spec) is said once, above the
+  // table, so the columns show only what the search varied.
+  ParamMap same_everywhere;
+  if (loaded.ranked.size() > 1) {
+    for (const auto& name : param_names) {
+      const auto first = loaded.ranked.front().trial.params.find(name);
+      const bool constant =
+          first != loaded.ranked.front().trial.params.end() &&
+          std::all_of(loaded.ranked.begin(), loaded.ranked.end(), [&](const RankedTrial& r) {
+            const auto p = r.trial.params.find(name);
+            return p != r.trial.params.end() && p->second == first->second;
+          });
+      if (constant) same_everywhere[name] = first->second;
+    }
+    for (const auto& [name, v] : same_everywhere) param_names.erase(name);
+  }
   for (const auto& [id, series] : loaded.series) {
     for (const auto& [name, points] : series) reported.insert(name);
   }
@@ -176,6 +192,11 @@ Status print_trials(ExperimentStore& store, const TrialTableOptions& options,
       << "): " << state_counts(loaded.ranked) << "; sorted by " << metric << " ("
       << (higher ? "max, higher is better" : "min, lower is better") << ")\n";
   if (loaded.ranked.empty()) return Status::Ok();
+  if (!same_everywhere.empty()) {
+    out << "same in every trial:";
+    for (const auto& [name, v] : same_everywhere) out << " " << name << "=" << trellis::to_string(v);
+    out << "\n";
+  }
 
   std::vector<std::string> header = {"rank", "trial", "state", metric};
   std::vector<bool> right = {true, true, false, true};
@@ -183,7 +204,7 @@ Status print_trials(ExperimentStore& store, const TrialTableOptions& options,
     header.push_back(name);
     right.push_back(true);
   }
-  header.push_back("epochs");
+  header.push_back("epochs_run");
   right.push_back(true);
   for (const auto& name : param_names) {
     header.push_back(name);

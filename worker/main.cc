@@ -62,10 +62,12 @@ void run_trial(const Assign& assign, Agent* agent, MPI_Comm comm) {
   }
   if (agent == nullptr) return;
   if (status.ok()) {
-    spdlog::info("trial {} done after {} epoch(s)", assign.trial, result.epochs_run);
+    spdlog::info("trial {} of '{}' done after {} epoch(s)", assign.number, assign.experiment,
+                 result.epochs_run);
     agent->done(Done{assign.trial, assign.attempt, true, "", result.final_metrics});
   } else {
-    spdlog::error("trial {} failed: {}", assign.trial, status.message());
+    spdlog::error("trial {} of '{}' failed: {}", assign.number, assign.experiment,
+                  status.message());
     agent->done(Done{assign.trial, assign.attempt, false, status.message(), {}});
   }
 }

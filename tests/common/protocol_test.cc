@@ -19,6 +19,7 @@ TEST(Protocol, AssignRoundTripKeepsParamKinds) {
   a.trial = 42;
   a.attempt = 3;
   a.experiment = "fashion";
+  a.number = 5;
   a.seed = 0xfedcba9876543210ULL;
   a.params = {{"lr", 1e-3}, {"hidden_units", std::int64_t{128}}, {"optimizer", std::string("adam")},
               {"whole", 1.0}};
@@ -29,6 +30,7 @@ TEST(Protocol, AssignRoundTripKeepsParamKinds) {
   EXPECT_EQ(b.trial, 42);
   EXPECT_EQ(b.attempt, 3);
   EXPECT_EQ(b.experiment, "fashion");
+  EXPECT_EQ(b.number, 5);
   EXPECT_EQ(b.seed, 0xfedcba9876543210ULL);
   EXPECT_EQ(b.params, a.params);
   EXPECT_TRUE(std::holds_alternative<double>(b.params.at("whole")));  // 1.0 stays a float
@@ -79,7 +81,7 @@ TEST(Protocol, RejectsGarbageAndEmptyFrames) {
 
 TEST(Protocol, RejectsEveryTruncationOfAValidFrame) {
   const std::string whole =
-      encode(Assign{1, 1, "e", 9, {{"lr", 0.1}}, DatasetRef{"d", "idx", "/p", 0.1}});
+      encode(Assign{1, 1, "e", 0, 9, {{"lr", 0.1}}, DatasetRef{"d", "idx", "/p", 0.1}});
   for (std::size_t n = 0; n < whole.size(); ++n)
     EXPECT_FALSE(decode_string(whole.substr(0, n)).ok()) << "prefix of " << n << " bytes";
   EXPECT_FALSE(decode_string(whole + "x").ok());  // trailing bytes

@@ -144,7 +144,7 @@ TEST_F(TrialTableTest, PrintsHeaderAndRankedRows) {
   std::vector<std::string> columns;
   for (std::string c; header >> c;) columns.push_back(c);
   EXPECT_EQ(columns, (std::vector<std::string>{"rank", "trial", "state", "val_acc", "val_loss",
-                                               "epochs", "lr", "opt"}));
+                                               "epochs_run", "lr", "opt"}));
 
   auto fields = [&](std::size_t i) {
     std::istringstream row(lines[i]);
