@@ -159,7 +159,7 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--groups", run.groups,
                       "worker groups to start (default: cores / ranks_per_trial, at least 1)");
   run_cmd->add_option("--mpirun", run.mpirun, "mpirun executable")->capture_default_str();
-  run_cmd->add_option("--mpirun-arg", run.mpirun_args, "extra argument for mpirun (repeatable)")
+  run_cmd->add_option("--mpirun-arg", run.mpirun_args, "extra argument for mpirun, repeatable; write --mpirun-arg=--mca for arguments that start with a dash")
       ->allow_extra_args(false);
   run_cmd->add_option("--liveness", run.serve.liveness_s,
                       "seconds of silence after which a busy worker group is declared lost")
