@@ -13,20 +13,24 @@ namespace {
 // goes by name, ignores unknown names and leaves missing fields at their defaults.
 template <class F> void fields(Hello& m, F&& f) {
   f("group", m.group); f("ranks", m.ranks); f("host", m.host); f("pid", m.pid);
-  f("topology", m.topology);
+  f("topology", m.topology); f("version", m.version);
 }
 template <class F> void fields(Request&, F&&) {}
 template <class F> void fields(DatasetRef& m, F&& f) {
   f("name", m.name); f("format", m.format); f("path", m.path);
-  f("validation_fraction", m.validation_fraction);
+  f("validation_fraction", m.validation_fraction); f("train", m.train); f("test", m.test);
+  f("label", m.label); f("task", m.task); f("classes", m.classes); f("features", m.features);
+  f("scaling", m.scaling);
 }
 template <class F> void fields(Assign& m, F&& f) {
   f("trial", m.trial); f("attempt", m.attempt); f("experiment", m.experiment);
   f("number", m.number); f("seed", m.seed); f("params", m.params); f("dataset", m.dataset);
+  f("checkpoint", m.checkpoint); f("resume_epoch", m.resume_epoch);
 }
 template <class F> void fields(Wait& m, F&& f) { f("retry_ms", m.retry_ms); }
 template <class F> void fields(Report& m, F&& f) {
   f("trial", m.trial); f("attempt", m.attempt); f("epoch", m.epoch); f("metrics", m.metrics);
+  f("checkpointed", m.checkpointed);
 }
 template <class F> void fields(Heartbeat& m, F&& f) { f("trial", m.trial); }
 template <class F> void fields(Stop& m, F&& f) { f("trial", m.trial); f("reason", m.reason); }

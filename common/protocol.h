@@ -34,6 +34,7 @@ struct Hello {
   std::string host;
   std::int64_t pid = 0;
   std::string topology;  // human-readable summary from hwloc
+  std::string version;   // trellis version and git revision of the worker binary
 };
 
 struct Request {};  // ready for work (after Wait)
@@ -46,6 +47,10 @@ struct Assign {
   std::uint64_t seed = 0;
   ParamMap params;  // hyperparameters, see train_config.h
   DatasetRef dataset;
+  // Where rank 0 keeps the trial's checkpoint (empty: no checkpoints), and the epoch of the
+  // checkpoint there to continue from (0: start from scratch).
+  std::string checkpoint;
+  std::int32_t resume_epoch = 0;
 };
 
 struct Wait {
@@ -57,6 +62,7 @@ struct Report {
   std::int32_t attempt = 0;
   std::int32_t epoch = 0;  // 1-based
   MetricMap metrics;
+  bool checkpointed = false;  // this epoch's checkpoint is durably written
 };
 
 struct Heartbeat {

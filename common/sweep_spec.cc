@@ -119,22 +119,39 @@ class SpecReader {
 };
 
 Status read_dataset(const SpecReader& r, const YAML::Node& node, DatasetRef* out) {
+  namespace fs = std::filesystem;
   if (Status s = r.map(node, "dataset"); !s.ok()) return s;
-  if (Status s = r.check_keys(node, "dataset", {"name", "format", "path", "validation_fraction"});
+  if (Status s = r.check_keys(node, "dataset",
+                              {"name", "format", "path", "validation_fraction", "train", "test",
+                               "label", "task", "classes", "features", "scaling"});
       !s.ok())
     return s;
   if (!node["path"]) return r.error(node, "dataset", "missing required key 'path'");
   if (Status s = r.string(node["path"], "dataset.path", &out->path); !s.ok()) return s;
   out->format = "idx";
-  if (node["format"]) {
-    if (Status s = r.string(node["format"], "dataset.format", &out->format); !s.ok()) return s;
-    if (out->format != "idx")
-      return r.error(node["format"], "dataset.format",
-                     "unsupported format '" + out->format + "' (supported: idx)");
+  const auto choice = [&](const char* key, std::string* value,
+                          const std::vector<std::string>& allowed) {
+    if (!node[key]) return Status::Ok();
+    const std::string field = std::string("dataset.") + key;
+    if (Status s = r.string(node[key], field, value); !s.ok()) return s;
+    if (std::find(allowed.begin(), allowed.end(), *value) == allowed.end())
+      return r.error(node[key], field, "unknown value '" + *value + "'" + did_you_mean(*value, allowed));
+    return Status::Ok();
+  };
+  if (Status s = choice("format", &out->format, {"idx", "csv", "libsvm"}); !s.ok()) return s;
+  if (Status s = choice("task", &out->task, {"classification", "regression"}); !s.ok()) return s;
+  if (Status s = choice("scaling", &out->scaling, {"none", "standard"}); !s.ok()) return s;
+  out->name = fs::path(out->path).filename().string();
+  for (auto [key, value] : {std::pair{"name", &out->name}, std::pair{"train", &out->train},
+                            std::pair{"test", &out->test}, std::pair{"label", &out->label}})
+    if (node[key])
+      if (Status s = r.string(node[key], std::string("dataset.") + key, value); !s.ok()) return s;
+  for (auto [key, value] : {std::pair{"classes", &out->classes}, std::pair{"features", &out->features}}) {
+    if (!node[key]) continue;
+    std::int64_t v = 0;
+    if (Status s = r.integer(node[key], std::string("dataset.") + key, 0, &v); !s.ok()) return s;
+    *value = static_cast<int>(std::min<std::int64_t>(v, 1 << 30));
   }
-  out->name = std::filesystem::path(out->path).filename().string();
-  if (node["name"])
-    if (Status s = r.string(node["name"], "dataset.name", &out->name); !s.ok()) return s;
   if (node["validation_fraction"]) {
     const YAML::Node v = node["validation_fraction"];
     if (Status s = r.number(v, "dataset.validation_fraction", &out->validation_fraction); !s.ok())
@@ -143,9 +160,19 @@ Status read_dataset(const SpecReader& r, const YAML::Node& node, DatasetRef* out
       return r.error(v, "dataset.validation_fraction", "must be in (0, 1), got " + r.describe(v));
   }
   std::error_code ec;
-  if (!std::filesystem::is_directory(out->path, ec))
+  if (!fs::is_directory(out->path, ec))
     return r.error(node["path"], "dataset.path",
                    "dataset directory '" + out->path + "' does not exist");
+  if (out->format != "idx") {
+    // Name the file the workers would fail on, now rather than in every trial.
+    for (auto [key, file] : {std::pair{"train", out->train}, std::pair{"test", out->test}}) {
+      const std::string name = file.empty() ? std::string(key) + "." + out->format : file;
+      const fs::path full = fs::path(name).is_absolute() ? fs::path(name) : fs::path(out->path) / name;
+      if (!fs::is_regular_file(full, ec))
+        return r.error(node[key] ? node[key] : node["path"], std::string("dataset.") + key,
+                       "dataset file '" + full.string() + "' does not exist");
+    }
+  }
   return Status::Ok();
 }
 

@@ -1,5 +1,6 @@
 #include "coordinator/coordinator.h"
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -149,6 +150,8 @@ void Coordinator::handle(Group& group, const Message& message) {
   if (const auto* hello = std::get_if<Hello>(&message)) {
     group.host = hello->host;
     group.ranks = hello->ranks;
+    group.topology = hello->topology;
+    group.version = hello->version;
     spdlog::info("group '{}' joined: {} rank(s) on {}{}", group.name, hello->ranks, hello->host,
                  hello->topology.empty() ? "" : " [" + hello->topology + "]");
     if (group.trial >= 0) {
@@ -190,7 +193,8 @@ void Coordinator::on_report(Group& group, const Report& report) {
                  group.name);
     return;
   }
-  if (Status s = store_->append_report(report.trial, report.attempt, report.epoch, report.metrics);
+  if (Status s = store_->append_report(report.trial, report.attempt, report.epoch, report.metrics,
+                                       report.checkpointed);
       !s.ok()) {
     spdlog::error("cannot store report of trial {}: {}", report.trial, s.message());
     return;
@@ -259,8 +263,8 @@ void Coordinator::assign_or_wait(Group& group) {
     send(group.name, Wait{static_cast<std::int32_t>(options_.wait_retry.count())});
     return;
   }
-  std::int32_t attempt = 0;
-  if (Status s = store_->start_trial(*id, group.name, &attempt); !s.ok()) {
+  StartedAttempt started;
+  if (Status s = store_->start_trial(*id, group.name, provenance(group), &started); !s.ok()) {
     spdlog::error("cannot start trial {}: {}", *id, s.message());
     pending_.push_back(*id);
     send(group.name, Wait{static_cast<std::int32_t>(options_.wait_retry.count())});
@@ -269,12 +273,32 @@ void Coordinator::assign_or_wait(Group& group) {
   TrialRecord& t = trials_[*id];
   t.state = TrialState::kRunning;
   group.trial = *id;
-  group.attempt = attempt;
+  group.attempt = started.attempt;
   ++progress_.running;
-  spdlog::info("trial {} (attempt {}) -> group '{}': {}", t.number, attempt, group.name,
-               describe(t.params));
-  send(group.name,
-       Assign{t.id, attempt, experiment_.name, t.number, t.seed, t.params, spec_.dataset});
+  spdlog::info("trial {} (attempt {}{}) -> group '{}': {}", t.number, started.attempt,
+               started.resume_epoch > 0
+                   ? ", resuming after epoch " + std::to_string(started.resume_epoch)
+                   : std::string(),
+               group.name, describe(t.params));
+  Assign assign{t.id, started.attempt, experiment_.name, t.number, t.seed, t.params,
+                spec_.dataset};
+  if (!options_.checkpoint_dir.empty())
+    assign.checkpoint = options_.checkpoint_dir + "/" + experiment_.name + "/trial-" +
+                        std::to_string(t.number) + ".ckpt";
+  assign.resume_epoch = assign.checkpoint.empty() ? 0 : started.resume_epoch;
+  send(group.name, assign);
+}
+
+std::string Coordinator::provenance(const Group& group) const {
+  return nlohmann::json{{"group", group.name},
+                        {"host", group.host},
+                        {"ranks", group.ranks},
+                        {"topology", group.topology},
+                        {"worker_version", group.version},
+                        {"coordinator_version", TRELLIS_VERSION " " TRELLIS_GIT_REVISION},
+                        {"spec_hash", experiment_.spec_hash},
+                        {"dataset", spec_.dataset.path}}
+      .dump();
 }
 
 void Coordinator::expire_silent_groups() {

@@ -33,6 +33,9 @@ struct CoordinatorOptions {
   // How long an idle group waits before asking again when every trial is taken.
   std::chrono::milliseconds wait_retry{500};
   std::chrono::milliseconds poll_interval{100};
+  // Where workers keep trial checkpoints (a path every worker node can reach); empty: none.
+  // Trial n of experiment E checkpoints to DIR/E/trial-n.ckpt.
+  std::string checkpoint_dir;
 };
 
 struct SweepProgress {
@@ -67,6 +70,8 @@ class Coordinator {
     std::string name;
     std::string host;
     std::int32_t ranks = 0;
+    std::string topology;
+    std::string version;
     std::int64_t trial = -1;  // store id of the trial it runs, -1 when idle
     std::int32_t attempt = 0;
     std::chrono::steady_clock::time_point last_seen;
@@ -78,6 +83,7 @@ class Coordinator {
   void on_done(Group& group, const Done& done);
   // Answers a free group with Assign, Wait or Shutdown.
   void assign_or_wait(Group& group);
+  std::string provenance(const Group& group) const;
   // The next trial to run: a requeued one first, else a new proposal; nullopt if none.
   std::optional<std::int64_t> next_trial();
   void expire_silent_groups();

@@ -50,8 +50,20 @@ CREATE TABLE trials (
   error         TEXT NOT NULL DEFAULT '',
   started_at    TEXT NOT NULL DEFAULT '',
   finished_at   TEXT NOT NULL DEFAULT '',
+  -- The last epoch with a durable checkpoint: the next attempt resumes after it.
+  checkpoint_epoch INTEGER NOT NULL DEFAULT 0,
   UNIQUE (experiment_id, number)
 );
+-- One row per start of a trial: where it resumed and what ran it.
+CREATE TABLE attempts (
+  trial_id     INTEGER NOT NULL REFERENCES trials(id),
+  attempt      INTEGER NOT NULL,
+  resume_epoch INTEGER NOT NULL,
+  grp          TEXT NOT NULL,
+  provenance   TEXT NOT NULL,
+  started_at   TEXT NOT NULL,
+  PRIMARY KEY (trial_id, attempt)
+) WITHOUT ROWID;
 -- value is nullable: SQLite stores a NaN as NULL, and a diverged trial does report NaN.
 CREATE TABLE metrics (
   trial_id INTEGER NOT NULL REFERENCES trials(id),
@@ -256,7 +268,9 @@ ExperimentRecord read_experiment(const Statement& st) {
 
 constexpr const char* kTrialColumns =
     "id, experiment_id, number, state, params, seed, attempt, grp, error, started_at, "
-    "finished_at";
+    "finished_at, checkpoint_epoch, "
+    "(SELECT provenance FROM attempts a WHERE a.trial_id = trials.id AND a.attempt = "
+    "trials.attempt)";
 
 Status read_trial(const Statement& st, TrialRecord* r) {
   r->id = st.i64(0);
@@ -274,9 +288,24 @@ Status read_trial(const Statement& st, TrialRecord* r) {
   r->error = st.text(8);
   r->started_at = st.text(9);
   r->finished_at = st.text(10);
+  r->checkpoint_epoch = static_cast<std::int32_t>(st.i64(11));
+  r->provenance = st.text(12);
   r->final_metrics.clear();
   return Status::Ok();
 }
+
+// A trial's series is its lineage: the latest attempt's epochs, and before the epoch that
+// attempt resumed from, the epochs of the attempts whose checkpoints it continues (for each
+// epoch, the newest attempt that reported it). A fresh restart (resume_epoch 0) hides every
+// older attempt. Callers append "WHERE ..." on t and an ORDER BY.
+constexpr const char* kLineageSeries =
+    "SELECT m.trial_id, m.epoch, m.name, m.value FROM metrics m "
+    "JOIN trials t ON t.id = m.trial_id "
+    "JOIN attempts a ON a.trial_id = t.id AND a.attempt = t.attempt "
+    "AND (m.attempt = t.attempt OR (m.attempt < t.attempt AND m.epoch <= a.resume_epoch)) "
+    "AND m.attempt = (SELECT MAX(m2.attempt) FROM metrics m2 WHERE m2.trial_id = m.trial_id "
+    "AND m2.epoch = m.epoch AND m2.name = m.name AND (m2.attempt = t.attempt OR "
+    "(m2.attempt < t.attempt AND m2.epoch <= a.resume_epoch))) ";
 
 // Reads (trial_id, epoch, name, value) rows into per-trial series. Rows must arrive ordered by
 // epoch within each (trial, name), which the queries guarantee.
@@ -618,6 +647,14 @@ Status ExperimentStore::get_trial(std::int64_t trial_id, TrialRecord* out) {
 
 Status ExperimentStore::start_trial(std::int64_t trial_id, const std::string& group,
                                     std::int32_t* attempt) {
+  StartedAttempt started;
+  Status s = start_trial(trial_id, group, "", &started);
+  if (s.ok()) *attempt = started.attempt;
+  return s;
+}
+
+Status ExperimentStore::start_trial(std::int64_t trial_id, const std::string& group,
+                                    const std::string& provenance, StartedAttempt* started) {
   const std::string where = "start_trial " + std::to_string(trial_id);
   Transaction txn(db_);
   Status s = txn.begin();
@@ -628,23 +665,41 @@ Status ExperimentStore::start_trial(std::int64_t trial_id, const std::string& gr
   if (state != TrialState::kPending) {
     return Status::Error(where + ": trial is " + to_string(state) + ", not pending");
   }
+  const std::string now = now_iso8601();
   Statement st;
   s = st.prepare(db_,
                  "UPDATE trials SET state = 'running', attempt = ?1, grp = ?2, started_at = ?3, "
-                 "finished_at = '' WHERE id = ?4");
+                 "finished_at = '' WHERE id = ?4 RETURNING checkpoint_epoch");
   if (!s.ok()) return s.With(where);
   st.bind(1, static_cast<std::int64_t>(current + 1));
   st.bind(2, group);
-  st.bind(3, now_iso8601());
+  st.bind(3, now);
   st.bind(4, trial_id);
-  if (s = st.run(); !s.ok()) return s.With(where);
+  if (!st.next_row(&s)) return (s.ok() ? Status::Error("trial vanished") : s).With(where);
+  const auto resume_epoch = static_cast<std::int32_t>(st.i64(0));
+  st.reset();  // completes the RETURNING statement before the next one
+
+  Statement insert;
+  s = insert.prepare(db_,
+                     "INSERT INTO attempts (trial_id, attempt, resume_epoch, grp, provenance, "
+                     "started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+  if (!s.ok()) return s.With(where);
+  insert.bind(1, trial_id);
+  insert.bind(2, static_cast<std::int64_t>(current + 1));
+  insert.bind(3, static_cast<std::int64_t>(resume_epoch));
+  insert.bind(4, group);
+  insert.bind(5, provenance);
+  insert.bind(6, now);
+  if (s = insert.run(); !s.ok()) return s.With(where);
   if (s = txn.commit(); !s.ok()) return s.With(where);
-  *attempt = current + 1;
+  started->attempt = current + 1;
+  started->resume_epoch = resume_epoch;
   return Status::Ok();
 }
 
 Status ExperimentStore::append_report(std::int64_t trial_id, std::int32_t attempt,
-                                      std::int32_t epoch, const MetricMap& metrics) {
+                                      std::int32_t epoch, const MetricMap& metrics,
+                                      bool checkpointed) {
   const std::string where = "append_report trial " + std::to_string(trial_id) + " attempt " +
                             std::to_string(attempt) + " epoch " + std::to_string(epoch);
   Transaction txn(db_);
@@ -672,6 +727,15 @@ Status ExperimentStore::append_report(std::int64_t trial_id, std::int32_t attemp
     st.bind(4, name);
     st.bind(5, value);
     if (s = st.run(); !s.ok()) return s.With(where + " metric " + name);
+  }
+  // Only the current attempt's checkpoint is the one its successor resumes from.
+  if (checkpointed && attempt == current) {
+    Statement mark;
+    s = mark.prepare(db_, "UPDATE trials SET checkpoint_epoch = ?1 WHERE id = ?2");
+    if (!s.ok()) return s.With(where);
+    mark.bind(1, static_cast<std::int64_t>(epoch));
+    mark.bind(2, trial_id);
+    if (s = mark.run(); !s.ok()) return s.With(where);
   }
   return txn.commit().With(where);
 }
@@ -745,10 +809,7 @@ Status ExperimentStore::metric_series(std::int64_t trial_id, MetricSeries* out) 
   out->clear();
   Statement st;
   // The trial's attempt column is its latest attempt; older attempts' reports stay hidden.
-  Status s = st.prepare(db_,
-                        "SELECT m.trial_id, m.epoch, m.name, m.value FROM metrics m "
-                        "JOIN trials t ON t.id = m.trial_id AND m.attempt = t.attempt "
-                        "WHERE t.id = ?1 ORDER BY m.name, m.epoch");
+  Status s = st.prepare(db_, (std::string(kLineageSeries) + "WHERE t.id = ?1 ORDER BY m.name, m.epoch").c_str());
   if (!s.ok()) return s.With(where);
   st.bind(1, trial_id);
   std::map<std::int64_t, MetricSeries> by_trial;
@@ -762,10 +823,9 @@ Status ExperimentStore::experiment_metrics(std::int64_t experiment_id,
   const std::string where = "experiment_metrics of experiment " + std::to_string(experiment_id);
   out->clear();
   Statement st;
-  Status s = st.prepare(db_,
-                        "SELECT m.trial_id, m.epoch, m.name, m.value FROM metrics m "
-                        "JOIN trials t ON t.id = m.trial_id AND m.attempt = t.attempt "
-                        "WHERE t.experiment_id = ?1 ORDER BY m.trial_id, m.name, m.epoch");
+  Status s = st.prepare(db_, (std::string(kLineageSeries) +
+                             "WHERE t.experiment_id = ?1 ORDER BY m.trial_id, m.name, m.epoch")
+                                .c_str());
   if (!s.ok()) return s.With(where);
   st.bind(1, experiment_id);
   return read_series(st, out).With(where);

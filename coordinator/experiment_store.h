@@ -50,7 +50,14 @@ struct TrialRecord {
   std::string error;         // why it failed or was pruned
   std::string started_at;
   std::string finished_at;
+  std::int32_t checkpoint_epoch = 0;  // last epoch with a durable checkpoint
+  std::string provenance;             // JSON text of the latest attempt: hosts, topology...
   MetricMap final_metrics;
+};
+
+struct StartedAttempt {
+  std::int32_t attempt = 0;
+  std::int32_t resume_epoch = 0;  // 0: from scratch; k: continue from the epoch-k checkpoint
 };
 
 using MetricSeries = std::map<std::string, std::vector<std::pair<std::int32_t, double>>>;
@@ -81,19 +88,27 @@ class ExperimentStore {
   [[nodiscard]] Status list_trials(std::int64_t experiment_id, std::vector<TrialRecord>* out);
   [[nodiscard]] Status get_trial(std::int64_t trial_id, TrialRecord* out);
 
-  // pending -> running with attempt + 1; returns the new attempt number.
+  // pending -> running with attempt + 1, resuming from the trial's last checkpoint epoch;
+  // records the attempt with its provenance (JSON text).
+  [[nodiscard]] Status start_trial(std::int64_t trial_id, const std::string& group,
+                                   const std::string& provenance, StartedAttempt* started);
+  // The same without provenance, returning only the attempt number.
   [[nodiscard]] Status start_trial(std::int64_t trial_id, const std::string& group,
                                    std::int32_t* attempt);
   // Idempotent on (trial, attempt, epoch): a second report of the same epoch is ignored.
+  // `checkpointed`: the worker durably checkpointed this epoch, so a later attempt resumes
+  // after it.
   [[nodiscard]] Status append_report(std::int64_t trial_id, std::int32_t attempt,
-                                     std::int32_t epoch, const MetricMap& metrics);
+                                     std::int32_t epoch, const MetricMap& metrics,
+                                     bool checkpointed = false);
   // running -> completed | pruned | failed, with final metrics and reason, in one transaction.
   [[nodiscard]] Status finish_trial(std::int64_t trial_id, std::int32_t attempt, TrialState state,
                                     const std::string& error, const MetricMap& final_metrics);
   // running -> pending (its group was lost or the coordinator restarted).
   [[nodiscard]] Status requeue_trial(std::int64_t trial_id, const std::string& reason);
 
-  // Every metric of every epoch of the trial's latest attempt, by name, in epoch order.
+  // Every metric of every epoch of the trial's lineage (the latest attempt, and the earlier
+  // attempts it resumed from, up to its resume epoch), by name, in epoch order.
   [[nodiscard]] Status metric_series(std::int64_t trial_id, MetricSeries* out);
   // The same for every trial of an experiment at once (export), keyed by trial id.
   [[nodiscard]] Status experiment_metrics(std::int64_t experiment_id,

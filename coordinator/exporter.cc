@@ -35,6 +35,13 @@ json param_json(const ParamValue& value) {
   return json(std::get<std::string>(value));
 }
 
+// What ran the latest attempt, as the coordinator recorded it; {} for a trial never started.
+json provenance_json(const std::string& text) {
+  if (text.empty()) return json::object();
+  json parsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  return parsed.is_discarded() ? json(text) : parsed;
+}
+
 Status write_json(const Snapshot& snap, std::ostream& out) {
   const ExperimentRecord& e = snap.experiment;
   json doc;
@@ -67,7 +74,9 @@ Status write_json(const Snapshot& snap, std::ostream& out) {
                       {"group", t.group},
                       {"error", t.error},
                       {"started_at", t.started_at},
-                      {"finished_at", t.finished_at}});
+                      {"finished_at", t.finished_at},
+                      {"checkpoint_epoch", t.checkpoint_epoch},
+                      {"provenance", provenance_json(t.provenance)}});
   }
   doc["trials"] = std::move(trials);
   // replace: a stray non-UTF-8 byte in a spec or error text must not make the export fail.

@@ -6,9 +6,12 @@
 //                   "spec_hash", "spec"},
 //    "trials": [{"id" (number within the experiment, 0-based), "state", "params",
 //                "metrics": {NAME: [[EPOCH, VALUE], ...]}, "final": {NAME: VALUE},
-//                "attempt", "seed", "group", "error", "started_at", "finished_at"}, ...]}
+//                "attempt", "seed", "group", "error", "started_at", "finished_at",
+//                "checkpoint_epoch", "provenance": {group, host, ranks, topology, versions,
+//                spec_hash, dataset}}, ...]}
 // Trials are in number order; params keep their kind (integer, float, string); metrics are
-// those of each trial's latest attempt; a non-finite value is null. Unset strings are "".
+// those of each trial's lineage (see ExperimentStore::metric_series); a non-finite value is
+// null. Unset strings are "".
 //
 // CSV: a header, then one row per (trial, epoch), a trial without epochs getting one row with
 // an empty epoch. Columns: trial, state, one per param name (sorted), epoch, one per epoch

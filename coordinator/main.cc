@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <thread>
@@ -50,7 +51,18 @@ struct ServeArgs {
   std::string spec;
   std::string bind;
   double liveness_s = 30;
+  std::string checkpoints;  // default: "checkpoints" beside the store
 };
+
+// Workers resolve paths on their own nodes, so the coordinator hands them absolute ones.
+std::string checkpoint_dir(const CommonArgs& common, const ServeArgs& args) {
+  namespace fs = std::filesystem;
+  if (args.checkpoints == "none") return "";
+  const fs::path dir = args.checkpoints.empty()
+                           ? fs::absolute(common.store).parent_path() / "checkpoints"
+                           : fs::absolute(args.checkpoints);
+  return dir.lexically_normal().string();
+}
 
 struct RunArgs {
   ServeArgs serve;
@@ -72,6 +84,7 @@ Status start_coordinator(const CommonArgs& common, const ServeArgs& args,
   CoordinatorOptions options;
   options.bind = args.bind;
   options.liveness = std::chrono::milliseconds(static_cast<long>(args.liveness_s * 1000));
+  options.checkpoint_dir = checkpoint_dir(common, args);
   *coordinator = std::make_unique<Coordinator>(store->get(), *spec, options);
   return (*coordinator)->Start();
 }
@@ -164,6 +177,9 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--liveness", run.serve.liveness_s,
                       "seconds of silence after which a busy worker group is declared lost")
       ->capture_default_str();
+  run_cmd->add_option("--checkpoints", run.serve.checkpoints,
+                      "directory for trial checkpoints, reachable by every worker (default: "
+                      "checkpoints/ beside the store; none: no checkpoints)");
 
   ServeArgs serve;
   serve.bind = "tcp://127.0.0.1:5555";
@@ -176,6 +192,9 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--liveness", serve.liveness_s,
                         "seconds of silence after which a busy worker group is declared lost")
       ->capture_default_str();
+  serve_cmd->add_option("--checkpoints", serve.checkpoints,
+                        "directory for trial checkpoints, reachable by every worker (default: "
+                        "checkpoints/ beside the store; none: no checkpoints)");
 
   TrialTableOptions table;
   auto* trials_cmd = app.add_subcommand("trials", "list an experiment's trials, best first");

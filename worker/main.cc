@@ -106,7 +106,8 @@ int main(int argc, char** argv) {
     AgentOptions options;
     options.endpoint = endpoint;
     options.group = hostname() + ":" + std::to_string(getpid());
-    options.hello = Hello{options.group, ranks, hostname(), getpid(), topology_summary()};
+    options.hello = Hello{options.group, ranks,         hostname(), getpid(), topology_summary(),
+                          TRELLIS_VERSION " " TRELLIS_GIT_REVISION};
     options.answer_timeout = std::chrono::milliseconds(static_cast<long>(answer_timeout_s * 1000));
     options.heartbeat = std::chrono::milliseconds(static_cast<long>(heartbeat_s * 1000));
     agent = std::make_unique<Agent>(options);

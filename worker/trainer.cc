@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <numeric>
 #include <string>
@@ -12,7 +13,7 @@
 
 #include "common/seed.h"
 #include "common/shard_plan.h"
-#include "worker/data/idx_reader.h"
+#include "worker/data/dataset.h"
 #include "worker/models/mlp.h"
 #include "worker/optimizer.h"
 
@@ -51,95 +52,56 @@ Status agree(MPI_Comm comm, const Status& local) {
 struct RankState {
   int rank = 0;
   int ranks = 1;
-  std::unique_ptr<ShardPlan> plan;
-  int first_shard = 0;
-  int last_shard = 0;
-  std::int64_t train_base = 0;  // file row of train.images column 0
-  IdxRows train;                // this rank's contiguous rows of the training file
-  IdxRows test;                 // this rank's rows of the test file
-  std::vector<std::int64_t> val_columns;  // columns of `train` held out for validation
-  int local_batch = 0;                    // the most rows this rank trains on in one step
+  RankData data;
   std::unique_ptr<Mlp> model;
   std::unique_ptr<Optimizer> optimizer;
-  Eigen::MatrixXf batch;  // gathered samples, features x max(local_batch, kEvalBatch)
+  Eigen::MatrixXf batch;  // gathered samples, features x max(rows of a step, kEvalBatch)
   std::vector<std::int32_t> batch_labels;
 };
 
-// Rank-local setup: checks the config, reads this rank's data, builds model and optimizer. No
-// collectives here: the caller agrees on the outcome.
-Status set_up(const TrialTask& task, int rank, int ranks, RankState* st) {
+// Phase 1, rank-local: checks the config and reads this rank's shard. No collectives: the
+// caller agrees on the outcome.
+Status read_data(const TrialTask& task, int rank, int ranks, RankState* st) {
   const TrainConfig& c = task.config;
   st->rank = rank;
   st->ranks = ranks;
-  if (!task.dataset.format.empty() && task.dataset.format != "idx")
-    return Status::Error("dataset format '" + task.dataset.format + "' is not supported (idx)");
   if (c.epochs < 1) return Status::Error("epochs must be >= 1");
+  if (c.batch_size < 1) return Status::Error("batch_size must be >= 1");
   if (!(task.dataset.validation_fraction >= 0 && task.dataset.validation_fraction < 1))
     return Status::Error("validation_fraction must be in [0, 1)");
+  const LayoutOptions layout{derive_seed(task.seed, {kDataSeedTag}), c.batch_size, ranks, rank};
+  return read_local(task.dataset, layout, &st->data).With("dataset " + task.dataset.path);
+}
+
+// Phase 3, rank-local, once the group agreed on features and classes: model and optimizer.
+Status build_model(const TrialTask& task, RankState* st) {
+  const TrainConfig& c = task.config;
+  if (st->data.classes < 2)
+    return Status::Error("model '" + c.model + "' needs a classification dataset");
   OptimizerOptions opt;
-  Status s = optimizer_options_from_config(c, &opt);
-  if (!s.ok()) return s;
-
-  IdxInfo train_info, test_info;
-  s = read_idx_info(task.dataset.path, IdxSplit::kTrain, &train_info);
-  if (!s.ok()) return s.With("dataset " + task.dataset.path);
-  s = read_idx_info(task.dataset.path, IdxSplit::kTest, &test_info);
-  if (!s.ok()) return s.With("dataset " + task.dataset.path);
-  if (test_info.height != train_info.height || test_info.width != train_info.width)
-    return Status::Error("dataset " + task.dataset.path + ": dims mismatch: " +
-                         test_info.images_path + " is " + std::to_string(test_info.height) + "x" +
-                         std::to_string(test_info.width) + " but " + train_info.images_path +
-                         " is " + std::to_string(train_info.height) + "x" +
-                         std::to_string(train_info.width));
-
+  if (Status s = optimizer_options_from_config(c, &opt); !s.ok()) return s;
   MlpShape shape;
-  s = mlp_shape_from_config(c, train_info.features(), kIdxClasses, &shape);
-  if (!s.ok()) return s;
-
-  // ShardPlan's own checks throw; ours come first so nothing throws.
-  if (c.batch_size < 1) return Status::Error("batch_size must be >= 1");
-  const std::uint64_t data_seed = derive_seed(task.seed, {kDataSeedTag});
-  st->plan = std::make_unique<ShardPlan>(train_info.rows, task.dataset.validation_fraction,
-                                         data_seed, c.batch_size, ranks);
-  const ShardPlan& plan = *st->plan;
-  if (plan.steps_per_epoch() < 1)
-    return Status::Error("batch_size " + std::to_string(c.batch_size) + " exceeds the " +
-                         std::to_string(plan.train_rows()) + " training rows of " +
-                         task.dataset.path);
-
-  std::tie(st->first_shard, st->last_shard) = plan.rank_shards(rank);
-  const RowRange rows = plan.rank_rows(rank);
-  st->train_base = rows.begin;
-  s = read_idx_rows(train_info, rows, &st->train);
-  if (!s.ok()) return s;
-  s = read_idx_rows(test_info, split_rows(test_info.rows, ranks, rank), &st->test);
-  if (!s.ok()) return s;
-
-  st->local_batch = plan.max_step_rows(rank);
-  for (int v = st->first_shard; v < st->last_shard; ++v)
-    for (std::int64_t row : plan.shard_validation_rows(v))
-      st->val_columns.push_back(row - st->train_base);
-
-  const int width = std::max(st->local_batch, kEvalBatch);
+  if (Status s = mlp_shape_from_config(c, st->data.features, st->data.classes, &shape); !s.ok())
+    return s;
+  const int width = std::max(st->data.max_step_rows(), kEvalBatch);
   st->model = std::make_unique<Mlp>(shape, width, kGradTail);
   st->model->init(derive_seed(task.seed, {kInitSeedTag}));
-  s = make_optimizer(opt, st->model->num_params(), &st->optimizer);
-  if (!s.ok()) return s;
-  st->batch.resize(train_info.features(), width);
+  if (Status s = make_optimizer(opt, st->model->num_params(), &st->optimizer); !s.ok()) return s;
+  st->batch.resize(st->data.features, width);
   st->batch_labels.resize(static_cast<std::size_t>(width));
   return Status::Ok();
 }
 
 // Loss and correct sums of `columns` of `data` on this rank, in kEvalBatch-wide chunks.
-EvalSums evaluate_columns(RankState* st, const IdxRows& data,
+EvalSums evaluate_columns(RankState* st, const Eigen::MatrixXf& x, const std::vector<float>& y,
                           const std::vector<std::int64_t>& columns) {
   EvalSums total;
   const auto n_total = static_cast<std::int64_t>(columns.size());
   for (std::int64_t at = 0; at < n_total; at += kEvalBatch) {
     const int n = static_cast<int>(std::min<std::int64_t>(kEvalBatch, n_total - at));
     for (int j = 0; j < n; ++j) {
-      st->batch.col(j) = data.images.col(columns[at + j]);
-      st->batch_labels[j] = data.labels[columns[at + j]];
+      st->batch.col(j) = x.col(columns[at + j]);
+      st->batch_labels[j] = static_cast<std::int32_t>(y[columns[at + j]]);
     }
     const EvalSums part = st->model->evaluate(
         st->batch.leftCols(n), std::span<const std::int32_t>(st->batch_labels.data(), n));
@@ -162,9 +124,9 @@ void reduce_eval(MPI_Comm comm, const EvalSums& local, std::int64_t rows, double
 // One epoch of steps. Returns a failure only when every rank sees it (the loss is reduced).
 Status run_epoch(RankState* st, MPI_Comm comm, const TrainerHooks& hooks, int epoch,
                  double* mean_loss) {
-  const ShardPlan& plan = *st->plan;
+  const ShardPlan& plan = *st->data.plan;
   Mlp& model = *st->model;
-  const std::vector<std::vector<std::int64_t>> steps = plan.rank_epoch_rows(st->rank, epoch);
+  const std::vector<std::vector<std::int64_t>> steps = st->data.epoch_columns(epoch);
 
   const float scale = 1.0f / static_cast<float>(plan.global_batch());
   Eigen::VectorXf& buffer = model.grad_buffer();
@@ -173,10 +135,10 @@ Status run_epoch(RankState* st, MPI_Comm comm, const TrainerHooks& hooks, int ep
   double loss_total = 0;
   for (std::int64_t s = 0; s < plan.steps_per_epoch(); ++s) {
     int col = 0;
-    for (const std::int64_t row : steps[static_cast<std::size_t>(s)]) {
-      const std::int64_t c = row - st->train_base;
-      st->batch.col(col) = st->train.images.col(c);
-      st->batch_labels[static_cast<std::size_t>(col)] = st->train.labels[static_cast<std::size_t>(c)];
+    for (const std::int64_t c : steps[static_cast<std::size_t>(s)]) {
+      st->batch.col(col) = st->data.train_x.col(c);
+      st->batch_labels[static_cast<std::size_t>(col)] =
+          static_cast<std::int32_t>(st->data.train_y[static_cast<std::size_t>(c)]);
       ++col;
     }
     buffer.setZero();
@@ -212,24 +174,26 @@ Status train(const TrialTask& task, MPI_Comm comm, const TrainerHooks& hooks,
   *result = TrainResult();
 
   RankState st;
-  Status local;
-  try {
-    local = set_up(task, rank, ranks, &st);
-  } catch (const std::exception& e) {
-    local = Status::Error(std::string("setting up the trial: ") + e.what());
-  }
-  Status s = agree(comm, local);
+  // Failures before the first collective are agreed at each phase boundary, so a rank whose
+  // file is corrupt never leaves the others waiting inside a collective.
+  const auto guarded = [](const char* what, const std::function<Status()>& step) {
+    try {
+      return step();
+    } catch (const std::exception& e) {
+      return Status::Error(std::string(what) + ": " + e.what());
+    }
+  };
+  Status s = agree(comm, guarded("reading data", [&] { return read_data(task, rank, ranks, &st); }));
+  if (!s.ok()) return s;
+  if (s = finish_collectively(comm, &st.data); !s.ok()) return s.With("dataset " + task.dataset.path);
+  s = agree(comm, guarded("building the model", [&] { return build_model(task, &st); }));
   if (!s.ok()) return s;
 
-  const ShardPlan& plan = *st.plan;
-  std::vector<std::int64_t> test_columns(static_cast<std::size_t>(st.test.images.cols()));
+  const ShardPlan& plan = *st.data.plan;
+  std::vector<std::int64_t> test_columns(static_cast<std::size_t>(st.data.test_x.cols()));
   std::iota(test_columns.begin(), test_columns.end(), std::int64_t{0});
-  const std::int64_t val_rows = plan.validation_rows();
-  const std::int64_t test_rows = [&] {
-    std::int64_t n = static_cast<std::int64_t>(test_columns.size());
-    MPI_Allreduce(MPI_IN_PLACE, &n, 1, MPI_INT64_T, MPI_SUM, comm);
-    return n;
-  }();
+  const std::int64_t val_rows = st.data.validation_rows_total();
+  const std::int64_t test_rows = st.data.test_rows_total;
 
   MetricMap last;
   for (int epoch = 1; epoch <= task.config.epochs; ++epoch) {
@@ -242,8 +206,8 @@ Status train(const TrialTask& task, MPI_Comm comm, const TrainerHooks& hooks,
     metrics["train_loss"] = train_loss;
     if (val_rows > 0) {
       double val_loss = 0, val_acc = 0;
-      reduce_eval(comm, evaluate_columns(&st, st.train, st.val_columns), val_rows, &val_loss,
-                  &val_acc);
+      reduce_eval(comm, evaluate_columns(&st, st.data.train_x, st.data.train_y, st.data.val_columns),
+                  val_rows, &val_loss, &val_acc);
       if (!std::isfinite(val_loss))
         return agree(comm, Status::Error("validation loss became NaN at epoch " +
                                          std::to_string(epoch)));
@@ -269,8 +233,8 @@ Status train(const TrialTask& task, MPI_Comm comm, const TrainerHooks& hooks,
   }
 
   double test_loss = 0, test_acc = 0;
-  reduce_eval(comm, evaluate_columns(&st, st.test, test_columns), test_rows, &test_loss,
-              &test_acc);
+  reduce_eval(comm, evaluate_columns(&st, st.data.test_x, st.data.test_y, test_columns),
+              test_rows, &test_loss, &test_acc);
   result->final_metrics["test_loss"] = test_loss;
   result->final_metrics["test_acc"] = test_acc;
   for (const char* name : {"train_loss", "val_loss", "val_acc"}) {

@@ -321,6 +321,53 @@ TEST(ExperimentStoreTest, OlderAttemptReportsAreHiddenAfterRequeue) {
   EXPECT_DOUBLE_EQ(all[other.id]["val_acc"][0].second, 0.4);
 }
 
+// A requeued trial resumes after its last checkpointed epoch; its series then joins the epochs
+// of the attempts it continues with its own, each epoch once, even through nested resumes.
+TEST(ExperimentStoreTest, ResumedAttemptsFormOneContiguousSeries) {
+  TempDir dir;
+  auto store = open_store(dir.file("store.db"));
+  ASSERT_TRUE(store);
+  ExperimentRecord e = make_experiment(*store, "alpha");
+  TrialRecord t = make_trial(*store, e.id, 0);
+  StartedAttempt started;
+  ASSERT_TRUE(store->start_trial(t.id, "g0", R"({"host":"n1"})", &started).ok());
+  EXPECT_EQ(started.attempt, 1);
+  EXPECT_EQ(started.resume_epoch, 0);
+  // Attempt 1: epochs 1-2 checkpointed, epoch 3 reported but its checkpoint never landed.
+  ASSERT_TRUE(store->append_report(t.id, 1, 1, {{"val_acc", 0.1}}, true).ok());
+  ASSERT_TRUE(store->append_report(t.id, 1, 2, {{"val_acc", 0.2}}, true).ok());
+  ASSERT_TRUE(store->append_report(t.id, 1, 3, {{"val_acc", 0.3}}, false).ok());
+  ASSERT_TRUE(store->requeue_trial(t.id, "lost").ok());
+
+  ASSERT_TRUE(store->start_trial(t.id, "g1", R"({"host":"n2"})", &started).ok());
+  EXPECT_EQ(started.attempt, 2);
+  EXPECT_EQ(started.resume_epoch, 2);
+  ASSERT_TRUE(store->append_report(t.id, 2, 3, {{"val_acc", 0.33}}, true).ok());
+  ASSERT_TRUE(store->append_report(t.id, 2, 4, {{"val_acc", 0.44}}, true).ok());
+  ASSERT_TRUE(store->append_report(t.id, 2, 5, {{"val_acc", 0.55}}, false).ok());
+  // A stale checkpoint flag from attempt 1 must not move the resume point.
+  ASSERT_TRUE(store->append_report(t.id, 1, 6, {{"val_acc", 0.6}}, true).ok());
+  ASSERT_TRUE(store->requeue_trial(t.id, "lost again").ok());
+
+  ASSERT_TRUE(store->start_trial(t.id, "g2", R"({"host":"n3"})", &started).ok());
+  EXPECT_EQ(started.resume_epoch, 4);
+  ASSERT_TRUE(store->append_report(t.id, 3, 5, {{"val_acc", 0.555}}, true).ok());
+
+  MetricSeries series;
+  ASSERT_TRUE(store->metric_series(t.id, &series).ok());
+  const std::vector<std::pair<std::int32_t, double>> want = {
+      {1, 0.1}, {2, 0.2}, {3, 0.33}, {4, 0.44}, {5, 0.555}};
+  EXPECT_EQ(series["val_acc"], want);
+  std::map<std::int64_t, MetricSeries> all;
+  ASSERT_TRUE(store->experiment_metrics(e.id, &all).ok());
+  EXPECT_EQ(all[t.id]["val_acc"], want);
+
+  TrialRecord got;
+  ASSERT_TRUE(store->get_trial(t.id, &got).ok());
+  EXPECT_EQ(got.checkpoint_epoch, 5);
+  EXPECT_EQ(got.provenance, R"({"host":"n3"})");
+}
+
 TEST(ExperimentStoreTest, ParamKindsAndSeedsRoundTrip) {
   TempDir dir;
   auto store = open_store(dir.file("store.db"));

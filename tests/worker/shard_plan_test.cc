@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <set>
+#include <stdexcept>
 #include <vector>
 
 namespace trellis {
@@ -123,6 +124,39 @@ TEST(ShardPlan, StepsAreSplitInProportionToTheRanksData) {
     const double share = 128.0 * static_cast<double>(own) / static_cast<double>(plan.train_rows());
     for (const auto& step : plan.rank_epoch_rows(r, 2))
       EXPECT_NEAR(static_cast<double>(step.size()), share, last - first) << "rank " << r;
+  }
+}
+
+// A plan built from every shard's counts and only its own shards' rows (how byte-sharded text
+// files are planned) hands each rank the same rows as the plan that knows every row.
+TEST(ShardPlan, PlanFromCountsMatchesPlanFromRows) {
+  for (int ranks : {1, 2, 3, 4}) {
+    const ShardPlan full(kRows, kValFraction, kSeed, kBatch, ranks);
+    ShardCounts counts;
+    for (int v = 0; v < full.shards(); ++v) {
+      counts.train.push_back(full.shard_train_count(v));
+      counts.validation.push_back(full.shard_validation_count(v));
+    }
+    EXPECT_EQ(virtual_shards(ranks), full.shards());
+    for (int r = 0; r < ranks; ++r) {
+      const auto [first, last] = full.rank_shards(r);
+      std::vector<std::vector<std::int64_t>> train, val;
+      for (int v = first; v < last; ++v) {
+        train.push_back(full.shard_train_rows(v));
+        val.push_back(full.shard_validation_rows(v));
+      }
+      const ShardPlan partial(counts, r, train, val, kSeed, kBatch, ranks);
+      EXPECT_EQ(partial.steps_per_epoch(), full.steps_per_epoch());
+      EXPECT_EQ(partial.train_rows(), full.train_rows());
+      EXPECT_EQ(partial.validation_rows(), full.validation_rows());
+      EXPECT_EQ(partial.max_step_rows(r), full.max_step_rows(r));
+      EXPECT_EQ(partial.rank_epoch_rows(r, 2), full.rank_epoch_rows(r, 2)) << ranks << " " << r;
+      EXPECT_EQ(partial.rank_rows(r).size(), 0) << "no file rows in a count-built plan";
+    }
+    // Counts that disagree with the rows are refused, not indexed past.
+    const auto [first, last] = full.rank_shards(0);
+    std::vector<std::vector<std::int64_t>> train(last - first), val(last - first);
+    EXPECT_THROW(ShardPlan(counts, 0, train, val, kSeed, kBatch, ranks), std::invalid_argument);
   }
 }
 

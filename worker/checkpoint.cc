@@ -1,0 +1,170 @@
+#include "worker/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+namespace trellis::worker {
+namespace {
+
+constexpr char kMagic[8] = {'T', 'R', 'L', 'S', 'C', 'K', 'P', 'T'};
+constexpr std::uint32_t kVersion = 1;
+constexpr std::size_t kHeaderBytes = sizeof kMagic + 4 + 4;  // magic, version, crc
+// Refuses absurd sizes from a corrupt length field before allocating.
+constexpr std::uint64_t kMaxFloats = std::uint64_t{1} << 34;
+
+class Writer {
+ public:
+  template <class T> void put(T v) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    const auto* p = reinterpret_cast<const char*>(&v);
+    bytes_.insert(bytes_.end(), p, p + sizeof v);
+  }
+  void put(const std::string& s) {
+    put(static_cast<std::uint32_t>(s.size()));
+    bytes_.insert(bytes_.end(), s.begin(), s.end());
+  }
+  void put(const std::vector<float>& v) {
+    put(static_cast<std::uint64_t>(v.size()));
+    const auto* p = reinterpret_cast<const char*>(v.data());
+    bytes_.insert(bytes_.end(), p, p + v.size() * sizeof(float));
+  }
+  std::vector<char>& bytes() { return bytes_; }
+
+ private:
+  std::vector<char> bytes_;
+};
+
+class Reader {
+ public:
+  Reader(const char* data, std::size_t size) : data_(data), size_(size) {}
+  template <class T> bool get(T* v) {
+    if (size_ - at_ < sizeof(T)) return false;
+    std::memcpy(v, data_ + at_, sizeof(T));
+    at_ += sizeof(T);
+    return true;
+  }
+  bool get(std::string* s) {
+    std::uint32_t n = 0;
+    if (!get(&n) || size_ - at_ < n) return false;
+    s->assign(data_ + at_, n);
+    at_ += n;
+    return true;
+  }
+  bool get(std::vector<float>* v) {
+    std::uint64_t n = 0;
+    if (!get(&n) || n > kMaxFloats || (size_ - at_) / sizeof(float) < n) return false;
+    v->resize(n);
+    std::memcpy(v->data(), data_ + at_, n * sizeof(float));
+    at_ += n * sizeof(float);
+    return true;
+  }
+  bool done() const { return at_ == size_; }
+
+ private:
+  const char* data_;
+  std::size_t size_;
+  std::size_t at_ = 0;
+};
+
+std::uint32_t crc_of(const char* data, std::size_t size) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  while (size > 0) {
+    const uInt chunk = static_cast<uInt>(std::min<std::size_t>(size, 1u << 30));
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(data), chunk);
+    data += chunk;
+    size -= chunk;
+  }
+  return static_cast<std::uint32_t>(crc);
+}
+
+}  // namespace
+
+const std::vector<float>* Checkpoint::find(const std::string& name) const {
+  for (const auto& [n, v] : buffers)
+    if (n == name) return &v;
+  return nullptr;
+}
+
+Status write_checkpoint(const std::string& path, const Checkpoint& c) {
+  Writer body;
+  body.put(c.trial);
+  body.put(c.epoch);
+  body.put(c.seed);
+  body.put(c.optimizer_steps);
+  body.put(c.fingerprint);
+  body.put(static_cast<std::uint32_t>(c.buffers.size()));
+  for (const auto& [name, values] : c.buffers) {
+    body.put(name);
+    body.put(values);
+  }
+  Writer file;
+  for (char ch : kMagic) file.put(ch);
+  file.put(kVersion);
+  file.put(crc_of(body.bytes().data(), body.bytes().size()));
+  auto& out = file.bytes();
+  out.insert(out.end(), body.bytes().begin(), body.bytes().end());
+
+  std::error_code ec;
+  const std::filesystem::path target(path);
+  if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path(), ec);
+  if (ec) return Status::Error("checkpoint " + path + ": cannot create its directory: " + ec.message());
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::Error("checkpoint " + tmp + ": cannot open: " + std::strerror(errno));
+  std::size_t written = 0;
+  while (written < out.size()) {
+    const ssize_t n = ::write(fd, out.data() + written, out.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const std::string why = std::strerror(errno);
+      ::close(fd);
+      return Status::Error("checkpoint " + tmp + ": write failed: " + why);
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0)
+    return Status::Error("checkpoint " + tmp + ": cannot flush: " + std::strerror(errno));
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    return Status::Error("checkpoint " + path + ": cannot replace: " + std::strerror(errno));
+  return Status::Ok();
+}
+
+Status read_checkpoint(const std::string& path, Checkpoint* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::Error("checkpoint " + path + ": cannot open");
+  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (bytes.size() < kHeaderBytes || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
+    return Status::Error("checkpoint " + path + ": not a Trellis checkpoint");
+  std::uint32_t version = 0, crc = 0;
+  std::memcpy(&version, bytes.data() + sizeof kMagic, 4);
+  std::memcpy(&crc, bytes.data() + sizeof kMagic + 4, 4);
+  if (version != kVersion)
+    return Status::Error("checkpoint " + path + ": format version " + std::to_string(version) +
+                         ", this build reads " + std::to_string(kVersion));
+  const char* body = bytes.data() + kHeaderBytes;
+  const std::size_t size = bytes.size() - kHeaderBytes;
+  if (crc_of(body, size) != crc)
+    return Status::Error("checkpoint " + path + ": checksum mismatch (truncated or corrupt)");
+  Reader r(body, size);
+  Checkpoint c;
+  std::uint32_t count = 0;
+  bool ok = r.get(&c.trial) && r.get(&c.epoch) && r.get(&c.seed) && r.get(&c.optimizer_steps) &&
+            r.get(&c.fingerprint) && r.get(&count);
+  for (std::uint32_t i = 0; ok && i < count; ++i) {
+    std::pair<std::string, std::vector<float>> buffer;
+    ok = r.get(&buffer.first) && r.get(&buffer.second);
+    if (ok) c.buffers.push_back(std::move(buffer));
+  }
+  if (!ok || !r.done()) return Status::Error("checkpoint " + path + ": malformed body");
+  *out = std::move(c);
+  return Status::Ok();
+}
+
+}  // namespace trellis::worker

@@ -1,0 +1,111 @@
+#pragma once
+// One rank's share of a trial's data, loaded in two phases so that failures are agreed before
+// any collective:
+//
+//   1. read_local: local file I/O only. The rank reads its own shard of the training file
+//      (idx: a row range; csv/libsvm: the lines starting in its byte range, see line_range.h)
+//      and its part of the test file, and checks every row. The caller then agrees on the
+//      Status across the group (one failing rank fails all).
+//   2. finish_collectively: every rank calls it. The ranks exchange per-shard row counts (so
+//      the ShardPlan can interleave shards none of them read entirely), the feature count
+//      (libsvm: largest index), the class count (max label + 1, unless declared), and the
+//      training split's per-feature sums for standard scaling. Its failures are decided from
+//      group-wide numbers only, so every rank returns the same Status.
+//
+// finish_in_process does phase 2 for all ranks of a group held in one process, with the same
+// arithmetic: tests use it to check K-rank layouts without K processes.
+//
+// Row ids: idx rows are file row numbers; csv/libsvm rows are the byte offset where their line
+// starts. Either way they do not depend on the rank count, so the validation split (a hash of
+// seed and row id) and each step's samples are the same for any K.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+#include <mpi.h>
+
+#include "common/dataset_ref.h"
+#include "common/shard_plan.h"
+#include "common/status.h"
+
+namespace trellis::worker {
+
+struct LayoutOptions {
+  std::uint64_t seed = 0;  // the data seed: validation split and shuffles derive from it
+  int global_batch = 1;
+  int ranks = 1;
+  int rank = 0;
+};
+
+// Between the two phases: what read_local found that the group must combine. Internal to
+// dataset.cc; public only so RankData stays a plain struct.
+struct RankDataStaging {
+  LayoutOptions layout;
+  std::string format;
+  bool classification = true;
+  bool standard_scaling = false;
+  int declared_classes = 0;
+  int declared_features = 0;
+  int local_features = 0;   // csv/idx: the file's; libsvm: largest index this rank saw
+  int local_max_label = -1;  // classification: largest label this rank read (train and test)
+  std::vector<std::vector<std::int64_t>> own_train_rows;  // per owned shard, row ids
+  std::vector<std::vector<std::int64_t>> own_val_rows;
+  // libsvm rows before densifying (train then test), compressed sparse row
+  std::vector<std::int64_t> sparse_begin[2];
+  std::vector<std::int32_t> sparse_index[2];
+  std::vector<float> sparse_value[2];
+};
+
+struct RankData {
+  int rank = 0;
+  int ranks = 1;
+  // This rank's rows of the training file, training and validation, in file order: one
+  // column per row (features x rows), after scaling once finished.
+  Eigen::MatrixXf train_x;
+  std::vector<float> train_y;  // class id as float, or the regression target
+  std::vector<std::int64_t> train_row_ids;  // per column, ascending
+  std::vector<std::int64_t> val_columns;    // columns of train_x held out for validation
+  // This rank's part of the test file (an even split: test layout does not affect training).
+  Eigen::MatrixXf test_x;
+  std::vector<float> test_y;
+
+  int features = 0;
+  int classes = 0;  // 0: regression target
+  // Standard scaling as fitted on the group's training split; empty when not scaled.
+  std::vector<double> scale_mean;
+  std::vector<double> scale_std;  // 1 for a constant feature
+
+  // Group-wide counts, set by finish.
+  std::int64_t test_rows_total = 0;
+
+  // What this rank read of the train and test files: data rows, and bytes (headers included).
+  std::int64_t rows_read = 0;
+  std::int64_t bytes_read = 0;
+
+  // The group's plan; set by finish_* (idx: already by read_local).
+  std::unique_ptr<ShardPlan> plan;
+
+  RankDataStaging staging;
+
+  // For each step of `epoch` (1-based), the columns of train_x this rank trains on.
+  std::vector<std::vector<std::int64_t>> epoch_columns(int epoch) const;
+  // The most columns any one step hands this rank (size the batch buffer with it).
+  int max_step_rows() const { return plan->max_step_rows(rank); }
+  std::int64_t validation_rows_total() const { return plan->validation_rows(); }
+};
+
+// Phase 1, local I/O only. `out` is reset first. Errors name the file and where in it.
+[[nodiscard]] Status read_local(const DatasetRef& dataset, const LayoutOptions& layout,
+                                RankData* out);
+
+// Phase 2: every rank of `comm` (layout.ranks of them, in rank order) calls it after the group
+// agreed that read_local succeeded everywhere. Returns the same Status on every rank.
+[[nodiscard]] Status finish_collectively(MPI_Comm comm, RankData* data);
+
+// Phase 2 for a whole group held in one process: (*group)[r] is rank r's data.
+[[nodiscard]] Status finish_in_process(std::vector<RankData>* group);
+
+}  // namespace trellis::worker
