@@ -95,7 +95,17 @@ class SpecReader {
   }
 
   // A scalar keeps its YAML kind: 128 is an integer, 1e-3 a float, adam (or "128") a string.
+  // A list of scalars ([256, 128], hidden sizes) travels as the string "256,128".
   Status scalar(const YAML::Node& node, const std::string& field, ParamValue* out) const {
+    if (node.IsSequence()) {
+      std::string joined;
+      for (const auto& item : node) {
+        if (!item.IsScalar()) return error(item, field, "a list value must hold plain values");
+        joined += (joined.empty() ? "" : ",") + item.Scalar();
+      }
+      *out = joined;
+      return Status::Ok();
+    }
     if (!node.IsScalar()) return error(node, field, "must be a single value, got " + describe(node));
     if (node.Tag() != "!") {  // unquoted
       std::int64_t i = 0;

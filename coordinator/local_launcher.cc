@@ -38,7 +38,10 @@ Status LocalLauncher::Launch(const LaunchOptions& options) {
     if (static_cast<unsigned>(options.groups * options.ranks_per_group) > cores)
       args.push_back("--oversubscribe");
     args.insert(args.end(), options.mpirun_args.begin(), options.mpirun_args.end());
-    args.insert(args.end(), {worker, "--connect", options.endpoint, "--log-level", options.log_level});
+    // Each group binds its ranks inside its own share of the node's cores.
+    args.insert(args.end(), {worker, "--connect", options.endpoint, "--log-level",
+                             options.log_level, "--cpu-slot",
+                             std::to_string(g) + "/" + std::to_string(options.groups)});
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

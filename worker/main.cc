@@ -43,22 +43,24 @@ std::string hostname() {
 }
 
 // Runs one assigned trial on every rank; rank 0 reports through `agent`.
-void run_trial(const Assign& assign, Agent* agent, MPI_Comm comm) {
+void run_trial(const Assign& assign, Agent* agent, const GroupComm& group) {
   TrialTask task;
   task.trial = assign.trial;
   task.attempt = assign.attempt;
   task.seed = assign.seed;
   task.dataset = assign.dataset;
+  task.checkpoint = assign.checkpoint;
+  task.resume_epoch = assign.resume_epoch;
   Status status = train_config_from_params(assign.params, &task.config);
   TrainResult result;
   if (status.ok()) {
     TrainerHooks hooks;
-    hooks.on_epoch = [&](int epoch, const MetricMap& metrics) {
+    hooks.on_epoch = [&](int epoch, const MetricMap& metrics, bool checkpointed) {
       if (agent == nullptr) return true;
-      agent->report(Report{assign.trial, assign.attempt, epoch, metrics});
+      agent->report(Report{assign.trial, assign.attempt, epoch, metrics, checkpointed});
       return !agent->stop_requested(assign.trial);
     };
-    status = train(task, comm, hooks, &result);
+    status = train(task, group, hooks, &result);
   }
   if (agent == nullptr) return;
   if (status.ok()) {
@@ -87,7 +89,23 @@ int main(int argc, char** argv) {
   app.add_option("--heartbeat", heartbeat_s, "seconds between heartbeats")->capture_default_str();
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str();
+  std::string bind = "auto", cpu_slot;
+  app.add_option("--bind", bind,
+                 "auto: bind each rank to its own cores (kept as is when mpirun/srun already "
+                 "bound it; needs --cpu-slot unless the launcher bound it); none: do not bind")
+      ->capture_default_str();
+  app.add_option("--cpu-slot", cpu_slot,
+                 "i/n: this group owns the i-th n-th of the node's cores (0/1: the whole node); "
+                 "trellis run passes it to each local group");
   CLI11_PARSE(app, argc, argv);
+  BindOptions bind_options;
+  for (const Status& s : {parse_bind_mode(bind, &bind_options.mode),
+                          cpu_slot.empty() ? Status::Ok() : parse_cpu_slot(cpu_slot, &bind_options.slot)}) {
+    if (!s.ok()) {
+      std::cerr << "trellis-worker: " << s.message() << "\n";
+      return 2;
+    }
+  }
 
   int provided = 0;
   // Only the main thread calls MPI; rank 0's I/O thread speaks ZeroMQ only.
@@ -101,12 +119,25 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  std::unique_ptr<GroupComm> group;
+  if (Status s = GroupComm::Create(MPI_COMM_WORLD, {}, &group); !s.ok()) {
+    spdlog::critical("cannot set up the group's communicators: {}", s.message());
+    MPI_Abort(MPI_COMM_WORLD, 2);
+  }
+  Binding binding;
+  if (Status s = bind_rank(*group, bind_options, &binding); !s.ok())
+    spdlog::warn("not bound: {}", s.message());
+  set_compute_threads(binding.cores);
+  std::string topology;
+  if (Status s = gather_summaries(*group, rank_summary(*group, binding), &topology); !s.ok())
+    spdlog::warn("no topology summary: {}", s.message());
+
   std::unique_ptr<Agent> agent;
   if (rank == 0) {
     AgentOptions options;
     options.endpoint = endpoint;
     options.group = hostname() + ":" + std::to_string(getpid());
-    options.hello = Hello{options.group, ranks,         hostname(), getpid(), topology_summary(),
+    options.hello = Hello{options.group, ranks,   hostname(), getpid(), topology,
                           TRELLIS_VERSION " " TRELLIS_GIT_REVISION};
     options.answer_timeout = std::chrono::milliseconds(static_cast<long>(answer_timeout_s * 1000));
     options.heartbeat = std::chrono::milliseconds(static_cast<long>(heartbeat_s * 1000));
@@ -143,9 +174,10 @@ int main(int argc, char** argv) {
       }
       assign = std::get<Assign>(m);
     }
-    run_trial(assign, agent.get(), MPI_COMM_WORLD);
+    run_trial(assign, agent.get(), *group);
   }
   agent.reset();  // flushes the last Done before MPI goes away
+  group.reset();  // frees its communicators while MPI is still up
   MPI_Finalize();
   return exit_code;
 }

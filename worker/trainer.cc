@@ -10,10 +10,13 @@
 #include <vector>
 
 #include <Eigen/Core>
+#include <spdlog/spdlog.h>
 
 #include "common/seed.h"
 #include "common/shard_plan.h"
+#include "worker/checkpoint.h"
 #include "worker/data/dataset.h"
+#include "worker/lr_schedule.h"
 #include "worker/models/mlp.h"
 #include "worker/optimizer.h"
 
@@ -55,8 +58,12 @@ struct RankState {
   RankData data;
   std::unique_ptr<Mlp> model;
   std::unique_ptr<Optimizer> optimizer;
+  AllreduceAlgorithm allreduce = AllreduceAlgorithm::kAuto;
+  LrSchedule schedule;
   Eigen::MatrixXf batch;  // gathered samples, features x max(rows of a step, kEvalBatch)
-  std::vector<std::int32_t> batch_labels;
+  std::vector<std::int32_t> batch_labels;  // the gathered targets as class ids...
+  std::vector<float> batch_values;         // ...and as values
+  std::vector<std::int64_t> batch_rows;    // their row ids, which key the dropout masks
 };
 
 // Phase 1, rank-local: checks the config and reads this rank's shard. No collectives: the
@@ -76,8 +83,12 @@ Status read_data(const TrialTask& task, int rank, int ranks, RankState* st) {
 // Phase 3, rank-local, once the group agreed on features and classes: model and optimizer.
 Status build_model(const TrialTask& task, RankState* st) {
   const TrainConfig& c = task.config;
-  if (st->data.classes < 2)
-    return Status::Error("model '" + c.model + "' needs a classification dataset");
+  const bool regression = st->data.classes == 0;
+  if (regression != (c.model == "linear"))
+    return Status::Error(regression ? "a regression dataset needs model: linear, not '" + c.model + "'"
+                                    : "model 'linear' needs a regression dataset (task: regression)");
+  if (Status s = parse_allreduce_algorithm(c.allreduce, &st->allreduce); !s.ok()) return s;
+  if (Status s = lr_schedule_from_config(c, &st->schedule); !s.ok()) return s;
   OptimizerOptions opt;
   if (Status s = optimizer_options_from_config(c, &opt); !s.ok()) return s;
   MlpShape shape;
@@ -89,22 +100,110 @@ Status build_model(const TrialTask& task, RankState* st) {
   if (Status s = make_optimizer(opt, st->model->num_params(), &st->optimizer); !s.ok()) return s;
   st->batch.resize(st->data.features, width);
   st->batch_labels.resize(static_cast<std::size_t>(width));
+  st->batch_values.resize(static_cast<std::size_t>(width));
+  st->batch_rows.resize(static_cast<std::size_t>(width));
   return Status::Ok();
 }
 
-// Loss and correct sums of `columns` of `data` on this rank, in kEvalBatch-wide chunks.
+// What a checkpoint's buffers belong to: resuming into anything else is refused.
+std::string fingerprint(const TrialTask& task, const RankState& st) {
+  const ShardPlan& plan = *st.data.plan;
+  return "params=" + std::to_string(st.model->num_params()) +
+         " optimizer=" + task.config.optimizer + " batch=" + std::to_string(plan.global_batch()) +
+         " train_rows=" + std::to_string(plan.train_rows()) +
+         " features=" + std::to_string(st.data.features) + " seed=" + std::to_string(task.seed);
+}
+
+// Rank 0 only: weights and optimizer state after `epoch`, written atomically.
+Status save_checkpoint(const TrialTask& task, const RankState& st, int epoch) {
+  OptimizerState state;
+  st.optimizer->save_state(&state);
+  Checkpoint c;
+  c.trial = task.trial;
+  c.epoch = epoch;
+  c.seed = task.seed;
+  c.optimizer_steps = state.steps;
+  c.fingerprint = fingerprint(task, st);
+  const Eigen::VectorXf& params = st.model->params();
+  c.buffers.emplace_back("params", std::vector<float>(params.data(), params.data() + params.size()));
+  for (std::size_t i = 0; i < state.buffers.size(); ++i) {
+    const Eigen::VectorXf& b = state.buffers[i];
+    c.buffers.emplace_back(state.kind + "." + std::to_string(i),
+                           std::vector<float>(b.data(), b.data() + b.size()));
+  }
+  return write_checkpoint(task.checkpoint, c);
+}
+
+// Collective: rank 0 reads the checkpoint and checks it belongs to this trial; every rank then
+// receives its weights and optimizer state, so the group resumes identical.
+Status restore_checkpoint(const TrialTask& task, MPI_Comm comm, RankState* st) {
+  OptimizerState state;
+  st->optimizer->save_state(&state);  // the shape to fill: kind and buffer sizes
+  Eigen::VectorXf& params = st->model->params();
+  Status local;
+  if (st->rank == 0) {
+    Checkpoint c;
+    local = read_checkpoint(task.checkpoint, &c);
+    if (local.ok() && c.epoch != task.resume_epoch)
+      local = Status::Error("checkpoint " + task.checkpoint + " is of epoch " +
+                            std::to_string(c.epoch) + ", expected " +
+                            std::to_string(task.resume_epoch));
+    if (local.ok() && c.fingerprint != fingerprint(task, *st))
+      local = Status::Error("checkpoint " + task.checkpoint + " belongs to another setup ('" +
+                            c.fingerprint + "', this trial is '" + fingerprint(task, *st) + "')");
+    const auto copy = [&](const std::string& name, float* into, Eigen::Index size) {
+      const std::vector<float>* b = c.find(name);
+      if (b == nullptr || static_cast<Eigen::Index>(b->size()) != size)
+        return Status::Error("checkpoint " + task.checkpoint + ": buffer '" + name +
+                             "' is missing or of the wrong size");
+      std::copy(b->begin(), b->end(), into);
+      return Status::Ok();
+    };
+    if (local.ok()) local = copy("params", params.data(), params.size());
+    for (std::size_t i = 0; local.ok() && i < state.buffers.size(); ++i)
+      local = copy(state.kind + "." + std::to_string(i), state.buffers[i].data(),
+                   state.buffers[i].size());
+    state.steps = c.optimizer_steps;
+  }
+  if (Status s = agree(comm, local); !s.ok()) return s;
+  MPI_Bcast(params.data(), static_cast<int>(params.size()), MPI_FLOAT, 0, comm);
+  for (Eigen::VectorXf& b : state.buffers)
+    MPI_Bcast(b.data(), static_cast<int>(b.size()), MPI_FLOAT, 0, comm);
+  MPI_Bcast(&state.steps, 1, MPI_INT64_T, 0, comm);
+  return agree(comm, st->optimizer->restore_state(state));
+}
+
+// Copies `columns` of (x, y) into the batch buffers; returns how many.
+int gather(RankState* st, const Eigen::MatrixXf& x, const std::vector<float>& y,
+           std::span<const std::int64_t> columns) {
+  const int n = static_cast<int>(columns.size());
+  for (int j = 0; j < n; ++j) {
+    const auto c = static_cast<std::size_t>(columns[static_cast<std::size_t>(j)]);
+    st->batch.col(j) = x.col(static_cast<Eigen::Index>(c));
+    st->batch_values[static_cast<std::size_t>(j)] = y[c];
+    st->batch_labels[static_cast<std::size_t>(j)] = static_cast<std::int32_t>(y[c]);
+  }
+  return n;
+}
+
+// The first n gathered targets in the form the model's head takes: class ids for softmax,
+// values (0/1 or a regression target) otherwise.
+Targets targets(const RankState& st, int n) {
+  if (st.model->shape().head == Head::kSoftmaxCe)
+    return std::span<const std::int32_t>(st.batch_labels.data(), static_cast<std::size_t>(n));
+  return std::span<const float>(st.batch_values.data(), static_cast<std::size_t>(n));
+}
+
+// Loss and correct sums of `columns` of (x, y) on this rank, in kEvalBatch-wide chunks.
 EvalSums evaluate_columns(RankState* st, const Eigen::MatrixXf& x, const std::vector<float>& y,
                           const std::vector<std::int64_t>& columns) {
   EvalSums total;
   const auto n_total = static_cast<std::int64_t>(columns.size());
   for (std::int64_t at = 0; at < n_total; at += kEvalBatch) {
-    const int n = static_cast<int>(std::min<std::int64_t>(kEvalBatch, n_total - at));
-    for (int j = 0; j < n; ++j) {
-      st->batch.col(j) = x.col(columns[at + j]);
-      st->batch_labels[j] = static_cast<std::int32_t>(y[columns[at + j]]);
-    }
-    const EvalSums part = st->model->evaluate(
-        st->batch.leftCols(n), std::span<const std::int32_t>(st->batch_labels.data(), n));
+    const auto chunk = std::min<std::int64_t>(kEvalBatch, n_total - at);
+    const int n = gather(st, x, y, std::span<const std::int64_t>(columns.data() + at,
+                                                                 static_cast<std::size_t>(chunk)));
+    const EvalSums part = st->model->evaluate(st->batch.leftCols(n), targets(*st, n));
     total.loss_sum += part.loss_sum;
     total.correct += part.correct;
   }
@@ -122,8 +221,8 @@ void reduce_eval(MPI_Comm comm, const EvalSums& local, std::int64_t rows, double
 }
 
 // One epoch of steps. Returns a failure only when every rank sees it (the loss is reduced).
-Status run_epoch(RankState* st, MPI_Comm comm, const TrainerHooks& hooks, int epoch,
-                 double* mean_loss) {
+Status run_epoch(RankState* st, const GroupComm& group, const TrainerHooks& hooks,
+                 const TrainConfig& config, int epoch, double* mean_loss) {
   const ShardPlan& plan = *st->data.plan;
   Mlp& model = *st->model;
   const std::vector<std::vector<std::int64_t>> steps = st->data.epoch_columns(epoch);
@@ -131,28 +230,31 @@ Status run_epoch(RankState* st, MPI_Comm comm, const TrainerHooks& hooks, int ep
   const float scale = 1.0f / static_cast<float>(plan.global_batch());
   Eigen::VectorXf& buffer = model.grad_buffer();
   const auto n_params = model.num_params();
-  const int count = static_cast<int>(buffer.size());
   double loss_total = 0;
   for (std::int64_t s = 0; s < plan.steps_per_epoch(); ++s) {
-    int col = 0;
-    for (const std::int64_t c : steps[static_cast<std::size_t>(s)]) {
-      st->batch.col(col) = st->data.train_x.col(c);
-      st->batch_labels[static_cast<std::size_t>(col)] =
-          static_cast<std::int32_t>(st->data.train_y[static_cast<std::size_t>(c)]);
-      ++col;
-    }
+    // Dropout masks and the learning rate are functions of the global step, so a resumed run
+    // and a run on another rank count draw the same ones.
+    const std::int64_t global_step = (epoch - 1) * plan.steps_per_epoch() + s;
+    const int n = gather(st, st->data.train_x, st->data.train_y, steps[static_cast<std::size_t>(s)]);
+    for (int j = 0; j < n; ++j)
+      st->batch_rows[static_cast<std::size_t>(j)] =
+          st->data.train_row_ids[static_cast<std::size_t>(steps[static_cast<std::size_t>(s)][j])];
     buffer.setZero();
     const double loss = model.forward_backward(
-        st->batch.leftCols(col), std::span<const std::int32_t>(st->batch_labels.data(), col),
-        scale);
+        st->batch.leftCols(n), targets(*st, n),
+        BatchKey{global_step, std::span<const std::int64_t>(st->batch_rows.data(), n)}, scale);
     buffer[n_params] = static_cast<float>(loss);
-    MPI_Allreduce(MPI_IN_PLACE, buffer.data(), count, MPI_FLOAT, MPI_SUM, comm);
+    const Status reduced = allreduce_gradients(
+        group, {buffer.data(), static_cast<std::size_t>(buffer.size()), st->allreduce});
+    // An MPI error surfaces on every rank of the collective, so returning here is agreed.
+    if (!reduced.ok()) return reduced.With("gradient all-reduce at epoch " + std::to_string(epoch));
     const double step_loss = static_cast<double>(buffer[n_params]) / plan.global_batch();
     // Every rank holds the same reduced loss, so every rank fails here together.
     if (!std::isfinite(step_loss))
       return Status::Error("loss became NaN at epoch " + std::to_string(epoch) + " step " +
                            std::to_string(s + 1));
-    st->optimizer->step(model.params(), model.grads());
+    const double lr = learning_rate(st->schedule, global_step, plan.steps_per_epoch(), config.epochs);
+    st->optimizer->step(model.params(), model.grads(), static_cast<float>(lr));
     loss_total += step_loss;
     if (hooks.on_step) hooks.on_step();
   }
@@ -166,11 +268,10 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 }  // namespace
 
-Status train(const TrialTask& task, MPI_Comm comm, const TrainerHooks& hooks,
+Status train(const TrialTask& task, const GroupComm& group, const TrainerHooks& hooks,
              TrainResult* result) {
-  int rank = 0, ranks = 1;
-  MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &ranks);
+  const MPI_Comm comm = group.comm();
+  const int rank = group.rank(), ranks = group.size();
   *result = TrainResult();
 
   RankState st;
@@ -195,11 +296,19 @@ Status train(const TrialTask& task, MPI_Comm comm, const TrainerHooks& hooks,
   const std::int64_t val_rows = st.data.validation_rows_total();
   const std::int64_t test_rows = st.data.test_rows_total;
 
+  if (task.resume_epoch > 0) {
+    if (task.checkpoint.empty() || task.resume_epoch > task.config.epochs)
+      return Status::Error("cannot resume after epoch " + std::to_string(task.resume_epoch) +
+                           (task.checkpoint.empty() ? ": no checkpoint path" : ": past the last epoch"));
+    if (s = restore_checkpoint(task, comm, &st); !s.ok()) return s;
+    result->epochs_run = task.resume_epoch;
+  }
+
   MetricMap last;
-  for (int epoch = 1; epoch <= task.config.epochs; ++epoch) {
+  for (int epoch = task.resume_epoch + 1; epoch <= task.config.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
     double train_loss = 0;
-    s = run_epoch(&st, comm, hooks, epoch, &train_loss);
+    s = run_epoch(&st, group, hooks, task.config, epoch, &train_loss);
     if (!s.ok()) return agree(comm, s);
 
     MetricMap metrics;
@@ -224,7 +333,15 @@ Status train(const TrialTask& task, MPI_Comm comm, const TrainerHooks& hooks,
     result->epochs_run = epoch;
     last = metrics;
 
-    int keep_going = hooks.on_epoch ? (hooks.on_epoch(epoch, metrics) ? 1 : 0) : 1;
+    bool checkpointed = false;
+    if (rank == 0 && !task.checkpoint.empty()) {
+      // A failed write costs only the ability to resume here; training goes on.
+      const Status saved = save_checkpoint(task, st, epoch);
+      if (!saved.ok()) spdlog::warn("{}", saved.message());
+      checkpointed = saved.ok();
+    }
+    int keep_going =
+        hooks.on_epoch ? (hooks.on_epoch(epoch, metrics, checkpointed) ? 1 : 0) : 1;
     MPI_Bcast(&keep_going, 1, MPI_INT, 0, comm);
     if (!keep_going) {
       result->stopped_early = true;

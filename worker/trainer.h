@@ -15,6 +15,7 @@
 #include "common/param_value.h"
 #include "common/status.h"
 #include "common/train_config.h"
+#include "worker/collectives.h"
 
 namespace trellis::worker {
 
@@ -24,28 +25,34 @@ struct TrialTask {
   std::uint64_t seed = 0;  // weights init, validation split and shuffling all derive from it
   TrainConfig config;
   DatasetRef dataset;
+  // Where rank 0 writes a checkpoint after every epoch (empty: none), and the epoch of the
+  // checkpoint there to resume from (0: from scratch). A resumed trial continues exactly as
+  // the uninterrupted run would have: same weights, optimizer state, data order and lr.
+  std::string checkpoint;
+  int resume_epoch = 0;
 };
 
 struct TrainerHooks {
   // Called on every rank after each epoch (1-based) with the group-wide metrics, identical on
-  // all ranks: train_loss, val_loss, val_acc, samples_per_s, epoch_s. Rank 0's answer decides
-  // for the whole group: false stops training (the trial was pruned).
-  std::function<bool(int epoch, const MetricMap& metrics)> on_epoch;
+  // all ranks: train_loss, val_loss, val_acc, samples_per_s, epoch_s. `checkpointed` (rank 0
+  // only) says this epoch's checkpoint is durably written. Rank 0's answer decides for the
+  // whole group: false stops training (the trial was pruned).
+  std::function<bool(int epoch, const MetricMap& metrics, bool checkpointed)> on_epoch;
   // Called on every rank between steps; rank 0 sends heartbeats from it. Must not block.
   std::function<void()> on_step;
 };
 
 struct TrainResult {
-  int epochs_run = 0;
+  int epochs_run = 0;  // the last epoch trained, counting those before a resume
   bool stopped_early = false;  // on_epoch said stop
   // test_loss, test_acc, and the last epoch's train_loss, val_loss, val_acc.
   MetricMap final_metrics;
 };
 
-// Collective over `comm`. A failure on any rank (missing file, corrupt data, NaN loss) is
+// Collective over the group. A failure on any rank (missing file, corrupt data, NaN loss) is
 // agreed by the group: every rank returns an error, and the message names the failing rank
 // and what went wrong, so no rank is left waiting inside a collective.
-[[nodiscard]] Status train(const TrialTask& task, MPI_Comm comm, const TrainerHooks& hooks,
-                           TrainResult* result);
+[[nodiscard]] Status train(const TrialTask& task, const GroupComm& group,
+                           const TrainerHooks& hooks, TrainResult* result);
 
 }  // namespace trellis::worker

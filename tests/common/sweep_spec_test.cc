@@ -144,6 +144,20 @@ TEST_F(SweepSpecTest, AHyperparameterIsFixedOrSearchedNotBoth) {
   expect_error(parse(spec() + "train: {lr: 0.1}\n"), {"train.lr", "also in search.space"});
 }
 
+TEST_F(SweepSpecTest, ListsOfHiddenSizesBecomeTheirText) {
+  SweepSpec s;
+  std::string text = spec();
+  text.replace(text.find("    hidden_units:"), std::string("    hidden_units:").size(),
+               "    hidden: {type: categorical, values: [[256, 128], [64], 32]}\n    hidden_units:");
+  ASSERT_TRUE(parse(text + "train: {model: mlp}\n", &s).ok()) << parse(text).message();
+  const auto& choices = s.space[1].domain.choices;
+  ASSERT_EQ(choices.size(), 3u);
+  EXPECT_EQ(std::get<std::string>(choices[0]), "256,128");
+  EXPECT_EQ(std::get<std::string>(choices[1]), "64");
+  EXPECT_EQ(std::get<std::int64_t>(choices[2]), 32);
+  expect_error(parse(spec() + "train: {hidden: [256, x]}\n"), {"train.hidden", "'x'"});
+}
+
 TEST_F(SweepSpecTest, QuotedNumbersStayStrings) {
   // "128" quoted is a string, so batch_size refuses it.
   expect_error(parse(spec() + "train: {batch_size: \"128\"}\n"), {"train.batch_size"});

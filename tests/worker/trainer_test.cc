@@ -65,19 +65,25 @@ struct Outcome {
   Status status;
   TrainResult result;
   std::vector<MetricMap> epochs;
+  std::vector<int> epoch_numbers;
+  std::vector<bool> checkpointed;
   int steps = 0;
 };
 
 Outcome train_once(const TrialTask& t, MPI_Comm comm = MPI_COMM_WORLD) {
   Outcome r;
   TrainerHooks hooks;
-  hooks.on_epoch = [&r](int epoch, const MetricMap& m) {
-    EXPECT_EQ(epoch, static_cast<int>(r.epochs.size()) + 1);
+  hooks.on_epoch = [&r, &t](int epoch, const MetricMap& m, bool checkpointed) {
+    EXPECT_EQ(epoch, t.resume_epoch + static_cast<int>(r.epochs.size()) + 1);
     r.epochs.push_back(m);
+    r.epoch_numbers.push_back(epoch);
+    r.checkpointed.push_back(checkpointed);
     return true;
   };
   hooks.on_step = [&r] { ++r.steps; };
-  r.status = train(t, comm, hooks, &r.result);
+  std::unique_ptr<GroupComm> group;
+  r.status = GroupComm::Create(comm, {}, &group);
+  if (r.status.ok()) r.status = train(t, *group, hooks, &r.result);
   return r;
 }
 
@@ -127,14 +133,72 @@ TEST_F(TrainerTest, SameSeedGivesBitIdenticalMetrics) {
   EXPECT_NE(learned(a), learned(c));
 }
 
+// Epochs 2 and 3 resumed from the epoch-1 checkpoint equal epochs 2 and 3 of the
+// uninterrupted run, bit for bit: weights, optimizer state, data order and lr all continue.
+TEST_F(TrainerTest, ResumingFromACheckpointEqualsTheUninterruptedRun) {
+  TrialTask t = task();
+  t.config.optimizer = "adam";
+  t.checkpoint = (dir_ / "ckpt" / "trial-1.ckpt").string();
+  const Outcome whole = train_once(t);
+  ASSERT_TRUE(whole.status.ok()) << whole.status.message();
+  ASSERT_EQ(whole.epochs.size(), 3u);
+  if (world_rank() == 0) EXPECT_EQ(whole.checkpointed, (std::vector<bool>{true, true, true}));
+
+  // Stop after epoch 1: its checkpoint is what the next attempt continues from.
+  TrialTask first = t;
+  first.config.epochs = 1;
+  ASSERT_TRUE(train_once(first).status.ok());
+  TrialTask rest = t;
+  rest.resume_epoch = 1;
+  const Outcome resumed = train_once(rest);
+  ASSERT_TRUE(resumed.status.ok()) << resumed.status.message();
+  EXPECT_EQ(resumed.epoch_numbers, (std::vector<int>{2, 3}));
+  EXPECT_EQ(resumed.result.epochs_run, 3);
+  for (int i = 0; i < 2; ++i)
+    for (const char* k : {"train_loss", "val_loss", "val_acc"})
+      EXPECT_EQ(resumed.epochs[i].at(k), whole.epochs[i + 1].at(k)) << k << " epoch " << i + 2;
+  EXPECT_EQ(resumed.result.final_metrics, whole.result.final_metrics);
+}
+
+TEST_F(TrainerTest, ACheckpointOfAnotherSetupOrEpochIsRefused) {
+  TrialTask t = task();
+  t.config.epochs = 1;
+  t.checkpoint = (dir_ / "trial.ckpt").string();
+  ASSERT_TRUE(train_once(t).status.ok());
+  TrialTask wrong_epoch = t;
+  wrong_epoch.config.epochs = 3;
+  wrong_epoch.resume_epoch = 2;
+  Outcome r = train_once(wrong_epoch);
+  ASSERT_FALSE(r.status.ok());
+  EXPECT_TRUE(contains(r.status.message(), "is of epoch 1, expected 2")) << r.status.message();
+  TrialTask other_model = t;
+  other_model.config.epochs = 3;
+  other_model.config.hidden_units = 16;
+  other_model.resume_epoch = 1;
+  r = train_once(other_model);
+  ASSERT_FALSE(r.status.ok());
+  EXPECT_TRUE(contains(r.status.message(), "another setup")) << r.status.message();
+  TrialTask missing = t;
+  missing.config.epochs = 3;
+  missing.resume_epoch = 1;
+  missing.checkpoint = (dir_ / "absent.ckpt").string();
+  r = train_once(missing);
+  ASSERT_FALSE(r.status.ok());
+  EXPECT_TRUE(contains(r.status.message(), "absent.ckpt")) << r.status.message();
+}
+
 TEST_F(TrainerTest, RankZeroCanStopTheTrial) {
   TrialTask t = task();
   TrainerHooks hooks;
   int calls = 0;
   // Only rank 0's answer counts: the other ranks ask to go on.
-  hooks.on_epoch = [&calls](int, const MetricMap&) { return ++calls < 2 ? true : world_rank() != 0; };
+  hooks.on_epoch = [&calls](int, const MetricMap&, bool) {
+    return ++calls < 2 ? true : world_rank() != 0;
+  };
   TrainResult result;
-  const Status s = train(t, MPI_COMM_WORLD, hooks, &result);
+  std::unique_ptr<GroupComm> group;
+  ASSERT_TRUE(GroupComm::Create(MPI_COMM_WORLD, {}, &group).ok());
+  const Status s = train(t, *group, hooks, &result);
   ASSERT_TRUE(s.ok()) << s.message();
   EXPECT_EQ(calls, 2);
   EXPECT_EQ(result.epochs_run, 2);

@@ -1,5 +1,11 @@
 #pragma once
-// Mlp: a float32 multilayer perceptron with a softmax cross-entropy head.
+// Mlp: a float32 feed-forward network, the one model family of every `model` setting:
+//
+//   model     hidden layers    head (1 output unless noted)
+//   linear    none             identity, squared error (z - y)^2 against a float target
+//   logistic  none             sigmoid + binary cross-entropy, target 0/1
+//   softmax   none             softmax cross-entropy over `classes` outputs
+//   mlp       hidden sizes     softmax cross-entropy over `classes` outputs
 //
 // Samples are columns (features x batch); layer l maps in_l -> out_l with W_l (out_l x in_l)
 // and b_l. All parameters live in ONE contiguous buffer (W_0, b_0, W_1, b_1, ...; each W
@@ -7,6 +13,16 @@
 // reduces the whole gradient with one collective and an optimizer updates one flat vector.
 // Every buffer a step needs is allocated in the constructor for batches up to `max_batch`;
 // forward_backward and evaluate never allocate.
+//
+// Activations: relu, tanh, gelu (the tanh approximation 0.5 x (1 + tanh(sqrt(2/pi)(x +
+// 0.044715 x^3))), as GPT-2/BERT and PyTorch's approximate="tanh": Eigen vectorises tanh, not
+// erf).
+//
+// Dropout (inverted: kept units are scaled by 1/(1-p), so evaluation needs no rescaling) acts
+// on hidden activations during forward_backward only. The mask of a sample is a pure function
+// of (dropout seed, step, the sample's global row id, layer), never of its rank or its column
+// in the batch: a group of any size draws the same masks, and a resumed run draws the masks an
+// uninterrupted one would.
 
 #include <cstdint>
 #include <span>
@@ -20,26 +36,54 @@
 
 namespace trellis::worker {
 
-enum class Activation { kRelu, kTanh };
+enum class Activation { kRelu, kTanh, kGelu };
+enum class Head { kSquaredError, kSigmoidBce, kSoftmaxCe };
 
 struct MlpShape {
   int inputs = 0;
-  int hidden_layers = 0;  // 0: softmax regression
-  int hidden_units = 0;
-  int classes = 0;
+  std::vector<int> hidden;  // hidden layer sizes, input side first; empty: no hidden layer
+  int outputs = 0;          // 1 for kSquaredError and kSigmoidBce, classes for kSoftmaxCe
+  Head head = Head::kSoftmaxCe;
   Activation activation = Activation::kRelu;
+  float dropout = 0.0f;  // [0, 1)
 };
 
-// Checks the model part of `config` and fills in the shape for data of `inputs` features and
-// `classes` classes.
+// Checks the model part of `config` (model, hidden / hidden_layers x hidden_units, activation,
+// dropout) and fills in the shape for data of `inputs` features and `classes` classes.
+// `classes` must be >= 2 for softmax and mlp and exactly 2 for logistic; linear ignores it.
 [[nodiscard]] Status mlp_shape_from_config(const TrainConfig& config, int inputs, int classes,
                                            MlpShape* out);
 
-// Loss and accuracy sums of a batch, for evaluation; callers reduce them over ranks.
+// The targets of a batch, one per column: class labels (softmax, mlp; 0/1 for logistic), or
+// float values (linear; 0/1 for logistic). Linear also takes labels, as values. Implicit from
+// either span so call sites read `model.evaluate(x, labels)`.
+struct Targets {
+  Targets(std::span<const std::int32_t> l) : labels(l) {}  // NOLINT(google-explicit-constructor)
+  Targets(std::span<const float> v) : values(v) {}          // NOLINT(google-explicit-constructor)
+  std::size_t size() const { return values.empty() ? labels.size() : values.size(); }
+  std::span<const std::int32_t> labels;
+  std::span<const float> values;
+};
+
+// Which samples a training batch holds, so dropout masks follow the sample, not the rank.
+struct BatchKey {
+  std::int64_t step = 0;               // global 0-based optimizer step the batch belongs to
+  std::span<const std::int64_t> rows;  // global row id of each column (may be empty if dropout 0)
+};
+
+// Loss and accuracy sums of a batch, for evaluation; callers reduce them over ranks. A sample
+// is correct when: softmax, the argmax is the label; logistic, (p > 0.5) == target; linear,
+// |prediction - target| < 0.5 (the prediction rounds to an integer target).
 struct EvalSums {
   double loss_sum = 0;
   std::int64_t correct = 0;
 };
+
+// The inverted-dropout multipliers (0 or 1/(1-p)) of `out.size()` units of hidden layer
+// `layer` for the sample of global row `row` at step `step`. Pure: the model draws exactly
+// these, whatever batch the sample is in.
+void dropout_mask(std::uint64_t seed, std::int64_t step, std::int64_t row, int layer, float p,
+                  Eigen::Ref<Eigen::VectorXf> out);
 
 class Mlp {
  public:
@@ -55,10 +99,14 @@ class Mlp {
   int layers() const { return static_cast<int>(layers_.size()); }
   std::int64_t num_params() const { return num_params_; }
 
-  // He-normal weights for relu layers, Glorot-normal for tanh layers and the softmax layer,
-  // zero biases. Normals come from our own Box-Muller over std::mt19937_64, so the same seed
-  // gives the same weights with any standard library.
+  // He-normal weights for relu and gelu hidden layers, Glorot-normal for tanh hidden layers and
+  // the output layer, zero biases. Normals come from our own Box-Muller over std::mt19937_64,
+  // so the same seed gives the same weights with any standard library. Also sets the dropout
+  // seed from `seed` (a resumed run calls init with the trial's seed, then loads params).
   void init(std::uint64_t seed);
+  // Overrides the dropout seed init() chose.
+  void set_dropout_seed(std::uint64_t seed) { dropout_seed_ = seed; }
+  std::uint64_t dropout_seed() const { return dropout_seed_; }
 
   Eigen::VectorXf& params() { return params_; }
   const Eigen::VectorXf& params() const { return params_; }
@@ -74,16 +122,19 @@ class Mlp {
   Eigen::Map<Eigen::MatrixXf> weight_grads(int l);
   Eigen::Map<Eigen::VectorXf> bias_grads(int l);
 
-  // Forward and backward over a batch of x.cols() <= max_batch() samples with labels in
-  // [0, classes). Adds `scale` times the SUM over samples of the per-sample cross-entropy
-  // gradient to grads() (callers zero it first; a trainer passes 1/global_batch so the reduced
-  // sum is the mean gradient of the global batch). Returns the unscaled loss sum.
-  double forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x,
-                          std::span<const std::int32_t> labels, float scale);
+  // Forward and backward over a batch of x.cols() <= max_batch() samples, dropout drawn for
+  // `key` (key.rows must hold x.cols() ids when dropout > 0). Adds `scale` times the SUM over
+  // samples of the per-sample loss gradient to grads() (callers zero it first; a trainer passes
+  // 1/global_batch so the reduced sum is the mean gradient of the global batch). Returns the
+  // unscaled loss sum (with dropout applied, as trained).
+  double forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets,
+                          const BatchKey& key, float scale);
+  // Without a key: no dropout. Kept for callers that predate dropout.
+  double forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets,
+                          float scale);
 
-  // Forward only: loss sum and number of correct argmax predictions.
-  EvalSums evaluate(const Eigen::Ref<const Eigen::MatrixXf>& x,
-                    std::span<const std::int32_t> labels);
+  // Forward only, no dropout: loss sum and number of correct predictions.
+  EvalSums evaluate(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets);
 
  private:
   struct Layer {
@@ -93,20 +144,39 @@ class Mlp {
     std::int64_t b_offset = 0;
   };
 
-  // Fills activations_ for the first n columns; returns nothing, logits end in activations_.back().
-  void forward(const Eigen::Ref<const Eigen::MatrixXf>& x, int n);
+  // Fills activations_ for the first n columns; logits end in activations_.back(). With
+  // `train`, also leaves in derivs_ what backward needs (see use_derivs_); `key` non-null
+  // turns dropout on.
+  void forward(const Eigen::Ref<const Eigen::MatrixXf>& x, int n, bool train,
+               const BatchKey* key);
+  // Bias + activation (+ dropout) of hidden layer l, in place on activations_[l].
+  void activate(int l, int n, bool train, const BatchKey* key);
+  // Loss sum of the head over the logits; with `grad` also writes grad_scale * d(loss)/d(logits)
+  // into deltas_.back(). Counts correct predictions into `correct` when non-null.
+  double head_loss(int n, const Targets& targets, bool grad, float grad_scale,
+                   std::int64_t* correct);
+  float target_value(const Targets& t, int j) const;
 
   MlpShape shape_;
   int max_batch_;
   int grad_tail_;
+  std::uint64_t dropout_seed_ = 0;
   std::vector<Layer> layers_;
   std::int64_t num_params_ = 0;
   Eigen::VectorXf params_;
   Eigen::VectorXf grads_;
-  // activations_[l]: output of layer l (post-activation; logits for the last), out_l x max_batch.
+  // activations_[l]: output of layer l (post-activation and dropout; logits for the last),
+  // out_l x max_batch.
   std::vector<Eigen::MatrixXf> activations_;
   // deltas_[l]: d(loss)/d(pre-activation of layer l), scaled, out_l x max_batch.
   std::vector<Eigen::MatrixXf> deltas_;
+  // derivs_[l] (hidden layers, allocated only for gelu or dropout): f'(z) times the dropout
+  // multiplier, so backward is one product. Relu and tanh without dropout derive f' from the
+  // activation instead, one buffer pass fewer.
+  std::vector<Eigen::MatrixXf> derivs_;
+  bool use_derivs_ = false;  // whether the last forward filled derivs_
+  // Dropout multipliers of one layer, widest hidden x max_batch (only with dropout).
+  Eigen::MatrixXf mask_;
 };
 
 }  // namespace trellis::worker

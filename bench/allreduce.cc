@@ -1,0 +1,284 @@
+// bench_allreduce: the project's gradient all-reduce (allreduce_gradients, auto path unless
+// --algorithm says otherwise) against raw MPI_Allreduce(MPI_IN_PLACE, MPI_SUM) on buffers of
+// the same size, in the same run. Start it under mpirun (scripts/bench allreduce does).
+//
+// Per size: many iterations, ours and MPI's interleaved (alternating which goes first) so
+// drift in machine load hits both; each iteration's time is the slowest rank's; medians are
+// reported. ratio = MPI's median time / our median time (our speed relative to MPI's; 1.0 =
+// parity). On a loaded machine a rank that spins in MPI loses its core for whole time slices,
+// which shows as multi-millisecond outliers on large buffers: read those sizes with care. Bus
+// bandwidth = 2(n-1)/n * bytes / time, the traffic each rank must move in an optimal
+// all-reduce, so figures are comparable across rank counts.
+//
+// Prints a table, then as its last line one JSON object:
+//   {"benchmark": "allreduce", "ranks": 2, "algorithm": "flat", "min_ratio_to_mpi": 0.97,
+//    "sizes": [{"bytes": 1024, "iterations": 2000, "ours_us": ..., "mpi_us": ...,
+//               "hierarchical_us": ..., "ratio": ..., "ours_busbw_gbps": ...,
+//               "mpi_busbw_gbps": ..., "ours_min_us": ..., "mpi_min_us": ...,
+//               "ratio_of_mins": ...}, ...]}
+// Never asserts on time.
+
+#include <mpi.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "worker/collectives.h"
+
+namespace {
+
+using namespace trellis;
+using namespace trellis::worker;
+
+constexpr std::size_t kMinBytesDefault = 1 << 10;
+constexpr std::size_t kMaxBytesDefault = 32 << 20;
+constexpr double kSecondsPerSizeDefault = 0.6;
+constexpr int kMinIterations = 30;
+constexpr int kMaxIterations = 5000;
+constexpr int kWarmupIterations = 5;
+constexpr int kRefillEvery = 64;  // in-place sums double the values; refill before they overflow
+
+struct Args {
+  std::size_t min_bytes = kMinBytesDefault;
+  std::size_t max_bytes = kMaxBytesDefault;
+  double seconds_per_size = kSecondsPerSizeDefault;
+  AllreduceAlgorithm algorithm = AllreduceAlgorithm::kAuto;
+  int simulated_ranks_per_node = 0;
+};
+
+const char* kUsage =
+    "usage: bench_allreduce [--min-bytes N] [--max-bytes N] [--seconds-per-size S]\n"
+    "                       [--algorithm auto|flat|hierarchical] [--simulated-ranks-per-node K]\n"
+    "Run under mpirun, e.g. mpirun -np 2 bench_allreduce. Sizes are the powers of 2 in range.\n";
+
+bool parse_args(int argc, char** argv, Args* args, std::string* error) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      *error = kUsage;
+      return false;
+    }
+    if (i + 1 >= argc) {
+      *error = flag + " needs a value\n" + kUsage;
+      return false;
+    }
+    const std::string value = argv[++i];
+    char* end = nullptr;
+    if (flag == "--min-bytes") {
+      args->min_bytes = std::strtoull(value.c_str(), &end, 10);
+    } else if (flag == "--max-bytes") {
+      args->max_bytes = std::strtoull(value.c_str(), &end, 10);
+    } else if (flag == "--seconds-per-size") {
+      args->seconds_per_size = std::strtod(value.c_str(), &end);
+    } else if (flag == "--simulated-ranks-per-node") {
+      args->simulated_ranks_per_node = static_cast<int>(std::strtol(value.c_str(), &end, 10));
+    } else if (flag == "--algorithm") {
+      if (Status s = parse_allreduce_algorithm(value, &args->algorithm); !s.ok()) {
+        *error = s.message() + "\n";
+        return false;
+      }
+      continue;
+    } else {
+      *error = "unknown flag " + flag + "\n" + kUsage;
+      return false;
+    }
+    if (end == nullptr || *end != '\0') {
+      *error = flag + ": bad value '" + value + "'\n";
+      return false;
+    }
+  }
+  if (args->min_bytes < sizeof(float) || args->max_bytes < args->min_bytes) {
+    *error = "need 4 <= --min-bytes <= --max-bytes\n";
+    return false;
+  }
+  return true;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+void fill(std::vector<float>* buffer, int rank) {
+  for (std::size_t i = 0; i < buffer->size(); ++i) {
+    (*buffer)[i] = 1e-3f * static_cast<float>((i + static_cast<std::size_t>(rank)) % 97);
+  }
+}
+
+// One contender: a name and how to sum a buffer in place.
+struct Contender {
+  const char* name;
+  std::function<void(float*, std::size_t)> run;
+};
+
+struct Timings {
+  std::vector<double> median_s;  // per contender
+  std::vector<double> min_s;     // per contender: the undisturbed cost, robust on a busy machine
+};
+
+// Medians per contender, in seconds, of `iterations` interleaved rounds; each round's time is
+// the slowest rank's.
+Timings measure(const std::vector<Contender>& contenders, std::size_t count,
+                            int iterations, int rank, MPI_Comm comm) {
+  const std::size_t k = contenders.size();
+  std::vector<std::vector<float>> buffers(k, std::vector<float>(count));
+  for (auto& b : buffers) fill(&b, rank);
+  for (int w = 0; w < kWarmupIterations; ++w) {
+    for (std::size_t c = 0; c < k; ++c) contenders[c].run(buffers[c].data(), count);
+  }
+  std::vector<double> local(k * static_cast<std::size_t>(iterations));
+  for (int it = 0; it < iterations; ++it) {
+    if (it % kRefillEvery == 0) {
+      for (auto& b : buffers) fill(&b, rank);
+    }
+    for (std::size_t j = 0; j < k; ++j) {
+      // Rotate the order so neither contender always runs right after the other's traffic.
+      const std::size_t c = (j + static_cast<std::size_t>(it)) % k;
+      MPI_Barrier(comm);
+      const double t0 = MPI_Wtime();
+      contenders[c].run(buffers[c].data(), count);
+      local[c * static_cast<std::size_t>(iterations) + static_cast<std::size_t>(it)] =
+          MPI_Wtime() - t0;
+    }
+  }
+  std::vector<double> slowest(local.size());
+  MPI_Allreduce(local.data(), slowest.data(), static_cast<int>(local.size()), MPI_DOUBLE, MPI_MAX,
+                comm);
+  Timings out;
+  const auto n = static_cast<std::size_t>(iterations);
+  for (std::size_t c = 0; c < k; ++c) {
+    auto first = slowest.begin() + static_cast<std::ptrdiff_t>(c * n);
+    out.median_s.push_back(median(std::vector<double>(first, first + iterations)));
+    out.min_s.push_back(*std::min_element(first, first + iterations));
+  }
+  return out;
+}
+
+// Iterations that fit the time budget, agreed by every rank (rank 0's estimate decides).
+int iterations_for(const Contender& probe, std::size_t count, double budget_s, int contenders,
+                   int rank, MPI_Comm comm) {
+  std::vector<float> buffer(count);
+  fill(&buffer, rank);
+  probe.run(buffer.data(), count);  // first touch of the pages and MPI's lazy setup
+  MPI_Barrier(comm);
+  const double t0 = MPI_Wtime();
+  constexpr int kProbes = 5;
+  for (int i = 0; i < kProbes; ++i) probe.run(buffer.data(), count);
+  double per = (MPI_Wtime() - t0) / kProbes;
+  MPI_Bcast(&per, 1, MPI_DOUBLE, 0, comm);
+  const double n = budget_s / (per * contenders + 1e-6);
+  return std::clamp(static_cast<int>(n), kMinIterations, kMaxIterations);
+}
+
+double busbw_gbps(std::size_t bytes, int ranks, double seconds) {
+  if (seconds <= 0) return 0;
+  return 2.0 * (ranks - 1) / ranks * static_cast<double>(bytes) / seconds / 1e9;
+}
+
+std::string human(std::size_t bytes) {
+  if (bytes >= (1u << 20)) return std::to_string(bytes >> 20) + " MB";
+  if (bytes >= (1u << 10)) return std::to_string(bytes >> 10) + " KB";
+  return std::to_string(bytes) + " B";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  int rank = 0, ranks = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+
+  Args args;
+  std::string error;
+  if (!parse_args(argc, argv, &args, &error)) {
+    if (rank == 0) std::fputs(error.c_str(), stderr);
+    MPI_Finalize();
+    return 2;
+  }
+  std::unique_ptr<GroupComm> group;
+  GroupCommOptions group_options;
+  group_options.simulated_ranks_per_node = args.simulated_ranks_per_node;
+  if (Status s = GroupComm::Create(MPI_COMM_WORLD, group_options, &group); !s.ok()) {
+    std::fprintf(stderr, "bench_allreduce: %s\n", s.message().c_str());
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  const AllreduceAlgorithm resolved = group->resolve(args.algorithm);
+
+  auto ours = [&](AllreduceAlgorithm algorithm) {
+    return [&group, algorithm](float* data, std::size_t count) {
+      if (Status s = allreduce_gradients(*group, {data, count, algorithm}); !s.ok()) {
+        std::fprintf(stderr, "bench_allreduce: %s\n", s.message().c_str());
+        MPI_Abort(MPI_COMM_WORLD, 1);
+      }
+    };
+  };
+  const MPI_Comm raw_comm = group->comm();
+  const std::vector<Contender> contenders = {
+      {"ours", ours(args.algorithm)},
+      {"mpi",
+       [raw_comm](float* data, std::size_t count) {
+         MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(count), MPI_FLOAT, MPI_SUM, raw_comm);
+       }},
+      {"hierarchical", ours(AllreduceAlgorithm::kHierarchical)},
+  };
+
+  if (rank == 0) {
+    std::printf("all-reduce of floats, %d ranks on %d node(s); ours = %s (resolves to %s); "
+                "ratio = MPI time / our time\n",
+                ranks, group->node_count(), std::string(to_string(args.algorithm)).c_str(),
+                std::string(to_string(resolved)).c_str());
+    std::printf("%10s %7s %11s %11s %8s %11s %11s %11s %10s\n", "size", "iters", "ours_us",
+                "mpi_us", "ratio", "ours_GB/s", "mpi_GB/s", "hier_us", "min_ratio");
+  }
+  nlohmann::json sizes = nlohmann::json::array();
+  double min_ratio = 1e300;
+  for (std::size_t bytes = args.min_bytes; bytes <= args.max_bytes; bytes *= 2) {
+    const std::size_t count = bytes / sizeof(float);
+    const int iterations = iterations_for(contenders[1], count, args.seconds_per_size,
+                                          static_cast<int>(contenders.size()), rank, raw_comm);
+    const Timings timings = measure(contenders, count, iterations, rank, raw_comm);
+    const std::vector<double>& t = timings.median_s;
+    const double ratio = t[0] > 0 ? t[1] / t[0] : 0;
+    min_ratio = std::min(min_ratio, ratio);
+    if (rank == 0) {
+      std::printf("%10s %7d %11.1f %11.1f %8.3f %11.2f %11.2f %11.1f %10.3f\n",
+                  human(bytes).c_str(), iterations, t[0] * 1e6, t[1] * 1e6, ratio,
+                  busbw_gbps(bytes, ranks, t[0]), busbw_gbps(bytes, ranks, t[1]), t[2] * 1e6,
+                  timings.min_s[1] / timings.min_s[0]);
+      std::fflush(stdout);
+    }
+    sizes.push_back({{"bytes", bytes},
+                     {"iterations", iterations},
+                     {"ours_us", t[0] * 1e6},
+                     {"mpi_us", t[1] * 1e6},
+                     {"hierarchical_us", t[2] * 1e6},
+                     {"ratio", ratio},
+                     {"ours_min_us", timings.min_s[0] * 1e6},
+                     {"mpi_min_us", timings.min_s[1] * 1e6},
+                     {"ratio_of_mins", timings.min_s[0] > 0 ? timings.min_s[1] / timings.min_s[0] : 0},
+                     {"ours_busbw_gbps", busbw_gbps(bytes, ranks, t[0])},
+                     {"mpi_busbw_gbps", busbw_gbps(bytes, ranks, t[1])}});
+  }
+  if (rank == 0) {
+    const nlohmann::json summary = {{"benchmark", "allreduce"},
+                                    {"ranks", ranks},
+                                    {"nodes", group->node_count()},
+                                    {"algorithm", std::string(to_string(resolved))},
+                                    {"min_ratio_to_mpi", min_ratio},
+                                    {"sizes", sizes}};
+    std::printf("%s\n", summary.dump().c_str());
+  }
+  group.reset();
+  MPI_Finalize();
+  return 0;
+}

@@ -1,0 +1,208 @@
+// bench_scaling: data-parallel efficiency of training. The same trial (fixed hyperparameters,
+// Fashion-MNIST MLP) is trained by a group of 1 rank, then by a group of 2, through the public
+// binaries only (`trellis run SPEC --groups 1`, then `trellis export --format json`), so the
+// figure measures what users run and stays valid as the trainer changes.
+//
+// efficiency = samples/s with 2 ranks / (2 x samples/s with 1 rank); samples/s is the trainer's
+// own `samples_per_s` of the last epoch (the first one pays for warm-up). 1.0 = perfect scaling.
+//
+// Prints a table, then as its last line one JSON object:
+//   {"benchmark": "scaling", "efficiency": 0.8, "runs": [{"ranks": 1, "samples_per_s": ...,
+//    "samples_per_s_by_epoch": [...], "test_acc": ..., "wall_s": ...}, ...]}
+// Never asserts on time. Exit 1 when a run fails (its log is printed).
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr const char* kDefaultDataset = "/usr/share/datasets/fashion-mnist";
+constexpr int kDefaultEpochs = 2;
+constexpr const char* kExperiment = "bench-scaling";
+
+struct Args {
+  std::string bin = TRELLIS_BIN_DIR;
+  std::string dataset = kDefaultDataset;
+  int epochs = kDefaultEpochs;
+  int hidden_units = 128;
+  int batch_size = 128;
+  bool keep = false;
+};
+
+struct Run {
+  int ranks = 0;
+  std::vector<double> samples_per_s;  // by epoch
+  double test_acc = 0;
+  double wall_s = 0;
+};
+
+const char* kUsage =
+    "usage: bench_scaling [--epochs N] [--hidden-units N] [--batch-size N] [--dataset DIR]\n"
+    "                     [--bin DIR] [--keep]\n";
+
+bool parse_args(int argc, char** argv, Args* args) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--keep") {
+      args->keep = true;
+      continue;
+    }
+    if (i + 1 >= argc) return false;
+    const std::string value = argv[++i];
+    if (flag == "--epochs") {
+      args->epochs = std::atoi(value.c_str());
+    } else if (flag == "--hidden-units") {
+      args->hidden_units = std::atoi(value.c_str());
+    } else if (flag == "--batch-size") {
+      args->batch_size = std::atoi(value.c_str());
+    } else if (flag == "--dataset") {
+      args->dataset = value;
+    } else if (flag == "--bin") {
+      args->bin = value;
+    } else {
+      return false;
+    }
+  }
+  return args->epochs >= 1 && args->hidden_units >= 1 && args->batch_size >= 2;
+}
+
+std::string spec_text(const Args& args, int ranks) {
+  std::ostringstream out;
+  out << "name: " << kExperiment << "\n"
+      << "dataset:\n"
+      << "  name: fashion-mnist\n"
+      << "  format: idx\n"
+      << "  path: " << args.dataset << "\n"
+      << "  validation_fraction: 0.1\n"
+      << "metric: {name: val_acc, mode: max}\n"
+      << "search: {algorithm: random, seed: 1, trials: 1}\n"
+      << "train:\n"
+      << "  model: mlp\n"
+      << "  hidden_layers: 1\n"
+      << "  hidden_units: " << args.hidden_units << "\n"
+      << "  activation: relu\n"
+      << "  optimizer: adam\n"
+      << "  lr: 0.001\n"
+      << "  batch_size: " << args.batch_size << "\n"
+      << "  epochs: " << args.epochs << "\n"
+      << "resources:\n"
+      << "  ranks_per_trial: " << ranks << "\n";
+  return out.str();
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs `command` through the shell; on failure prints the log and returns false.
+bool shell(const std::string& command, const std::string& log) {
+  const int rc = std::system((command + " >" + log + " 2>&1").c_str());
+  if (rc != 0) {
+    std::cerr << "bench_scaling: failed (" << rc << "): " << command << "\n" << read_file(log);
+    return false;
+  }
+  return true;
+}
+
+bool train_once(const Args& args, const std::string& dir, int ranks, Run* run) {
+  const std::string tag = dir + "/r" + std::to_string(ranks);
+  std::ofstream(tag + ".yaml") << spec_text(args, ranks);
+  const auto t0 = std::chrono::steady_clock::now();
+  // --store and --log-level are the CLI's global options: before the subcommand.
+  const std::string trellis = args.bin + "/trellis --log-level warn --store " + tag + ".db ";
+  if (!shell(trellis + "run " + tag + ".yaml --groups 1", tag + ".run.log")) {
+    return false;
+  }
+  run->wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!shell(trellis + "export " + kExperiment + " --format json -o " + tag + ".json",
+             tag + ".export.log")) {
+    return false;
+  }
+  const auto doc = nlohmann::json::parse(read_file(tag + ".json"), nullptr, false);
+  if (doc.is_discarded() || !doc.contains("trials") || doc["trials"].empty()) {
+    std::cerr << "bench_scaling: no trial in " << tag << ".json\n";
+    return false;
+  }
+  const auto& trial = doc["trials"][0];
+  if (trial.value("state", "") != "completed" || !trial["metrics"].contains("samples_per_s")) {
+    std::cerr << "bench_scaling: trial not completed or no samples_per_s in " << tag << ".json\n";
+    return false;
+  }
+  run->ranks = ranks;
+  for (const auto& point : trial["metrics"]["samples_per_s"]) {
+    run->samples_per_s.push_back(point[1].get<double>());
+  }
+  run->test_acc = trial["final"].value("test_acc", 0.0);
+  return !run->samples_per_s.empty();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args args;
+  if (!parse_args(argc, argv, &args)) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  if (getuid() == 0) {  // Open MPI refuses root unless told; this is a local benchmark
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
+  }
+  char dir_template[] = "/tmp/trellis-bench-scaling-XXXXXX";
+  if (mkdtemp(dir_template) == nullptr) {
+    std::perror("bench_scaling: mkdtemp");
+    return 1;
+  }
+  const std::string dir = dir_template;
+
+  std::vector<Run> runs;
+  for (int ranks : {1, 2}) {
+    Run run;
+    if (!train_once(args, dir, ranks, &run)) return 1;
+    runs.push_back(run);
+  }
+  const double one = runs[0].samples_per_s.back();
+  const double two = runs[1].samples_per_s.back();
+  const double efficiency = one > 0 ? two / (2 * one) : 0;
+
+  std::printf("MLP (1 hidden layer of %d, batch %d) on Fashion-MNIST, %d epoch(s); "
+              "samples/s of the last epoch\n",
+              args.hidden_units, args.batch_size, args.epochs);
+  std::printf("%6s %14s %10s %8s\n", "ranks", "samples/s", "test_acc", "wall_s");
+  nlohmann::json runs_json = nlohmann::json::array();
+  for (const Run& r : runs) {
+    std::printf("%6d %14.0f %10.4f %8.1f\n", r.ranks, r.samples_per_s.back(), r.test_acc,
+                r.wall_s);
+    runs_json.push_back({{"ranks", r.ranks},
+                         {"samples_per_s", r.samples_per_s.back()},
+                         {"samples_per_s_by_epoch", r.samples_per_s},
+                         {"test_acc", r.test_acc},
+                         {"wall_s", r.wall_s}});
+  }
+  std::printf("efficiency (2 ranks vs 2 x 1 rank): %.3f\n", efficiency);
+  if (args.keep) {
+    std::printf("specs, stores and logs kept in %s\n", dir.c_str());
+  } else {
+    std::system(("rm -rf " + dir).c_str());
+  }
+  const nlohmann::json summary = {{"benchmark", "scaling"},
+                                  {"efficiency", efficiency},
+                                  {"epochs", args.epochs},
+                                  {"runs", runs_json}};
+  std::printf("%s\n", summary.dump().c_str());
+  return 0;
+}
