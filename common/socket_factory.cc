@@ -16,20 +16,31 @@ void apply_common_options(zmq::socket_t& socket) {
 
 }  // namespace
 
-zmq::socket_t make_coordinator_socket(zmq::context_t& context) {
+bool is_loopback_endpoint(const std::string& endpoint) {
+  for (const char* prefix : {"ipc://", "inproc://", "tcp://127.", "tcp://localhost:", "tcp://[::1]:"})
+    if (endpoint.rfind(prefix, 0) == 0) return true;
+  return false;
+}
+
+// TODO(security): CURVE keys; being written.
+Status make_coordinator_socket(zmq::context_t& context, const SocketSecurity& security,
+                               zmq::socket_t* out) {
   zmq::socket_t socket(context, zmq::socket_type::router);
   apply_common_options(socket);
   socket.set(zmq::sockopt::router_handover, 1);
-  return socket;
+  *out = std::move(socket);
+  return Status::Ok();
 }
 
-zmq::socket_t make_agent_socket(zmq::context_t& context, const std::string& group) {
+Status make_agent_socket(zmq::context_t& context, const std::string& group,
+                         const SocketSecurity& security, zmq::socket_t* out) {
   zmq::socket_t socket(context, zmq::socket_type::dealer);
   apply_common_options(socket);
   socket.set(zmq::sockopt::routing_id, group);
   socket.set(zmq::sockopt::reconnect_ivl, 200);
   socket.set(zmq::sockopt::reconnect_ivl_max, 5000);
-  return socket;
+  *out = std::move(socket);
+  return Status::Ok();
 }
 
 }  // namespace trellis

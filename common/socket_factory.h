@@ -1,17 +1,36 @@
 #pragma once
-// The one place ZeroMQ sockets are made, so every socket gets the same limits (and, later,
-// the same CURVE keys): no other file calls zmq::socket_t's constructor.
+// The one place ZeroMQ sockets are made, so every socket gets the same limits and the same
+// CURVE keys: no other file calls zmq::socket_t's constructor.
 
 #include <string>
 
 #include <zmq.hpp>
 
+#include "common/status.h"
+
 namespace trellis {
 
-// The coordinator's ROUTER. A reconnecting agent with the same identity takes over its route.
-zmq::socket_t make_coordinator_socket(zmq::context_t& context);
+// How a socket authenticates. CURVE is the default; plaintext (`curve = false`) exists only
+// for loopback development (--insecure), and the coordinator refuses it on other addresses.
+struct SocketSecurity {
+  bool curve = true;
+  std::string public_key;         // this side's key pair, Z85 (40 characters each)
+  std::string secret_key;
+  std::string server_public_key;  // agents only: the coordinator's public key
+};
 
-// An agent's DEALER, identified to the coordinator by `group`.
-zmq::socket_t make_agent_socket(zmq::context_t& context, const std::string& group);
+// True for tcp://127.x.x.x, tcp://localhost, tcp://[::1], ipc:// and inproc:// endpoints.
+bool is_loopback_endpoint(const std::string& endpoint);
+
+// The coordinator's ROUTER, a CURVE server when security.curve (its ZAP handler, see
+// coordinator/zap_handler.h, decides who gets in). A reconnecting agent with the same identity
+// takes over its route.
+[[nodiscard]] Status make_coordinator_socket(zmq::context_t& context, const SocketSecurity& security,
+                                             zmq::socket_t* out);
+
+// An agent's DEALER, identified to the coordinator by `group`; a CURVE client when
+// security.curve.
+[[nodiscard]] Status make_agent_socket(zmq::context_t& context, const std::string& group,
+                                       const SocketSecurity& security, zmq::socket_t* out);
 
 }  // namespace trellis

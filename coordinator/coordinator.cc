@@ -65,7 +65,16 @@ Status Coordinator::Start() {
   }
   if (Status s = load_progress(); !s.ok()) return s;
 
-  socket_ = std::make_unique<zmq::socket_t>(make_coordinator_socket(context_));
+  if (!options_.security.curve && !is_loopback_endpoint(options_.bind))
+    return Status::Error("refusing to serve " + options_.bind +
+                         " without CURVE: --insecure is for loopback endpoints only");
+  if (options_.security.curve) {
+    if (Status s = ZapHandler::Start(context_, options_.authorized_workers, &zap_); !s.ok())
+      return s;
+  }
+  socket_ = std::make_unique<zmq::socket_t>();
+  if (Status s = make_coordinator_socket(context_, options_.security, socket_.get()); !s.ok())
+    return s;
   try {
     socket_->bind(options_.bind);
   } catch (const zmq::error_t& e) {

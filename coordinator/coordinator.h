@@ -19,10 +19,12 @@
 #include <zmq_addon.hpp>
 
 #include "common/protocol.h"
+#include "common/socket_factory.h"
 #include "common/status.h"
 #include "common/sweep_spec.h"
 #include "coordinator/experiment_store.h"
 #include "coordinator/random_searcher.h"
+#include "coordinator/zap_handler.h"
 
 namespace trellis::coordinator {
 
@@ -36,6 +38,9 @@ struct CoordinatorOptions {
   // Where workers keep trial checkpoints (a path every worker node can reach); empty: none.
   // Trial n of experiment E checkpoints to DIR/E/trial-n.ckpt.
   std::string checkpoint_dir;
+  // CURVE keys of the coordinator, and the worker public keys it admits (Z85).
+  SocketSecurity security;
+  std::vector<std::string> authorized_workers;
 };
 
 struct SweepProgress {
@@ -96,6 +101,7 @@ class Coordinator {
   CoordinatorOptions options_;
   RandomSearcher searcher_;
   zmq::context_t context_;
+  std::unique_ptr<ZapHandler> zap_;  // before socket_: the handshake needs it first
   std::unique_ptr<zmq::socket_t> socket_;
   std::string endpoint_;
   ExperimentRecord experiment_;

@@ -95,7 +95,11 @@ Status Agent::next(Assign* assign, bool* shutdown) {
 
 void Agent::io_loop() {
   zmq::context_t context(1);
-  zmq::socket_t socket = make_agent_socket(context, options_.group);
+  zmq::socket_t socket;
+  if (Status s = make_agent_socket(context, options_.group, options_.security, &socket); !s.ok()) {
+    spdlog::error("{}", s.message());
+    return;
+  }
   try {
     socket.connect(options_.endpoint);
   } catch (const zmq::error_t& e) {

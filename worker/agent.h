@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "common/protocol.h"
+#include "common/socket_factory.h"
 #include "common/status.h"
 
 namespace trellis::worker {
@@ -22,6 +23,7 @@ namespace trellis::worker {
 struct AgentOptions {
   std::string endpoint;
   std::string group;  // identity, e.g. "host:pid"
+  SocketSecurity security;
   Hello hello;
   // Give up when the coordinator has not answered for this long while we wait for work.
   std::chrono::milliseconds answer_timeout{60000};
