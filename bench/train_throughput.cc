@@ -10,6 +10,10 @@
 // model, batch, Adam and data, torch.set_num_threads(1)) runs on the same core.
 //
 //   bench_train_throughput [--epochs N] [--core N] [--data DIR] [--no-torch] [--python EXE]
+//                          [--accumulate]
+//
+// --accumulate: zero the gradient buffer and let forward_backward add to it, as the trainer
+// did before GradMode::kAssign (for before/after comparisons).
 //
 // FLOP per sample: 2 * (forward MACs + weight-gradient MACs + input-gradient MACs except the
 // first layer's) = 1.007 MFLOP for 784-256-128-10; biases and elementwise work are not counted.
@@ -105,11 +109,12 @@ struct StepTimes {
   double gather = 0, forward_backward = 0, optimizer = 0;
 };
 
-// One epoch of the trainer's step: gather a shuffled batch, zero the gradient,
-// forward_backward, optimizer step. Returns samples trained.
+// One epoch of the trainer's step: gather a shuffled batch, forward_backward writing the
+// gradient (GradMode::kAssign; with `accumulate`, the older zero-then-accumulate form),
+// optimizer step. Returns samples trained.
 std::int64_t run_epoch(const Data& d, tw::Mlp& model, tw::Optimizer& opt, Eigen::MatrixXf& batch,
                        std::vector<std::int32_t>& labels, std::mt19937_64& rng, int max_steps,
-                       StepTimes* times) {
+                       StepTimes* times, bool accumulate) {
   const auto rows = static_cast<std::int64_t>(d.rows.labels.size());
   std::vector<std::int64_t> order(static_cast<std::size_t>(rows));
   std::iota(order.begin(), order.end(), std::int64_t{0});
@@ -124,8 +129,10 @@ std::int64_t run_epoch(const Data& d, tw::Mlp& model, tw::Optimizer& opt, Eigen:
       labels[static_cast<std::size_t>(j)] = d.rows.labels[static_cast<std::size_t>(c)];
     }
     const auto t1 = Clock::now();
-    model.grad_buffer().setZero();
-    model.forward_backward(batch, std::span<const std::int32_t>(labels.data(), kBatch), scale);
+    if (accumulate) model.grad_buffer().setZero();
+    model.forward_backward(batch, std::span<const std::int32_t>(labels.data(), kBatch),
+                           tw::BatchKey{}, scale,
+                           accumulate ? tw::GradMode::kAccumulate : tw::GradMode::kAssign);
     const auto t2 = Clock::now();
     opt.step(model.params(), model.grads());
     const auto t3 = Clock::now();
@@ -174,7 +181,7 @@ double run_torch(const std::string& python, const std::string& data, int epochs,
 
 int main(int argc, char** argv) {
   int epochs = 2, core = 0;
-  bool torch = true;
+  bool torch = true, accumulate = false;
   std::string data = "/usr/share/datasets/fashion-mnist";
   // Debian's python3-torch lives in the system interpreter's dist-packages; a pyenv or venv
   // python3 earlier in PATH would not see it.
@@ -187,10 +194,11 @@ int main(int argc, char** argv) {
     else if (a == "--data" && has_value) data = argv[++i];
     else if (a == "--python" && has_value) python = argv[++i];
     else if (a == "--no-torch") torch = false;
+    else if (a == "--accumulate") accumulate = true;
     else {
       std::fprintf(stderr,
                    "usage: bench_train_throughput [--epochs N>=2] [--core N] [--data DIR] "
-                   "[--no-torch] [--python EXE]\n");
+                   "[--no-torch] [--python EXE] [--accumulate]\n");
       return 2;
     }
   }
@@ -234,14 +242,15 @@ int main(int argc, char** argv) {
   std::printf("model %d-256-128-10 relu, batch %d, Adam, fp32; %.3f MFLOP/sample; core %d; "
               "gemm %s\n",
               inputs, kBatch, flop * 1e-6, core, blas.c_str());
-  run_epoch(d, model, *opt, batch, labels, rng, kWarmupSteps, nullptr);
+  run_epoch(d, model, *opt, batch, labels, rng, kWarmupSteps, nullptr, accumulate);
 
   std::vector<double> rates, peaks, ratios;
   StepTimes times;
   double peak_before = sgemm_peak(5);
   for (int e = 0; e < epochs; ++e) {
     const auto t0 = Clock::now();
-    const std::int64_t n = run_epoch(d, model, *opt, batch, labels, rng, 1 << 30, &times);
+    const std::int64_t n =
+        run_epoch(d, model, *opt, batch, labels, rng, 1 << 30, &times, accumulate);
     const double rate = static_cast<double>(n) / seconds(t0, Clock::now());
     const double peak_after = sgemm_peak(5);
     const double peak = 0.5 * (peak_before + peak_after);

@@ -13,7 +13,8 @@ namespace {
 // goes by name, ignores unknown names and leaves missing fields at their defaults.
 template <class F> void fields(Hello& m, F&& f) {
   f("group", m.group); f("ranks", m.ranks); f("host", m.host); f("pid", m.pid);
-  f("topology", m.topology); f("version", m.version);
+  f("topology", m.topology); f("version", m.version); f("trial", m.trial);
+  f("attempt", m.attempt);
 }
 template <class F> void fields(Request&, F&&) {}
 template <class F> void fields(DatasetRef& m, F&& f) {
@@ -25,24 +26,28 @@ template <class F> void fields(DatasetRef& m, F&& f) {
 template <class F> void fields(Assign& m, F&& f) {
   f("trial", m.trial); f("attempt", m.attempt); f("experiment", m.experiment);
   f("number", m.number); f("seed", m.seed); f("params", m.params); f("dataset", m.dataset);
-  f("checkpoint", m.checkpoint); f("resume_epoch", m.resume_epoch);
+  f("checkpoint", m.checkpoint); f("resume_epoch", m.resume_epoch); f("resume", m.resume);
 }
 template <class F> void fields(Wait& m, F&& f) { f("retry_ms", m.retry_ms); }
 template <class F> void fields(Report& m, F&& f) {
   f("trial", m.trial); f("attempt", m.attempt); f("epoch", m.epoch); f("metrics", m.metrics);
   f("checkpointed", m.checkpointed);
 }
-template <class F> void fields(Heartbeat& m, F&& f) { f("trial", m.trial); }
+template <class F> void fields(Heartbeat& m, F&& f) { f("trial", m.trial); f("attempt", m.attempt); }
 template <class F> void fields(Stop& m, F&& f) { f("trial", m.trial); f("reason", m.reason); }
 template <class F> void fields(Done& m, F&& f) {
   f("trial", m.trial); f("attempt", m.attempt); f("ok", m.ok); f("error", m.error);
-  f("final_metrics", m.final_metrics);
+  f("final_metrics", m.final_metrics); f("preempted", m.preempted);
+  f("checkpointed", m.checkpointed);
+}
+template <class F> void fields(Ack& m, F&& f) {
+  f("trial", m.trial); f("attempt", m.attempt); f("epoch", m.epoch);
 }
 template <class F> void fields(Shutdown& m, F&& f) { f("reason", m.reason); }
 template <class F> void fields(Refuse& m, F&& f) { f("reason", m.reason); }
 
-constexpr const char* kNames[] = {"hello", "request", "assign",   "wait",     "report",
-                                  "heartbeat", "stop", "done", "shutdown", "refuse"};
+constexpr const char* kNames[] = {"hello", "request", "assign",   "wait",     "report", "heartbeat",
+                                  "stop",  "done",    "shutdown", "refuse", "ack"};
 static_assert(std::size(kNames) == std::variant_size_v<Message>);
 
 // Wire type code = variant index + 1. Append new types at the end of Message, never reorder.
@@ -95,12 +100,16 @@ template <class T> void pack_value(Writer& w, const T& v) {
   if constexpr (HasFields<T>::value) {
     T copy = v;
     pack_struct(w, copy);
-  } else if constexpr (std::is_same_v<T, ParamMap>) {
+  } else if constexpr (std::is_same_v<T, ParamMap> || std::is_same_v<T, MetricMap>) {
     w.pk.pack_map(static_cast<std::uint32_t>(v.size()));
     for (const auto& [k, x] : v) {
       w.pk.pack(k);
       pack_value(w, x);
     }
+  } else if constexpr (std::is_same_v<T, double>) {
+    // Never msgpack-cxx's pack_double: besides turning 1.0 into an int, it converts 2^64 to
+    // uint64 (undefined behaviour, found by tests/fuzz). Readers take ints and floats alike.
+    pack_float64(w, v);
   } else {
     w.pk.pack(v);
   }

@@ -8,10 +8,15 @@
 //
 // Conversation (DEALER agent -> ROUTER coordinator):
 //   agent: Hello            coordinator: Assign | Wait | Shutdown | Refuse
-//   agent: Report (each epoch)      coordinator may answer: Stop (prune this trial)
-//   agent: Heartbeat (while busy)
-//   agent: Done             coordinator: Assign | Wait | Shutdown
+//                           (a Hello that names a running trial asks to keep it: re-adoption
+//                            after either side restarted)
+//   agent: Report (each epoch)      coordinator: Ack once stored; may add Stop (prune)
+//   agent: Done             coordinator: Ack, then Assign | Wait | Shutdown
 //   agent: Request (after Wait)     coordinator: Assign | Wait | Shutdown
+//   both:  Heartbeat every few seconds; silence past the liveness timeout means the peer is
+//          gone (the coordinator requeues the group's trial; the agent says Hello again).
+// The agent keeps every Report and Done in an outbox until its Ack arrives and sends them
+// again after a reconnect; the store ignores duplicates, so nothing is lost or counted twice.
 
 #include <cstddef>
 #include <cstdint>
@@ -35,6 +40,8 @@ struct Hello {
   std::int64_t pid = 0;
   std::string topology;  // human-readable summary from hwloc
   std::string version;   // trellis version and git revision of the worker binary
+  std::int64_t trial = -1;  // the trial this group is still running, if any (re-adoption)
+  std::int32_t attempt = 0;
 };
 
 struct Request {};  // ready for work (after Wait)
@@ -51,6 +58,7 @@ struct Assign {
   // checkpoint there to continue from (0: start from scratch).
   std::string checkpoint;
   std::int32_t resume_epoch = 0;
+  bool resume = false;  // a checkpoint exists there (possibly taken mid-epoch): continue from it
 };
 
 struct Wait {
@@ -66,7 +74,8 @@ struct Report {
 };
 
 struct Heartbeat {
-  std::int64_t trial = -1;  // -1 when idle
+  std::int64_t trial = -1;  // -1 when idle (or sent by the coordinator)
+  std::int32_t attempt = 0;
 };
 
 struct Stop {  // stop this trial now (pruned)
@@ -80,6 +89,16 @@ struct Done {
   bool ok = true;
   std::string error;  // why, when !ok
   MetricMap final_metrics;
+  // Stopped by SIGTERM (preemption, time limit) after checkpointing: run it again, not a
+  // failure. `checkpointed`: the checkpoint holds the state at the moment of stopping.
+  bool preempted = false;
+  bool checkpointed = false;
+};
+
+struct Ack {  // the coordinator stored a Report (epoch >= 1) or a Done (epoch 0)
+  std::int64_t trial = 0;
+  std::int32_t attempt = 0;
+  std::int32_t epoch = 0;
 };
 
 struct Shutdown {  // the sweep is over: exit
@@ -91,7 +110,7 @@ struct Refuse {  // the coordinator will not talk to this peer
 };
 
 using Message = std::variant<Hello, Request, Assign, Wait, Report, Heartbeat, Stop, Done, Shutdown,
-                             Refuse>;
+                             Refuse, Ack>;
 
 // "hello", "assign"... for logs.
 const char* message_name(const Message& m);

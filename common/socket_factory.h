@@ -10,6 +10,10 @@
 
 namespace trellis {
 
+// The ZAP domain of the coordinator's socket; a non-empty domain is what makes libzmq consult
+// the ZAP handler.
+constexpr char kZapDomain[] = "trellis";
+
 // How a socket authenticates. CURVE is the default; plaintext (`curve = false`) exists only
 // for loopback development (--insecure), and the coordinator refuses it on other addresses.
 struct SocketSecurity {
@@ -19,17 +23,20 @@ struct SocketSecurity {
   std::string server_public_key;  // agents only: the coordinator's public key
 };
 
-// True for tcp://127.x.x.x, tcp://localhost, tcp://[::1], ipc:// and inproc:// endpoints.
+// True for tcp://127.x.x.x, tcp://localhost, tcp://[::1], ipc:// and inproc:// endpoints; the
+// whole host must be one of those (not a DNS name that starts with "127.", nor "src;dst").
 bool is_loopback_endpoint(const std::string& endpoint);
 
-// The coordinator's ROUTER, a CURVE server when security.curve (its ZAP handler, see
-// coordinator/zap_handler.h, decides who gets in). A reconnecting agent with the same identity
-// takes over its route.
+// The coordinator's ROUTER, a CURVE server when security.curve (needs secret_key). Its ZAP
+// handler (coordinator/zap_handler.h) decides who gets in and must be bound on `context` before
+// the socket binds: without one, libzmq admits any CURVE client that knows the server key.
+// A reconnecting agent with the same identity takes over its route. A missing or malformed
+// key is an error, never a silent fallback to plaintext.
 [[nodiscard]] Status make_coordinator_socket(zmq::context_t& context, const SocketSecurity& security,
                                              zmq::socket_t* out);
 
 // An agent's DEALER, identified to the coordinator by `group`; a CURVE client when
-// security.curve.
+// security.curve (needs public_key, secret_key and server_public_key).
 [[nodiscard]] Status make_agent_socket(zmq::context_t& context, const std::string& group,
                                        const SocketSecurity& security, zmq::socket_t* out);
 

@@ -91,10 +91,11 @@ Status Coordinator::load_progress() {
   progress_ = SweepProgress{};
   progress_.total = spec_.trials;
   for (auto& t : trials) {
+    // A trial a previous coordinator left running may still be training: its group gets one
+    // liveness period to come back and claim it (expire_orphans).
     if (t.state == TrialState::kRunning) {
-      // Its group belonged to a coordinator that is gone; run it again.
-      if (Status s = store_->requeue_trial(t.id, "coordinator restarted"); !s.ok()) return s;
-      t.state = TrialState::kPending;
+      orphans_[t.id] = t.attempt;
+      ++progress_.running;
     }
     if (t.state == TrialState::kPending) pending_.push_back(t.id);
     if (t.state == TrialState::kCompleted || t.state == TrialState::kPruned) ++progress_.completed;
@@ -102,6 +103,12 @@ Status Coordinator::load_progress() {
     ++progress_.proposed;
     trials_[t.id] = std::move(t);
   }
+  // Two liveness periods: one for the agents to notice the silence, one to get through.
+  orphans_deadline_ = std::chrono::steady_clock::now() + 2 * options_.liveness;
+  if (!orphans_.empty())
+    spdlog::info("{} trial(s) were running when the last coordinator stopped; waiting up to {} ms "
+                 "for their groups to reconnect",
+                 orphans_.size(), options_.liveness.count());
   return Status::Ok();
 }
 
@@ -125,6 +132,8 @@ Status Coordinator::Run(const std::function<bool()>& keep_going) {
       parts.clear();
     }
     expire_silent_groups();
+    expire_orphans();
+    send_heartbeats();
   }
   if (experiment_.state != "completed") {
     if (Status s = store_->set_experiment_state(experiment_.id, "completed"); !s.ok()) return s;
@@ -157,22 +166,9 @@ void Coordinator::handle_frame(const std::string& identity, const zmq::message_t
 
 void Coordinator::handle(Group& group, const Message& message) {
   if (const auto* hello = std::get_if<Hello>(&message)) {
-    group.host = hello->host;
-    group.ranks = hello->ranks;
-    group.topology = hello->topology;
-    group.version = hello->version;
-    spdlog::info("group '{}' joined: {} rank(s) on {}{}", group.name, hello->ranks, hello->host,
-                 hello->topology.empty() ? "" : " [" + hello->topology + "]");
-    if (group.trial >= 0) {
-      // The group restarted while we thought it busy: its old attempt is gone.
-      if (Status s = store_->requeue_trial(group.trial, "group restarted"); !s.ok())
-        spdlog::error("{}", s.message());
-      pending_.insert(pending_.begin(), group.trial);
-      --progress_.running;
-      group.trial = -1;
-    }
-    assign_or_wait(group);
+    on_hello(group, *hello);
   } else if (std::holds_alternative<Request>(message)) {
+    group.joined = true;  // an agent that kept waiting through a coordinator restart
     if (group.trial >= 0) {
       spdlog::warn("group '{}' asked for work while running trial {}; ignored", group.name,
                    group.trial);
@@ -183,50 +179,136 @@ void Coordinator::handle(Group& group, const Message& message) {
     on_report(group, *report);
   } else if (const auto* done = std::get_if<Done>(&message)) {
     on_done(group, *done);
-  } else if (std::holds_alternative<Heartbeat>(message)) {
-    // group_for() already refreshed last_seen.
+  } else if (const auto* beat = std::get_if<Heartbeat>(&message)) {
+    // group_for() refreshed last_seen; a heartbeat naming a trial may re-adopt an orphan.
+    if (beat->trial >= 0 && group.trial != beat->trial) holds(group, beat->trial, beat->attempt);
   } else {
     spdlog::warn("group '{}' sent '{}', which only the coordinator sends; dropped", group.name,
                  message_name(message));
   }
 }
 
-void Coordinator::on_report(Group& group, const Report& report) {
-  if (report.trial != group.trial || report.attempt != group.attempt) {
-    spdlog::warn("dropped report for trial {} attempt {} from '{}': it runs trial {} attempt {}",
-                 report.trial, report.attempt, group.name, group.trial, group.attempt);
+bool Coordinator::holds(Group& group, std::int64_t trial, std::int32_t attempt) {
+  if (group.trial == trial && group.attempt == attempt) return true;
+  const auto orphan = orphans_.find(trial);
+  if (group.trial >= 0 || orphan == orphans_.end() || orphan->second != attempt) return false;
+  orphans_.erase(orphan);
+  group.trial = trial;
+  group.attempt = attempt;
+  spdlog::info("group '{}' reconnected still running trial {} (attempt {}); it keeps it",
+               group.name, trials_[trial].number, attempt);
+  return true;
+}
+
+void Coordinator::on_hello(Group& group, const Hello& hello) {
+  group.joined = true;
+  group.host = hello.host;
+  group.ranks = hello.ranks;
+  group.topology = hello.topology;
+  group.version = hello.version;
+  if (hello.trial >= 0) {
+    if (holds(group, hello.trial, hello.attempt)) {
+      send(group.name, Heartbeat{});  // an answer, so the agent knows it is heard
+      return;
+    }
+    // That attempt is over for us (requeued elsewhere or finished): stop it; its Done frees
+    // the group.
+    spdlog::warn("group '{}' is running trial {} attempt {}, which is no longer its; stopping it",
+                 group.name, hello.trial, hello.attempt);
+    send(group.name, Stop{hello.trial, "this attempt was given up while the group was away"});
     return;
   }
+  spdlog::info("group '{}' joined: {} rank(s) on {}{}", group.name, hello.ranks, hello.host,
+               hello.topology.empty() ? "" : " [" + hello.topology + "]");
+  if (group.trial >= 0) {
+    reassign(group);  // this Hello crossed our Assign: the same identity is the same process
+    return;
+  }
+  assign_or_wait(group);
+}
+
+void Coordinator::reassign(Group& group) {
+  // The agent ignores an Assign it already took, so sending it again is always safe.
+  if (group.assignment.trial == group.trial && group.assignment.attempt == group.attempt)
+    send(group.name, group.assignment);
+}
+
+void Coordinator::on_report(Group& group, const Report& report) {
   if (report.epoch < 1) {
     spdlog::warn("dropped report with epoch {} from '{}': epochs start at 1", report.epoch,
                  group.name);
     return;
   }
+  for (const auto& [name, value] : report.metrics) {
+    if (!std::isfinite(value)) {
+      spdlog::warn("dropped report of trial {} epoch {} from '{}': metric {} is {}", report.trial,
+                   report.epoch, group.name, name, value);
+      return;
+    }
+  }
+  const bool current = holds(group, report.trial, report.attempt);
+  if (!current && trials_.count(report.trial) == 0) {
+    spdlog::warn("dropped report for unknown trial {} from '{}'", report.trial, group.name);
+    return;
+  }
+  if (!current) {
+    for (const auto& [identity, other] : groups_) {
+      if (other.trial == report.trial && other.attempt == report.attempt) {
+        spdlog::warn("dropped report for trial {} attempt {} from '{}': group '{}' runs it",
+                     report.trial, report.attempt, group.name, identity);
+        return;
+      }
+    }
+  }
+  // A late report of an older attempt (resent after a reconnect) is stored but stays out of
+  // the trial's series; the store refuses attempts that never started.
   if (Status s = store_->append_report(report.trial, report.attempt, report.epoch, report.metrics,
                                        report.checkpointed);
       !s.ok()) {
-    spdlog::error("cannot store report of trial {}: {}", report.trial, s.message());
+    spdlog::warn("dropped report from '{}': {}", group.name, s.message());
     return;
   }
-  const TrialRecord& t = trials_[report.trial];
-  spdlog::info("trial {} epoch {}: {}", t.number, report.epoch, describe(report.metrics));
+  send(group.name, Ack{report.trial, report.attempt, report.epoch});
+  if (current)
+    spdlog::info("trial {} epoch {}: {}", trials_[report.trial].number, report.epoch,
+                 describe(report.metrics));
 }
 
 void Coordinator::on_done(Group& group, const Done& done) {
-  if (done.trial != group.trial || done.attempt != group.attempt) {
-    spdlog::warn("dropped done for trial {} attempt {} from '{}': it runs trial {} attempt {}",
-                 done.trial, done.attempt, group.name, group.trial, group.attempt);
+  const bool current = holds(group, done.trial, done.attempt);
+  // A Done resent after both sides restarted, for a trial the previous coordinator left
+  // running: the group has moved on, but the result is good.
+  const auto orphan = orphans_.find(done.trial);
+  const bool orphan_done = !current && orphan != orphans_.end() && orphan->second == done.attempt;
+  if (orphan_done) orphans_.erase(orphan);
+  if (!current && !orphan_done) {
+    // Resent after a reconnect, or an attempt given up meanwhile: acknowledge so the agent's
+    // outbox empties, change nothing.
+    spdlog::info("done for trial {} attempt {} from '{}' is not current; acknowledged only",
+                 done.trial, done.attempt, group.name);
+    send(group.name, Ack{done.trial, done.attempt, 0});
+    if (group.trial < 0 && group.joined) assign_or_wait(group);
     return;
+  }
+  TrialRecord& t = trials_[done.trial];
+  if (done.preempted) {
+    requeue(done.trial,
+            done.checkpointed ? "preempted (SIGTERM); resumes from the checkpoint it took"
+                              : "preempted (SIGTERM) without a checkpoint; resumes from its last epoch",
+            done.checkpointed ? Requeue::kPreemptedWithCheckpoint : Requeue::kNotTheTrialsFault);
+    send(group.name, Ack{done.trial, done.attempt, 0});
+    if (current) group.trial = -1;
+    return;  // the group is exiting
   }
   const TrialState state = done.ok ? TrialState::kCompleted : TrialState::kFailed;
   if (Status s = store_->finish_trial(done.trial, done.attempt, state, done.error,
                                       done.final_metrics);
       !s.ok()) {
-    // Not acknowledged: the trial stays running and is requeued if the group moves on.
+    // Not acknowledged: the agent sends it again after its next reconnect.
     spdlog::error("cannot record the end of trial {}: {}", done.trial, s.message());
     return;
   }
-  TrialRecord& t = trials_[done.trial];
+  send(group.name, Ack{done.trial, done.attempt, 0});
   t.state = state;
   t.final_metrics = done.final_metrics;
   --progress_.running;
@@ -237,8 +319,34 @@ void Coordinator::on_done(Group& group, const Done& done) {
   else
     spdlog::error("trial {} failed: {} [{}/{} done]", t.number, done.error,
                   progress_.completed + progress_.failed, progress_.total);
+  if (!current) return;
   group.trial = -1;
   assign_or_wait(group);
+}
+
+void Coordinator::requeue(std::int64_t trial, const std::string& reason, Requeue why) {
+  bool failed = false;
+  if (Status s = store_->requeue_trial(trial, reason, why, options_.max_failures, &failed);
+      !s.ok()) {
+    spdlog::error("{}", s.message());
+    return;
+  }
+  TrialRecord& t = trials_[trial];
+  --progress_.running;
+  if (failed) {
+    t.state = TrialState::kFailed;
+    ++progress_.failed;
+    spdlog::error("trial {} failed: {} ({} attempts lost) [{}/{} done]", t.number, reason,
+                  options_.max_failures, progress_.completed + progress_.failed, progress_.total);
+    return;
+  }
+  if (why == Requeue::kLost) ++t.failures;
+  // Refreshed from the store so the next attempt resumes from the latest checkpoint.
+  TrialRecord fresh;
+  if (store_->get_trial(trial, &fresh).ok()) t = fresh;
+  t.state = TrialState::kPending;
+  pending_.insert(pending_.begin(), trial);
+  spdlog::warn("trial {} requeued: {}", t.number, reason);
 }
 
 std::optional<std::int64_t> Coordinator::next_trial() {
@@ -294,7 +402,9 @@ void Coordinator::assign_or_wait(Group& group) {
   if (!options_.checkpoint_dir.empty())
     assign.checkpoint = options_.checkpoint_dir + "/" + experiment_.name + "/trial-" +
                         std::to_string(t.number) + ".ckpt";
-  assign.resume_epoch = assign.checkpoint.empty() ? 0 : started.resume_epoch;
+  assign.resume = started.resume && !assign.checkpoint.empty();
+  assign.resume_epoch = assign.resume ? started.resume_epoch : 0;
+  group.assignment = assign;
   send(group.name, assign);
 }
 
@@ -318,20 +428,28 @@ void Coordinator::expire_silent_groups() {
       ++it;
       continue;
     }
-    if (g.trial >= 0) {
-      spdlog::warn("group '{}' silent for {} ms: trial {} requeued", g.name,
-                   options_.liveness.count(), trials_[g.trial].number);
-      if (Status s = store_->requeue_trial(g.trial, "worker group '" + g.name + "' lost");
-          !s.ok()) {
-        spdlog::error("{}", s.message());
-      } else {
-        trials_[g.trial].state = TrialState::kPending;
-        pending_.insert(pending_.begin(), g.trial);
-        --progress_.running;
-      }
-    }
+    if (g.trial >= 0)
+      requeue(g.trial,
+              "worker group '" + g.name + "' lost (silent for " +
+                  std::to_string(options_.liveness.count()) + " ms)",
+              Requeue::kLost);
     it = groups_.erase(it);
   }
+}
+
+void Coordinator::expire_orphans() {
+  if (orphans_.empty() || std::chrono::steady_clock::now() < orphans_deadline_) return;
+  for (const auto& [trial, attempt] : orphans_)
+    requeue(trial, "its group did not come back after the coordinator restarted",
+            Requeue::kNotTheTrialsFault);
+  orphans_.clear();
+}
+
+void Coordinator::send_heartbeats() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_heartbeat_ < options_.heartbeat) return;
+  last_heartbeat_ = now;
+  for (const auto& [identity, group] : groups_) send(identity, Heartbeat{});
 }
 
 void Coordinator::send(const std::string& identity, const Message& message) {

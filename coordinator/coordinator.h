@@ -2,10 +2,17 @@
 // Coordinator: serves one sweep to worker groups over a ZeroMQ ROUTER socket.
 //
 // It owns the experiment's trial state machine (pending -> running -> completed | failed, and
-// running -> pending when a group goes silent), asks the searcher for trial n when a group is
-// free and the sweep has fewer than `trials` trials, and writes every report to the store
-// before it answers. A malformed frame or a message that does not fit the state is logged and
-// dropped; the loop keeps serving the other groups.
+// running -> pending when a group goes silent, is preempted, or the coordinator restarts),
+// asks the searcher for trial n when a group is free and the sweep has fewer than `trials`
+// trials, and writes every report to the store before it acknowledges it. A malformed frame
+// or a message that does not fit the state is logged and dropped; the loop keeps serving the
+// other groups.
+//
+// Faults: a busy group silent past `liveness` is lost; its trial goes back to pending and
+// resumes from its last checkpoint, or fails once it was lost `max_failures` times. After a
+// restart on the same store, trials left running are orphans for one liveness period: a group
+// that reconnects still running one (its Hello, Report or Heartbeat names it) keeps it, and
+// the rest go back to pending.
 
 #include <chrono>
 #include <cstdint>
@@ -32,6 +39,9 @@ struct CoordinatorOptions {
   std::string bind = "tcp://127.0.0.1:*";
   // A busy group silent for this long is declared lost and its trial requeued.
   std::chrono::milliseconds liveness{30000};
+  // The coordinator's own heartbeat to every group, so agents can tell it is alive.
+  std::chrono::milliseconds heartbeat{1000};
+  std::int32_t max_failures = 3;
   // How long an idle group waits before asking again when every trial is taken.
   std::chrono::milliseconds wait_retry{500};
   std::chrono::milliseconds poll_interval{100};
@@ -79,19 +89,31 @@ class Coordinator {
     std::string version;
     std::int64_t trial = -1;  // store id of the trial it runs, -1 when idle
     std::int32_t attempt = 0;
+    Assign assignment;  // the last one sent
+    bool joined = false;  // said Hello or asked for work: only such groups are given trials
     std::chrono::steady_clock::time_point last_seen;
   };
 
   void handle_frame(const std::string& identity, const zmq::message_t& payload);
   void handle(Group& group, const Message& message);
+  void on_hello(Group& group, const Hello& hello);
   void on_report(Group& group, const Report& report);
   void on_done(Group& group, const Done& done);
+  // True when `group` runs (trial, attempt), taking over an orphan of a previous coordinator
+  // if need be.
+  bool holds(Group& group, std::int64_t trial, std::int32_t attempt);
+  // Sends the group's current Assign again (its Hello crossed our answer).
+  void reassign(Group& group);
   // Answers a free group with Assign, Wait or Shutdown.
   void assign_or_wait(Group& group);
   std::string provenance(const Group& group) const;
   // The next trial to run: a requeued one first, else a new proposal; nullopt if none.
   std::optional<std::int64_t> next_trial();
   void expire_silent_groups();
+  void expire_orphans();
+  void send_heartbeats();
+  // A trial's group is gone: back to pending (or failed at max_failures).
+  void requeue(std::int64_t trial, const std::string& reason, Requeue why);
   void send(const std::string& identity, const Message& message);
   Status load_progress();
   Group& group_for(const std::string& identity);
@@ -109,6 +131,10 @@ class Coordinator {
   std::vector<std::int64_t> pending_;  // trial ids waiting for a group, oldest first
   std::map<std::int64_t, TrialRecord> trials_;  // trials of this experiment by id
   std::map<std::string, Group> groups_;         // by ZeroMQ identity
+  // Trials a previous coordinator left running: trial id -> attempt, until the deadline.
+  std::map<std::int64_t, std::int32_t> orphans_;
+  std::chrono::steady_clock::time_point orphans_deadline_;
+  std::chrono::steady_clock::time_point last_heartbeat_;
 };
 
 }  // namespace trellis::coordinator

@@ -50,8 +50,12 @@ CREATE TABLE trials (
   error         TEXT NOT NULL DEFAULT '',
   started_at    TEXT NOT NULL DEFAULT '',
   finished_at   TEXT NOT NULL DEFAULT '',
-  -- The last epoch with a durable checkpoint: the next attempt resumes after it.
+  -- The last epoch with a durable checkpoint: the next attempt resumes after it. `resumable`:
+  -- a checkpoint exists (also one taken mid-epoch at preemption, which holds more than that).
   checkpoint_epoch INTEGER NOT NULL DEFAULT 0,
+  resumable        INTEGER NOT NULL DEFAULT 0,
+  -- Attempts lost with their worker group; at max_failures the trial fails.
+  failures         INTEGER NOT NULL DEFAULT 0,
   UNIQUE (experiment_id, number)
 );
 -- One row per start of a trial: where it resumed and what ran it.
@@ -268,7 +272,7 @@ ExperimentRecord read_experiment(const Statement& st) {
 
 constexpr const char* kTrialColumns =
     "id, experiment_id, number, state, params, seed, attempt, grp, error, started_at, "
-    "finished_at, checkpoint_epoch, "
+    "finished_at, checkpoint_epoch, failures, "
     "(SELECT provenance FROM attempts a WHERE a.trial_id = trials.id AND a.attempt = "
     "trials.attempt)";
 
@@ -289,7 +293,8 @@ Status read_trial(const Statement& st, TrialRecord* r) {
   r->started_at = st.text(9);
   r->finished_at = st.text(10);
   r->checkpoint_epoch = static_cast<std::int32_t>(st.i64(11));
-  r->provenance = st.text(12);
+  r->failures = static_cast<std::int32_t>(st.i64(12));
+  r->provenance = st.text(13);
   r->final_metrics.clear();
   return Status::Ok();
 }
@@ -669,7 +674,7 @@ Status ExperimentStore::start_trial(std::int64_t trial_id, const std::string& gr
   Statement st;
   s = st.prepare(db_,
                  "UPDATE trials SET state = 'running', attempt = ?1, grp = ?2, started_at = ?3, "
-                 "finished_at = '' WHERE id = ?4 RETURNING checkpoint_epoch");
+                 "finished_at = '' WHERE id = ?4 RETURNING checkpoint_epoch, resumable");
   if (!s.ok()) return s.With(where);
   st.bind(1, static_cast<std::int64_t>(current + 1));
   st.bind(2, group);
@@ -677,6 +682,7 @@ Status ExperimentStore::start_trial(std::int64_t trial_id, const std::string& gr
   st.bind(4, trial_id);
   if (!st.next_row(&s)) return (s.ok() ? Status::Error("trial vanished") : s).With(where);
   const auto resume_epoch = static_cast<std::int32_t>(st.i64(0));
+  const bool resume = st.i64(1) != 0;
   st.reset();  // completes the RETURNING statement before the next one
 
   Statement insert;
@@ -694,6 +700,7 @@ Status ExperimentStore::start_trial(std::int64_t trial_id, const std::string& gr
   if (s = txn.commit(); !s.ok()) return s.With(where);
   started->attempt = current + 1;
   started->resume_epoch = resume_epoch;
+  started->resume = resume;
   return Status::Ok();
 }
 
@@ -731,7 +738,7 @@ Status ExperimentStore::append_report(std::int64_t trial_id, std::int32_t attemp
   // Only the current attempt's checkpoint is the one its successor resumes from.
   if (checkpointed && attempt == current) {
     Statement mark;
-    s = mark.prepare(db_, "UPDATE trials SET checkpoint_epoch = ?1 WHERE id = ?2");
+    s = mark.prepare(db_, "UPDATE trials SET checkpoint_epoch = ?1, resumable = 1 WHERE id = ?2");
     if (!s.ok()) return s.With(where);
     mark.bind(1, static_cast<std::int64_t>(epoch));
     mark.bind(2, trial_id);
@@ -784,8 +791,10 @@ Status ExperimentStore::finish_trial(std::int64_t trial_id, std::int32_t attempt
   return txn.commit().With(where);
 }
 
-Status ExperimentStore::requeue_trial(std::int64_t trial_id, const std::string& reason) {
+Status ExperimentStore::requeue_trial(std::int64_t trial_id, const std::string& reason,
+                                      Requeue why, std::int32_t max_failures, bool* failed) {
   const std::string where = "requeue_trial " + std::to_string(trial_id);
+  if (failed != nullptr) *failed = false;
   Transaction txn(db_);
   Status s = txn.begin();
   if (!s.ok()) return s.With(where);
@@ -796,11 +805,34 @@ Status ExperimentStore::requeue_trial(std::int64_t trial_id, const std::string& 
     return Status::Error(where + ": trial is " + to_string(state) + ", not running");
   }
   Statement st;
-  s = st.prepare(db_, "UPDATE trials SET state = 'pending', error = ?1 WHERE id = ?2");
+  switch (why) {
+    case Requeue::kLost:
+      // The failure counter decides between another attempt and giving up.
+      s = st.prepare(db_,
+                     "UPDATE trials SET failures = failures + 1, error = ?1, "
+                     "state = CASE WHEN failures + 1 >= ?3 THEN 'failed' ELSE 'pending' END, "
+                     "finished_at = CASE WHEN failures + 1 >= ?3 THEN ?4 ELSE '' END "
+                     "WHERE id = ?2 RETURNING state");
+      break;
+    case Requeue::kPreemptedWithCheckpoint:
+      s = st.prepare(db_, "UPDATE trials SET state = 'pending', error = ?1, resumable = 1 "
+                          "WHERE id = ?2 RETURNING state");
+      break;
+    case Requeue::kNotTheTrialsFault:
+      s = st.prepare(db_, "UPDATE trials SET state = 'pending', error = ?1 WHERE id = ?2 "
+                          "RETURNING state");
+      break;
+  }
   if (!s.ok()) return s.With(where);
   st.bind(1, reason);
   st.bind(2, trial_id);
-  if (s = st.run(); !s.ok()) return s.With(where);
+  if (why == Requeue::kLost) {
+    st.bind(3, static_cast<std::int64_t>(std::max(1, max_failures)));
+    st.bind(4, now_iso8601());
+  }
+  if (!st.next_row(&s)) return (s.ok() ? Status::Error("trial vanished") : s).With(where);
+  if (failed != nullptr) *failed = st.text(0) == "failed";
+  st.reset();
   return txn.commit().With(where);
 }
 

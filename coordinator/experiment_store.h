@@ -51,13 +51,22 @@ struct TrialRecord {
   std::string started_at;
   std::string finished_at;
   std::int32_t checkpoint_epoch = 0;  // last epoch with a durable checkpoint
+  std::int32_t failures = 0;          // attempts lost with their worker group
   std::string provenance;             // JSON text of the latest attempt: hosts, topology...
   MetricMap final_metrics;
 };
 
 struct StartedAttempt {
   std::int32_t attempt = 0;
-  std::int32_t resume_epoch = 0;  // 0: from scratch; k: continue from the epoch-k checkpoint
+  std::int32_t resume_epoch = 0;  // epochs the checkpoint completed (0: none)
+  bool resume = false;            // a checkpoint exists: continue from it, not from scratch
+};
+
+// Why a running trial goes back to pending.
+enum class Requeue {
+  kLost,                     // its group vanished: counts toward max_failures
+  kPreemptedWithCheckpoint,  // SIGTERM, state saved: resume from it, no failure counted
+  kNotTheTrialsFault,        // coordinator restart, a group restarted: no failure counted
 };
 
 using MetricSeries = std::map<std::string, std::vector<std::pair<std::int32_t, double>>>;
@@ -104,8 +113,11 @@ class ExperimentStore {
   // running -> completed | pruned | failed, with final metrics and reason, in one transaction.
   [[nodiscard]] Status finish_trial(std::int64_t trial_id, std::int32_t attempt, TrialState state,
                                     const std::string& error, const MetricMap& final_metrics);
-  // running -> pending (its group was lost or the coordinator restarted).
-  [[nodiscard]] Status requeue_trial(std::int64_t trial_id, const std::string& reason);
+  // running -> pending, keeping `reason` as the trial's error text. kLost counts a failure
+  // and, at `max_failures`, fails the trial instead (*failed tells which, when not null).
+  [[nodiscard]] Status requeue_trial(std::int64_t trial_id, const std::string& reason,
+                                     Requeue why = Requeue::kNotTheTrialsFault,
+                                     std::int32_t max_failures = 3, bool* failed = nullptr);
 
   // Every metric of every epoch of the trial's lineage (the latest attempt, and the earlier
   // attempts it resumed from, up to its resume epoch), by name, in epoch order.

@@ -42,6 +42,7 @@ Status LocalLauncher::Launch(const LaunchOptions& options) {
     args.insert(args.end(), {worker, "--connect", options.endpoint, "--log-level",
                              options.log_level, "--cpu-slot",
                              std::to_string(g) + "/" + std::to_string(options.groups)});
+    args.insert(args.end(), options.worker_args.begin(), options.worker_args.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

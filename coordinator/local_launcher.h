@@ -19,6 +19,7 @@ struct LaunchOptions {
   std::string mpirun = "mpirun";
   std::string worker_binary;   // default: trellis-worker beside the running trellis
   std::vector<std::string> mpirun_args;  // extra arguments, e.g. "--mca", "btl", "self,vader"
+  std::vector<std::string> worker_args;  // extra trellis-worker arguments, e.g. "--insecure"
   std::string log_level = "info";
 };
 

@@ -1,5 +1,5 @@
 // trellis: the researcher's command line. `run` and `serve` host the coordinator; `trials`
-// and `export` only read the store.
+// and `export` only read the store; `keys` manages the CURVE keys (common/keys.h).
 
 #include <signal.h>
 
@@ -12,7 +12,9 @@
 #include <iostream>
 #include <thread>
 
+#include "common/keys.h"
 #include "common/logging.h"
+#include "common/socket_factory.h"
 #include "common/sweep_spec.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/experiment_store.h"
@@ -52,6 +54,9 @@ struct ServeArgs {
   std::string bind;
   double liveness_s = 30;
   std::string checkpoints;  // default: "checkpoints" beside the store
+  std::string key_dir;      // default: default_key_dir()
+  bool insecure = false;    // plaintext, loopback only
+  bool create_keys = false; // `run`: make the keys on first use
 };
 
 // Workers resolve paths on their own nodes, so the coordinator hands them absolute ones.
@@ -75,13 +80,41 @@ Status open_store(const CommonArgs& common, bool read_only, std::unique_ptr<Expe
   return ExperimentStore::Open(common.store, read_only, out);
 }
 
+// CURVE keys of the coordinator and the workers it admits, from the key directory.
+Status load_security(const ServeArgs& args, CoordinatorOptions* options) {
+  if (args.insecure) {
+    options->security.curve = false;
+    spdlog::warn("--insecure: plaintext ZeroMQ, anyone who can reach {} may join", args.bind);
+    return Status::Ok();
+  }
+  const std::string dir = args.key_dir.empty() ? default_key_dir() : args.key_dir;
+  if (args.create_keys && !any_key_file_exists(dir)) {
+    if (Status s = init_keys(dir, /*force=*/false); !s.ok()) return s;
+    spdlog::info("created CURVE keys in {} (as `trellis keys init` would)", dir);
+  }
+  KeyPair pair;
+  if (Status s = load_key_pair(dir, kCoordinatorKeyName, &pair); !s.ok()) return s;
+  options->security.public_key = pair.public_key;
+  options->security.secret_key = pair.secret_key;
+  if (Status s = load_authorized_workers(dir, &options->authorized_workers); !s.ok()) return s;
+  spdlog::info("CURVE on: coordinator key {}, {} authorized worker key(s) from {}",
+               pair.public_key, options->authorized_workers.size(), dir);
+  return Status::Ok();
+}
+
 // Loads the spec, opens the store and starts a coordinator bound to `bind`.
 Status start_coordinator(const CommonArgs& common, const ServeArgs& args,
                          std::unique_ptr<ExperimentStore>* store,
                          std::unique_ptr<Coordinator>* coordinator, SweepSpec* spec) {
+  // Before the store is touched: a refused bind leaves no experiment behind.
+  if (args.insecure && !is_loopback_endpoint(args.bind))
+    return Status::Error("refusing --insecure on " + args.bind +
+                         ": plaintext is for loopback endpoints only (tcp://127.0.0.1:PORT); "
+                         "drop --insecure to serve with CURVE");
+  CoordinatorOptions options;
+  if (Status s = load_security(args, &options); !s.ok()) return s;
   if (Status s = load_sweep_spec(args.spec, spec); !s.ok()) return s;
   if (Status s = open_store(common, false, store); !s.ok()) return s;
-  CoordinatorOptions options;
   options.bind = args.bind;
   options.liveness = std::chrono::milliseconds(static_cast<long>(args.liveness_s * 1000));
   options.checkpoint_dir = checkpoint_dir(common, args);
@@ -117,6 +150,10 @@ int cmd_run(const CommonArgs& common, RunArgs args) {
   std::unique_ptr<Coordinator> coordinator;
   SweepSpec spec;
   if (args.serve.bind.empty()) args.serve.bind = "tcp://127.0.0.1:*";
+  args.serve.create_keys = true;
+  // Local workers find the coordinator's key directory through the environment they inherit.
+  if (!args.serve.insecure && !args.serve.key_dir.empty())
+    setenv("TRELLIS_HOME", args.serve.key_dir.c_str(), 1);
   if (Status s = start_coordinator(common, args.serve, &store, &coordinator, &spec); !s.ok())
     return fail(s);
 
@@ -128,6 +165,7 @@ int cmd_run(const CommonArgs& common, RunArgs args) {
   launch.mpirun = args.mpirun;
   launch.mpirun_args = args.mpirun_args;
   launch.log_level = common.log_level;
+  if (args.serve.insecure) launch.worker_args.push_back("--insecure");
   LocalLauncher launcher;
   if (!coordinator->progress().finished()) {
     if (Status s = launcher.Launch(launch); !s.ok()) return fail(s);
@@ -151,6 +189,22 @@ int cmd_run(const CommonArgs& common, RunArgs args) {
                               " (rerun the same command to resume)"));
   }
   return print_ranking(*store, spec.name);
+}
+
+int cmd_keys_show(const std::string& dir) {
+  std::string coordinator_pub, worker_pub;
+  std::vector<std::string> authorized;
+  for (const Status& s : {load_public_key(dir, kCoordinatorKeyName, &coordinator_pub),
+                          load_public_key(dir, kWorkerKeyName, &worker_pub),
+                          load_authorized_workers(dir, &authorized)}) {
+    if (!s.ok()) return fail(s);
+  }
+  std::cout << "key directory:       " << dir << "\n"
+            << "coordinator public:  " << coordinator_pub << "\n"
+            << "worker public:       " << worker_pub << "\n"
+            << "authorized workers:  " << authorized.size() << "\n";
+  for (const auto& k : authorized) std::cout << "  " << k << "\n";
+  return 0;
 }
 
 }  // namespace
@@ -180,6 +234,12 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--checkpoints", run.serve.checkpoints,
                       "directory for trial checkpoints, reachable by every worker (default: "
                       "checkpoints/ beside the store; none: no checkpoints)");
+  run_cmd->add_option("--keys", run.serve.key_dir,
+                      "CURVE key directory (default: $TRELLIS_HOME, else ~/.trellis); made on "
+                      "first use");
+  run_cmd->add_flag("--insecure", run.serve.insecure,
+                    "plaintext ZeroMQ between the coordinator and its local workers (loopback "
+                    "only)");
 
   ServeArgs serve;
   serve.bind = "tcp://127.0.0.1:5555";
@@ -195,6 +255,32 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--checkpoints", serve.checkpoints,
                         "directory for trial checkpoints, reachable by every worker (default: "
                         "checkpoints/ beside the store; none: no checkpoints)");
+  serve_cmd->add_option("--keys", serve.key_dir,
+                        "CURVE key directory (default: $TRELLIS_HOME, else ~/.trellis; create "
+                        "it with `trellis keys init`)");
+  serve_cmd->add_flag("--insecure", serve.insecure,
+                      "plaintext ZeroMQ for development; refused unless --bind is a loopback "
+                      "address");
+
+  std::string keys_dir;
+  bool keys_force = false;
+  std::string authorize_key;
+  auto* keys_cmd = app.add_subcommand(
+      "keys", "CURVE keys of the coordinator and the workers ($TRELLIS_HOME, else ~/.trellis)");
+  keys_cmd->require_subcommand(1);
+  keys_cmd->fallthrough();  // `trellis keys init --dir DIR` as well as `keys --dir DIR init`
+  keys_cmd->add_option("--dir", keys_dir,
+                       "key directory (default: $TRELLIS_HOME, else ~/.trellis)");
+  auto* keys_init_cmd = keys_cmd->add_subcommand(
+      "init", "make the coordinator and worker key pairs and authorize the worker key");
+  keys_init_cmd->add_flag("--force", keys_force,
+                          "replace existing keys (workers with the old keys are refused)");
+  auto* keys_show_cmd =
+      keys_cmd->add_subcommand("show", "print the public keys and the allow-list");
+  auto* keys_authorize_cmd = keys_cmd->add_subcommand(
+      "authorize", "add a worker public key (the line of another worker.pub) to the allow-list");
+  keys_authorize_cmd->add_option("key", authorize_key, "worker public key (40 characters of Z85)")
+      ->required();
 
   TrialTableOptions table;
   auto* trials_cmd = app.add_subcommand("trials", "list an experiment's trials, best first");
@@ -217,6 +303,16 @@ int main(int argc, char** argv) {
 
   if (*run_cmd) return cmd_run(common, run);
   if (*serve_cmd) return cmd_serve(common, serve);
+  if (*keys_cmd) {
+    const std::string dir = keys_dir.empty() ? default_key_dir() : keys_dir;
+    if (*keys_show_cmd) return cmd_keys_show(dir);
+    const Status s =
+        *keys_init_cmd ? init_keys(dir, keys_force) : authorize_worker(dir, authorize_key);
+    if (!s.ok()) return fail(s);
+    if (*keys_init_cmd) return cmd_keys_show(dir);
+    spdlog::info("authorized worker key {} in {}/{}", authorize_key, dir, kAuthorizedWorkersFile);
+    return 0;
+  }
 
   std::unique_ptr<ExperimentStore> store;
   if (Status s = open_store(common, /*read_only=*/true, &store); !s.ok()) return fail(s);

@@ -4,9 +4,15 @@
 
 #include <zmq.hpp>
 
-#include "common/socket_factory.h"
-
 namespace trellis::worker {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr std::chrono::milliseconds kFirstBackoff{1000};
+constexpr std::chrono::milliseconds kMaxBackoff{10000};
+constexpr std::chrono::milliseconds kPoll{20};
+
+}  // namespace
 
 Agent::Agent(AgentOptions options) : options_(std::move(options)) {
   io_ = std::thread([this] { io_loop(); });
@@ -22,11 +28,24 @@ void Agent::post(const Message& m) {
   outbox_.push_back(encode(m));
 }
 
-void Agent::report(const Report& report) { post(report); }
+void Agent::post_acknowledged(const Message& m, std::int64_t trial, std::int32_t attempt,
+                              std::int32_t epoch) {
+  std::lock_guard lock(mutex_);
+  const std::string frame = encode(m);
+  unacked_.push_back(Pending{frame, trial, attempt, epoch});
+  outbox_.push_back(frame);
+}
 
-void Agent::done(const Done& done) {
+void Agent::report(const Report& r) { post_acknowledged(r, r.trial, r.attempt, r.epoch); }
+
+void Agent::done(const Done& d) {
   current_trial_ = -1;
-  post(done);
+  post_acknowledged(d, d.trial, d.attempt, 0);
+}
+
+bool Agent::flush(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  return acked_.wait_for(lock, timeout, [this] { return unacked_.empty(); });
 }
 
 bool Agent::take(Message* out, std::chrono::milliseconds timeout) {
@@ -48,32 +67,38 @@ bool Agent::stop_requested(std::int64_t trial) {
   return false;
 }
 
-Status Agent::next(Assign* assign, bool* shutdown) {
+Status Agent::next(Assign* assign, bool* shutdown, const std::function<bool()>& give_up) {
   *shutdown = false;
-  if (!said_hello_) {
-    post(options_.hello);
-    said_hello_ = true;
-  }
   constexpr std::chrono::milliseconds kNagEvery(10000);
-  auto silent_since = std::chrono::steady_clock::now();
+  constexpr std::chrono::milliseconds kCheck(200);
+  auto silent_since = Clock::now();
+  auto last_nag = silent_since;
   for (;;) {
+    if (give_up && give_up()) {
+      *shutdown = true;
+      return Status::Ok();
+    }
     Message m;
-    const auto silent = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::steady_clock::now() - silent_since);
-    if (!take(&m, std::min(kNagEvery, options_.answer_timeout - silent))) {
-      const auto now_silent = std::chrono::steady_clock::now() - silent_since;
-      const auto secs = std::chrono::duration_cast<std::chrono::seconds>(now_silent).count();
-      if (now_silent >= options_.answer_timeout)
+    if (!take(&m, kCheck)) {
+      const auto now = Clock::now();
+      const auto secs = std::chrono::duration_cast<std::chrono::seconds>(now - silent_since).count();
+      if (now - silent_since >= options_.answer_timeout)
         return Status::Error("no answer from the coordinator at " + options_.endpoint + " for " +
                              std::to_string(secs) +
                              " s; is `trellis serve` (or `trellis run`) running and reachable?");
-      spdlog::warn("no answer from the coordinator at {} for {} s; still trying",
-                   options_.endpoint, secs);
+      if (now - last_nag >= kNagEvery) {
+        spdlog::warn("no answer from the coordinator at {} for {} s; still trying",
+                     options_.endpoint, secs);
+        last_nag = now;
+      }
       continue;
     }
-    silent_since = std::chrono::steady_clock::now();
+    silent_since = last_nag = Clock::now();
     if (auto* a = std::get_if<Assign>(&m)) {
+      // A Hello repeated before its answer came can earn the same assignment twice.
+      if (!seen_.insert({a->trial, a->attempt}).second) continue;
       current_trial_ = a->trial;
+      current_attempt_ = a->attempt;
       *assign = std::move(*a);
       return Status::Ok();
     }
@@ -88,8 +113,7 @@ Status Agent::next(Assign* assign, bool* shutdown) {
     }
     if (const auto* r = std::get_if<Refuse>(&m))
       return Status::Error("the coordinator at " + options_.endpoint + " refused us: " + r->reason);
-    // A Stop for a trial that already ended, for instance: nothing to do.
-    spdlog::debug("ignoring '{}' while idle", message_name(m));
+    // Heartbeats, or a Stop for a trial that already ended: nothing to do while idle.
   }
 }
 
@@ -103,23 +127,48 @@ void Agent::io_loop() {
   try {
     socket.connect(options_.endpoint);
   } catch (const zmq::error_t& e) {
-    // Surface through next(): an unusable endpoint reads as a coordinator that never answers.
+    // Surfaces through next(): an unusable endpoint reads as a coordinator that never answers.
     spdlog::error("cannot connect to '{}': {}", options_.endpoint, e.what());
     return;
   }
-  auto last_heartbeat = std::chrono::steady_clock::now();
-  constexpr auto kPoll = std::chrono::milliseconds(20);
+  const auto send = [&](const std::string& frame) {
+    try {
+      return socket.send(zmq::buffer(frame), zmq::send_flags::dontwait).has_value();
+    } catch (const zmq::error_t&) {
+      return false;
+    }
+  };
+  bool connected = false;
+  auto last_heard = Clock::now();
+  auto last_heartbeat = last_heard;
+  auto next_hello = last_heard;
+  auto backoff = kFirstBackoff;
   while (running_) {
+    const auto now = Clock::now();
+    if (connected && now - last_heard > options_.liveness) {
+      connected = false;
+      next_hello = now;
+      backoff = kFirstBackoff;
+      spdlog::warn("the coordinator at {} has been silent for {} ms; reconnecting",
+                   options_.endpoint, options_.liveness.count());
+    }
+    if (!connected && now >= next_hello) {
+      Hello hello = options_.hello;
+      hello.trial = current_trial_;
+      hello.attempt = current_attempt_;
+      send(encode(hello));
+      next_hello = now + backoff;
+      backoff = std::min(backoff * 2, kMaxBackoff);
+    }
     std::deque<std::string> sending;
     {
       std::lock_guard lock(mutex_);
       sending.swap(outbox_);
     }
-    for (const auto& frame : sending) socket.send(zmq::buffer(frame), zmq::send_flags::none);
-
-    const auto now = std::chrono::steady_clock::now();
-    if (answered_ && now - last_heartbeat >= options_.heartbeat) {
-      socket.send(zmq::buffer(encode(Heartbeat{current_trial_.load()})), zmq::send_flags::none);
+    if (connected)
+      for (const auto& frame : sending) send(frame);
+    if (connected && now - last_heartbeat >= options_.heartbeat) {
+      send(encode(Heartbeat{current_trial_.load(), current_attempt_.load()}));
       last_heartbeat = now;
     }
 
@@ -136,15 +185,25 @@ void Agent::io_loop() {
         spdlog::warn("dropped a frame from the coordinator: {}", s.message());
         continue;
       }
-      answered_ = true;
+      last_heard = Clock::now();
+      spdlog::debug("received {}", message_name(m));
       std::lock_guard lock(mutex_);
+      if (!connected) {
+        connected = true;
+        // Whatever the coordinator may not have stored goes again, after our Hello.
+        for (const auto& p : unacked_) send(p.frame);
+      }
+      if (const auto* ack = std::get_if<Ack>(&m)) {
+        std::erase_if(unacked_, [&](const Pending& p) {
+          return p.trial == ack->trial && p.attempt == ack->attempt && p.epoch == ack->epoch;
+        });
+        if (unacked_.empty()) acked_.notify_all();
+        continue;
+      }
       inbox_.push_back(std::move(m));
       arrived_.notify_one();
     }
   }
-  // Flush what the trainer queued last (a final Done) before the socket's linger expires.
-  std::lock_guard lock(mutex_);
-  for (const auto& frame : outbox_) socket.send(zmq::buffer(frame), zmq::send_flags::dontwait);
 }
 
 }  // namespace trellis::worker

@@ -1,18 +1,29 @@
 #pragma once
 // Agent: rank 0's link to the coordinator.
 //
-// A background I/O thread owns the DEALER socket: it sends what the trainer queues, delivers
-// what arrives, and sends a heartbeat every `heartbeat` while the coordinator is answering, so
-// a long epoch or a slow data load never looks like a dead group. The training thread never
-// touches ZeroMQ and never blocks on the network.
+// A background I/O thread owns the DEALER socket, so the training thread never touches ZeroMQ
+// and never blocks on the network:
+//   * It says Hello until the coordinator answers, and again (backing off from 1 s to 10 s)
+//     whenever the coordinator has been silent for `liveness`: a restarted coordinator learns
+//     which trial this group is running and re-adopts it.
+//   * Every Report and Done stays in an outbox until the coordinator's Ack; after a reconnect
+//     the outbox is sent again (the store ignores duplicates), so a metric is never lost.
+//   * It sends a Heartbeat every `heartbeat` while the coordinator answers.
+// Not ZMQ_IMMEDIATE: with it, libzmq drops the frames already received but not yet read when
+// the connection closes, so the coordinator's last Ack and Shutdown could vanish. Frames queued
+// during an outage arrive in a burst after the reconnect instead; the coordinator treats a
+// repeated Hello, Report or Done as the same one.
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "common/protocol.h"
 #include "common/socket_factory.h"
@@ -26,7 +37,9 @@ struct AgentOptions {
   SocketSecurity security;
   Hello hello;
   // Give up when the coordinator has not answered for this long while we wait for work.
-  std::chrono::milliseconds answer_timeout{60000};
+  std::chrono::milliseconds answer_timeout{300000};
+  // The coordinator is presumed gone (and Hello is sent again) after this much silence.
+  std::chrono::milliseconds liveness{10000};
   std::chrono::milliseconds heartbeat{2000};
 };
 
@@ -37,31 +50,43 @@ class Agent {
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
 
-  // Blocks until the coordinator assigns a trial (returns Ok, *shutdown false) or ends the
-  // sweep (Ok, *shutdown true). Sends Hello the first time and Request after each Wait.
-  // Errors: refused by the coordinator, or no answer within answer_timeout.
-  [[nodiscard]] Status next(Assign* assign, bool* shutdown);
+  // Blocks until the coordinator assigns a trial (Ok, *shutdown false) or ends the sweep
+  // (Ok, *shutdown true), sending Request after each Wait. `give_up` (checked often) ends the
+  // wait as a shutdown. Errors: refused by the coordinator, or no answer within answer_timeout.
+  [[nodiscard]] Status next(Assign* assign, bool* shutdown,
+                            const std::function<bool()>& give_up = {});
 
   void report(const Report& report);
   void done(const Done& done);
-  // True if the coordinator said Stop for `trial` (pruned) since it was assigned.
+  // True if the coordinator said Stop for `trial` (pruned, or reassigned) since it was assigned.
   bool stop_requested(std::int64_t trial);
+  // Waits up to `timeout` for the outbox to be acknowledged; true when it is empty.
+  bool flush(std::chrono::milliseconds timeout);
 
  private:
+  struct Pending {
+    std::string frame;
+    std::int64_t trial;
+    std::int32_t attempt;
+    std::int32_t epoch;  // 0: a Done
+  };
   void io_loop();
   void post(const Message& m);
-  // Waits up to `timeout` for an incoming message.
+  void post_acknowledged(const Message& m, std::int64_t trial, std::int32_t attempt,
+                         std::int32_t epoch);
   bool take(Message* out, std::chrono::milliseconds timeout);
 
   AgentOptions options_;
   std::mutex mutex_;
   std::condition_variable arrived_;
-  std::deque<std::string> outbox_;
+  std::condition_variable acked_;
+  std::deque<std::string> outbox_;  // new frames for the I/O thread to send
+  std::deque<Pending> unacked_;     // sent (or to be sent) Reports and Dones awaiting their Ack
   std::deque<Message> inbox_;
   std::atomic<bool> running_{true};
-  std::atomic<bool> answered_{false};
   std::atomic<std::int64_t> current_trial_{-1};
-  bool said_hello_ = false;
+  std::atomic<std::int32_t> current_attempt_{0};
+  std::set<std::pair<std::int64_t, std::int32_t>> seen_;  // assignments already taken
   std::thread io_;
 };
 

@@ -61,7 +61,7 @@ class Reader {
     std::uint64_t n = 0;
     if (!get(&n) || n > kMaxFloats || (size_ - at_) / sizeof(float) < n) return false;
     v->resize(n);
-    std::memcpy(v->data(), data_ + at_, n * sizeof(float));
+    if (n > 0) std::memcpy(v->data(), data_ + at_, n * sizeof(float));  // data() may be null
     at_ += n * sizeof(float);
     return true;
   }
@@ -96,9 +96,16 @@ Status write_checkpoint(const std::string& path, const Checkpoint& c) {
   Writer body;
   body.put(c.trial);
   body.put(c.epoch);
+  body.put(c.step);
+  body.put(c.partial_loss);
   body.put(c.seed);
   body.put(c.optimizer_steps);
   body.put(c.fingerprint);
+  body.put(static_cast<std::uint32_t>(c.metrics.size()));
+  for (const auto& [name, value] : c.metrics) {
+    body.put(name);
+    body.put(value);
+  }
   body.put(static_cast<std::uint32_t>(c.buffers.size()));
   for (const auto& [name, values] : c.buffers) {
     body.put(name);
@@ -155,8 +162,15 @@ Status read_checkpoint(const std::string& path, Checkpoint* out) {
   Reader r(body, size);
   Checkpoint c;
   std::uint32_t count = 0;
-  bool ok = r.get(&c.trial) && r.get(&c.epoch) && r.get(&c.seed) && r.get(&c.optimizer_steps) &&
+  bool ok = r.get(&c.trial) && r.get(&c.epoch) && r.get(&c.step) && r.get(&c.partial_loss) &&
+            r.get(&c.seed) && r.get(&c.optimizer_steps) &&
             r.get(&c.fingerprint) && r.get(&count);
+  for (std::uint32_t i = 0; ok && i < count; ++i) {
+    std::pair<std::string, double> metric;
+    ok = r.get(&metric.first) && r.get(&metric.second);
+    if (ok) c.metrics.push_back(std::move(metric));
+  }
+  ok = ok && r.get(&count);
   for (std::uint32_t i = 0; ok && i < count; ++i) {
     std::pair<std::string, std::vector<float>> buffer;
     ok = r.get(&buffer.first) && r.get(&buffer.second);

@@ -8,7 +8,8 @@
 //
 // File layout (little endian):
 //   "TRLSCKPT" | u32 version | u32 crc32 of everything after this field |
-//   i64 trial | i32 epoch | u64 seed | i64 optimizer_steps | str fingerprint |
+//   i64 trial | i32 epoch | i64 step | f64 partial_loss | u64 seed | i64 optimizer_steps |
+//   str fingerprint | u32 metric count | { str name | f64 value }... |
 //   u32 buffer count | { str name | u64 floats | f32 data... }...
 // where str = u32 length + bytes. Writes go to PATH.tmp, are fsynced, then renamed over PATH,
 // so a crash mid-write leaves the previous checkpoint intact.
@@ -25,11 +26,18 @@ namespace trellis::worker {
 struct Checkpoint {
   std::int64_t trial = 0;
   std::int32_t epoch = 0;  // the last completed epoch
+  // Steps already taken in epoch + 1 (a checkpoint taken mid-epoch at preemption), and the
+  // sum of their losses, so the resumed epoch reports the same train_loss.
+  std::int64_t step = 0;
+  double partial_loss = 0;
   std::uint64_t seed = 0;
   std::int64_t optimizer_steps = 0;
   // What the state belongs to (model shape, optimizer, data layout); a resume with another
   // fingerprint is refused instead of silently loading mismatched buffers.
   std::string fingerprint;
+  // The last completed epoch's metrics (train_loss, val_loss, val_acc), so a trial resumed
+  // after its final epoch still reports them with its final metrics.
+  std::vector<std::pair<std::string, double>> metrics;
   std::vector<std::pair<std::string, std::vector<float>>> buffers;  // "params", "adam.m", ...
 
   const std::vector<float>* find(const std::string& name) const;

@@ -13,9 +13,12 @@
 
 #include <iostream>
 
+#include "common/keys.h"
 #include "common/logging.h"
 #include "common/protocol.h"
+#include "common/socket_factory.h"
 #include "worker/agent.h"
+#include "worker/preemption.h"
 #include "worker/topology.h"
 #include "worker/trainer.h"
 
@@ -51,6 +54,7 @@ void run_trial(const Assign& assign, Agent* agent, const GroupComm& group) {
   task.dataset = assign.dataset;
   task.checkpoint = assign.checkpoint;
   task.resume_epoch = assign.resume_epoch;
+  task.resume = assign.resume;
   Status status = train_config_from_params(assign.params, &task.config);
   TrainResult result;
   if (status.ok()) {
@@ -60,10 +64,19 @@ void run_trial(const Assign& assign, Agent* agent, const GroupComm& group) {
       agent->report(Report{assign.trial, assign.attempt, epoch, metrics, checkpointed});
       return !agent->stop_requested(assign.trial);
     };
+    hooks.stop_now = preemption_requested;
     status = train(task, group, hooks, &result);
   }
   if (agent == nullptr) return;
-  if (status.ok()) {
+  if (status.ok() && result.preempted) {
+    spdlog::warn("trial {} of '{}' stopped by SIGTERM after {} epoch(s){}", assign.number,
+                 assign.experiment, result.epochs_run,
+                 result.checkpointed ? ", checkpointed" : " (no checkpoint)");
+    Done done{assign.trial, assign.attempt, false, "preempted", {}};
+    done.preempted = true;
+    done.checkpointed = result.checkpointed;
+    agent->done(done);
+  } else if (status.ok()) {
     spdlog::info("trial {} of '{}' done after {} epoch(s)", assign.number, assign.experiment,
                  result.epochs_run);
     agent->done(Done{assign.trial, assign.attempt, true, "", result.final_metrics});
@@ -74,19 +87,48 @@ void run_trial(const Assign& assign, Agent* agent, const GroupComm& group) {
   }
 }
 
+// Rank 0's CURVE keys: worker.key and the coordinator's public key from `key_dir`.
+Status load_worker_security(const std::string& key_dir, bool insecure, const std::string& endpoint,
+                            SocketSecurity* out) {
+  if (insecure) {
+    if (!is_loopback_endpoint(endpoint))
+      return Status::Error("refusing --insecure towards " + endpoint +
+                           ": plaintext is for loopback endpoints only; drop --insecure and "
+                           "use the keys from `trellis keys init`");
+    out->curve = false;
+    return Status::Ok();
+  }
+  const std::string dir = key_dir.empty() ? default_key_dir() : key_dir;
+  KeyPair pair;
+  if (Status s = load_key_pair(dir, kWorkerKeyName, &pair); !s.ok()) return s;
+  if (Status s = load_public_key(dir, kCoordinatorKeyName, &out->server_public_key); !s.ok())
+    return s;
+  out->curve = true;
+  out->public_key = pair.public_key;
+  out->secret_key = pair.secret_key;
+  // The coordinator logs a refused key; this line lets an operator match it to us.
+  spdlog::info("CURVE on: worker key {} (from {}), coordinator key {}", pair.public_key, dir,
+               out->server_public_key);
+  return Status::Ok();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"trellis-worker: one worker group of a Trellis sweep; start it with "
                "`mpirun -np K trellis-worker --connect ENDPOINT`"};
   std::string endpoint, log_level = "info";
-  double answer_timeout_s = 60, heartbeat_s = 2;
+  double answer_timeout_s = 300, heartbeat_s = 2, liveness_s = 10;
   app.add_option("--connect", endpoint, "coordinator endpoint, e.g. tcp://login1:5555")
       ->required();
   app.add_option("--timeout", answer_timeout_s,
                  "seconds to wait for an answer from the coordinator before giving up")
       ->capture_default_str();
   app.add_option("--heartbeat", heartbeat_s, "seconds between heartbeats")->capture_default_str();
+  app.add_option("--liveness", liveness_s,
+                 "seconds of coordinator silence after which the group reconnects and says "
+                 "Hello again")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str();
   std::string bind = "auto", cpu_slot;
@@ -97,6 +139,13 @@ int main(int argc, char** argv) {
   app.add_option("--cpu-slot", cpu_slot,
                  "i/n: this group owns the i-th n-th of the node's cores (0/1: the whole node); "
                  "trellis run passes it to each local group");
+  std::string key_dir;
+  bool insecure = false;
+  app.add_option("--keys", key_dir,
+                 "CURVE key directory holding worker.key and coordinator.pub (default: "
+                 "$TRELLIS_HOME, else ~/.trellis)");
+  app.add_flag("--insecure", insecure,
+               "plaintext ZeroMQ, for a coordinator started with --insecure on loopback");
   CLI11_PARSE(app, argc, argv);
   BindOptions bind_options;
   for (const Status& s : {parse_bind_mode(bind, &bind_options.mode),
@@ -110,6 +159,7 @@ int main(int argc, char** argv) {
   int provided = 0;
   // Only the main thread calls MPI; rank 0's I/O thread speaks ZeroMQ only.
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  install_preemption_handler();
   int rank = 0, ranks = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &ranks);
@@ -132,15 +182,34 @@ int main(int argc, char** argv) {
   if (Status s = gather_summaries(*group, rank_summary(*group, binding), &topology); !s.ok())
     spdlog::warn("no topology summary: {}", s.message());
 
+  // Only rank 0 talks to the coordinator, so only its node needs the keys; every rank learns
+  // whether they loaded so the group leaves together.
+  SocketSecurity security;
+  std::int32_t keys_ok = 1;
+  if (rank == 0) {
+    if (Status s = load_worker_security(key_dir, insecure, endpoint, &security); !s.ok()) {
+      spdlog::critical("{}", s.message());
+      keys_ok = 0;
+    }
+  }
+  MPI_Bcast(&keys_ok, 1, MPI_INT32_T, 0, MPI_COMM_WORLD);
+  if (keys_ok == 0) {
+    group.reset();
+    MPI_Finalize();
+    return 2;
+  }
+
   std::unique_ptr<Agent> agent;
   if (rank == 0) {
     AgentOptions options;
+    options.security = security;
     options.endpoint = endpoint;
     options.group = hostname() + ":" + std::to_string(getpid());
     options.hello = Hello{options.group, ranks,   hostname(), getpid(), topology,
                           TRELLIS_VERSION " " TRELLIS_GIT_REVISION};
     options.answer_timeout = std::chrono::milliseconds(static_cast<long>(answer_timeout_s * 1000));
     options.heartbeat = std::chrono::milliseconds(static_cast<long>(heartbeat_s * 1000));
+    options.liveness = std::chrono::milliseconds(static_cast<long>(liveness_s * 1000));
     agent = std::make_unique<Agent>(options);
     spdlog::info("group '{}' of {} rank(s) connecting to {}", options.group, ranks, endpoint);
   }
@@ -152,11 +221,12 @@ int main(int argc, char** argv) {
     Assign assign;
     if (rank == 0) {
       bool shutdown = false;
-      if (Status s = agent->next(&assign, &shutdown); !s.ok()) {
+      if (Status s = agent->next(&assign, &shutdown, preemption_requested); !s.ok()) {
         spdlog::error("{}", s.message());
         exit_code = 3;
       } else if (shutdown) {
-        spdlog::info("the coordinator ended the sweep; exiting");
+        spdlog::info(preemption_requested() ? "SIGTERM: leaving"
+                                            : "the coordinator ended the sweep; exiting");
       } else {
         kind = kTrain;
         payload = encode(assign);
@@ -176,6 +246,10 @@ int main(int argc, char** argv) {
     }
     run_trial(assign, agent.get(), *group);
   }
+  // Preempted: the Done that says so must reach the coordinator before we leave, or the trial
+  // would wait out the liveness timeout and count as a failure.
+  if (agent && preemption_requested() && !agent->flush(std::chrono::seconds(10)))
+    spdlog::warn("leaving on SIGTERM with reports the coordinator did not acknowledge");
   agent.reset();  // flushes the last Done before MPI goes away
   group.reset();  // frees its communicators while MPI is still up
   MPI_Finalize();

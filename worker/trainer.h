@@ -25,11 +25,15 @@ struct TrialTask {
   std::uint64_t seed = 0;  // weights init, validation split and shuffling all derive from it
   TrainConfig config;
   DatasetRef dataset;
-  // Where rank 0 writes a checkpoint after every epoch (empty: none), and the epoch of the
-  // checkpoint there to resume from (0: from scratch). A resumed trial continues exactly as
-  // the uninterrupted run would have: same weights, optimizer state, data order and lr.
+  // Where rank 0 keeps checkpoints (empty: none): PATH.epoch-E after every epoch E (the last
+  // two kept, so the one the coordinator recorded is there even if a newer one was written
+  // just before a crash), and PATH.epoch-E.partial when stopped mid-epoch E+1. Resuming from
+  // epoch E reads the partial one if it exists. Every checkpoint of a trial is a state of the
+  // same deterministic run, so any of them continues it exactly as the uninterrupted run would
+  // have: same weights, optimizer state, data order and lr.
   std::string checkpoint;
   int resume_epoch = 0;
+  bool resume = false;  // continue from the checkpoint (which may also hold a partial epoch)
 };
 
 struct TrainerHooks {
@@ -40,11 +44,17 @@ struct TrainerHooks {
   std::function<bool(int epoch, const MetricMap& metrics, bool checkpointed)> on_epoch;
   // Called on every rank between steps; rank 0 sends heartbeats from it. Must not block.
   std::function<void()> on_step;
+  // Asked on every rank before each step: true when this rank was told to stop now
+  // (SIGTERM: preemption or a time limit). Any rank's yes stops the whole group after the
+  // same step, checkpointed so the trial continues from there.
+  std::function<bool()> stop_now;
 };
 
 struct TrainResult {
   int epochs_run = 0;  // the last epoch trained, counting those before a resume
   bool stopped_early = false;  // on_epoch said stop
+  bool preempted = false;      // stop_now said stop; the trial is not finished
+  bool checkpointed = false;   // preempted: the checkpoint holds the state it stopped in
   // test_loss, test_acc, and the last epoch's train_loss, val_loss, val_acc.
   MetricMap final_metrics;
 };

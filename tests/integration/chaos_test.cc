@@ -1,1 +1,178 @@
-// being written
+// Chaos: a sweep survives its worker groups and its coordinator being killed with SIGKILL.
+//
+// One undisturbed `trellis run` and one disturbed sweep (`trellis serve` plus two 1-rank
+// `mpirun` groups, of which the test preempts a group with SIGTERM once, kills a group with
+// SIGKILL twice and the coordinator once, starting each again) run the same spec and seed. Training is deterministic, so every trial of the
+// disturbed sweep must end with exactly the undisturbed metrics, each series contiguous with
+// no epoch lost or stored twice.
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <filesystem>
+#include <regex>
+#include <thread>
+
+#include "tests/integration/process.h"
+#include "tests/worker/idx_fixture.h"
+
+namespace trellis::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+const std::string kTrellis = TRELLIS_BIN_DIR "/trellis";
+const std::string kWorker = TRELLIS_BIN_DIR "/trellis-worker";
+constexpr int kTrials = 12;
+constexpr int kEpochs = 5;
+
+class ChaosTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    dir_ = worker::testing::fresh_dir("chaos");
+    setenv("TRELLIS_HOME", (dir_ / "keys").c_str(), 1);
+    fs::create_directories(dir_ / "data");
+    // Large enough that a trial takes a second or two, so every disturbance lands while
+    // trials are running; small enough for CI.
+    worker::testing::write_dataset(dir_ / "data", worker::testing::make_pattern_data(30000, 32, 1),
+                                   worker::testing::make_pattern_data(2000, 32, 2), /*gz=*/false);
+    spec_ = (dir_ / "chaos.yaml").string();
+    write_text(spec_, "name: chaos\n"
+                      "dataset: {path: " + (dir_ / "data").string() + "}\n"
+                      "search:\n  seed: 5\n  trials: " + std::to_string(kTrials) + "\n"
+                      "  space:\n"
+                      "    lr: {type: log_float, low: 1.0e-3, high: 1.0e-2}\n"
+                      "    hidden_units: {type: int, low: 64, high: 160}\n"
+                      "    dropout: {type: float, low: 0.0, high: 0.3}\n"
+                      "train: {epochs: " + std::to_string(kEpochs) + ", batch_size: 64}\n"
+                      "resources: {ranks_per_trial: 1}\n");
+  }
+  void TearDown() override {
+    unsetenv("TRELLIS_HOME");
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+
+  std::string file(const std::string& name) const { return (dir_ / name).string(); }
+
+  json export_json(const std::string& store) {
+    const Result r = run({kTrellis, "--store", store, "export", "chaos", "--format", "json",
+                          "-o", file("export.json")},
+                         file("export.log"), 60s);
+    EXPECT_EQ(r.code, 0) << r.output;
+    return json::parse(read_file(file("export.json")));
+  }
+
+  fs::path dir_;
+  std::string spec_;
+};
+
+// The highest "[N/12 done]" the coordinator has logged.
+int trials_done(const Process& coordinator) {
+  static const std::regex kDone(R"(\[(\d+)/\d+ done\])");
+  const std::string log = coordinator.log();
+  int most = 0;
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), kDone); it != std::sregex_iterator(); ++it)
+    most = std::max(most, std::stoi((*it)[1]));
+  return most;
+}
+
+bool wait_until_done(const Process& coordinator, int trials, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (trials_done(coordinator) < trials) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(50ms);
+  }
+  return true;
+}
+
+TEST_F(ChaosTest, KilledWorkersAndCoordinatorLoseNothing) {
+  ASSERT_EQ(run({kTrellis, "keys", "init"}, file("keys.log"), 30s).code, 0);
+
+  const std::string calm_store = file("calm.db");
+  const Result calm = run({kTrellis, "--store", calm_store, "run", spec_, "--groups", "2"},
+                          file("calm.log"), 600s);
+  ASSERT_EQ(calm.code, 0) << calm.output;
+  const json undisturbed = export_json(calm_store);
+
+  const std::string store = file("chaos.db");
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
+  const std::vector<std::string> serve_args = {kTrellis, "--store", store, "serve", spec_,
+                                               "--bind", endpoint, "--liveness", "2"};
+  const auto group = [&](int slot, const std::string& log) {
+    return std::make_unique<Process>(
+        std::vector<std::string>{"mpirun", "-np", "1", "--bind-to", "none", kWorker, "--connect",
+                                 endpoint, "--cpu-slot", std::to_string(slot) + "/2",
+                                 "--heartbeat", "0.3", "--liveness", "2", "--timeout", "120"},
+        file(log));
+  };
+
+  auto coordinator = std::make_unique<Process>(serve_args, file("serve1.log"));
+  auto a = group(0, "a1.log");
+  auto b = group(1, "b1.log");
+
+  ASSERT_TRUE(wait_until_done(*coordinator, 1, 300s)) << coordinator->log();
+  b->kill_group(SIGTERM);  // preemption: checkpoint now, report, leave
+  ASSERT_NE(b->wait(60s), -1) << b->log();
+  EXPECT_NE(b->log().find("stopped by SIGTERM"), std::string::npos) << b->log();
+  b = group(1, "b2.log");
+
+  ASSERT_TRUE(wait_until_done(*coordinator, 3, 300s)) << coordinator->log();
+  a->kill_group(SIGKILL);
+  a = group(0, "a2.log");
+
+  ASSERT_TRUE(wait_until_done(*coordinator, 5, 300s)) << coordinator->log();
+  coordinator->kill_group(SIGKILL);
+  coordinator = std::make_unique<Process>(serve_args, file("serve2.log"));
+
+  ASSERT_TRUE(wait_until_done(*coordinator, 8, 300s)) << coordinator->log();
+  b->kill_group(SIGKILL);
+  b = group(1, "b3.log");
+
+  ASSERT_EQ(coordinator->wait(600s), 0) << coordinator->log();
+  EXPECT_EQ(a->wait(60s), 0) << a->log();
+  EXPECT_EQ(b->wait(60s), 0) << b->log();
+  const std::string serve_logs = read_file(file("serve1.log")) + coordinator->log();
+  EXPECT_NE(serve_logs.find("lost"), std::string::npos) << "no group was ever declared lost";
+  EXPECT_NE(serve_logs.find("preempted"), std::string::npos) << "the SIGTERM was not reported";
+
+  const json disturbed = export_json(store);
+  ASSERT_EQ(disturbed["trials"].size(), static_cast<std::size_t>(kTrials));
+  for (const json& t : disturbed["trials"]) {
+    const std::string state = t["state"];
+    ASSERT_TRUE(state == "completed" || state == "failed") << t.dump();
+    if (state == "failed") {
+      EXPECT_FALSE(t["error"].get<std::string>().empty()) << t.dump();
+      continue;
+    }
+    for (const auto& [name, series] : t["metrics"].items()) {
+      ASSERT_EQ(series.size(), static_cast<std::size_t>(kEpochs)) << name << " " << t.dump();
+      for (int e = 0; e < kEpochs; ++e) EXPECT_EQ(series[e][0], e + 1) << name << " " << t.dump();
+    }
+    // Deterministic training: the disturbed trial learned exactly what the calm one did.
+    const json& calm_trial = undisturbed["trials"][t["id"].get<int>()];
+    EXPECT_EQ(t["params"], calm_trial["params"]);
+    for (const char* name : {"train_loss", "val_loss", "val_acc"})
+      EXPECT_EQ(t["metrics"][name], calm_trial["metrics"][name]) << "trial " << t["id"] << " " << name;
+    EXPECT_EQ(t["final"], calm_trial["final"]) << "trial " << t["id"];
+  }
+
+  // The best trial and its metrics are the undisturbed run's.
+  const auto best = [](const json& doc) {
+    int id = -1;
+    double acc = -1;
+    for (const json& t : doc["trials"])
+      if (t["state"] == "completed" && t["final"]["val_acc"].get<double>() > acc)
+        acc = t["final"]["val_acc"], id = t["id"];
+    return id;
+  };
+  ASSERT_GE(best(undisturbed), 0);
+  EXPECT_EQ(best(disturbed), best(undisturbed));
+}
+
+}  // namespace
+}  // namespace trellis::testing

@@ -1,1 +1,146 @@
-// being written
+// A live coordinator fed every kind of bad frame keeps serving: each is rejected and logged,
+// nothing reaches the store, and a real worker group then completes the sweep.
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <thread>
+
+#include "common/protocol.h"
+#include "tests/integration/process.h"
+#include "tests/worker/idx_fixture.h"
+
+namespace trellis::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+const std::string kTrellis = TRELLIS_BIN_DIR "/trellis";
+const std::string kWorker = TRELLIS_BIN_DIR "/trellis-worker";
+constexpr double kPlanted = 12345.0;  // a metric value no real trial reports
+
+// A plaintext client on loopback (the coordinator runs --insecure for this test).
+class RawClient {
+ public:
+  RawClient(zmq::context_t& context, const std::string& endpoint, const std::string& name)
+      : socket_(context, zmq::socket_type::dealer) {
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.set(zmq::sockopt::routing_id, name);
+    socket_.connect(endpoint);
+  }
+  void send(const std::string& frame) { socket_.send(zmq::buffer(frame), zmq::send_flags::none); }
+  void send(const Message& m) { send(encode(m)); }
+  void send_parts(const std::vector<std::string>& parts) {
+    std::vector<zmq::const_buffer> buffers;
+    for (const auto& p : parts) buffers.push_back(zmq::buffer(p));
+    zmq::send_multipart(socket_, buffers);
+  }
+  // The first message within `timeout` that decodes as T, if any.
+  template <class T> std::optional<T> receive(std::chrono::milliseconds timeout) {
+    socket_.set(zmq::sockopt::rcvtimeo, static_cast<int>(timeout.count()));
+    zmq::message_t reply;
+    while (socket_.recv(reply)) {
+      Message m;
+      if (decode(reply.data(), reply.size(), &m).ok() && std::holds_alternative<T>(m))
+        return std::get<T>(m);
+    }
+    return std::nullopt;
+  }
+
+ private:
+  zmq::socket_t socket_;
+};
+
+bool wait_for(const Process& p, const std::string& needle, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (p.log().find(needle) == std::string::npos) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(50ms);
+  }
+  return true;
+}
+
+TEST(MalformedTest, EveryBadFrameIsRejectedAndTheSweepStillCompletes) {
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  const fs::path dir = worker::testing::fresh_dir("malformed");
+  fs::create_directories(dir / "data");
+  worker::testing::write_dataset(dir / "data", worker::testing::make_pattern_data(4000, 8, 1),
+                                 worker::testing::make_pattern_data(300, 8, 2), /*gz=*/false);
+  const std::string spec = (dir / "m.yaml").string();
+  write_text(spec, "name: m\ndataset: {path: " + (dir / "data").string() + "}\n"
+                   "search: {seed: 3, trials: 3}\ntrain: {epochs: 3, batch_size: 32}\n");
+  const std::string store = (dir / "m.db").string();
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
+  Process serve({kTrellis, "--store", store, "serve", spec, "--bind", endpoint, "--insecure"},
+                (dir / "serve.log").string());
+  ASSERT_TRUE(wait_for(serve, "listening", 30s)) << serve.log();
+
+  zmq::context_t context;
+  RawClient rogue(context, endpoint, "rogue");
+  rogue.send(std::string("\xc1\xc1 not msgpack at all"));                        // garbage
+  const std::string hello = encode(Hello{"rogue", 1, "h", 1, ""});
+  rogue.send(hello.substr(0, hello.size() - 3));                                 // truncated
+  std::string stale = hello;
+  stale[1] = static_cast<char>(kProtocolVersion + 7);                            // wrong version
+  rogue.send(stale);
+  const auto refusal = rogue.receive<Refuse>(10000ms);
+  ASSERT_TRUE(refusal.has_value()) << "no Refuse for a wrong protocol version";
+  EXPECT_NE(refusal->reason.find("version"), std::string::npos) << refusal->reason;
+  rogue.send(Assign{});                                                          // wrong direction
+  rogue.send_parts({"one", "frame", "too many"});                                // 3 frames
+  rogue.send(Report{999999, 1, 1, {{"val_acc", kPlanted}}});                     // unknown trial
+  {
+    // Bigger than the socket accepts: the coordinator drops the connection, not the loop.
+    RawClient huge(context, endpoint, "huge");
+    huge.send(std::string(static_cast<std::size_t>(kMaxFrameBytes) + 1024, 'x'));
+    std::this_thread::sleep_for(300ms);
+  }
+
+  // A real group, then the bad reports about its running trial (store id 1, attempt 1).
+  Process workers({"mpirun", "-np", "1", "--bind-to", "none", kWorker, "--connect", endpoint,
+                   "--insecure"},
+                  (dir / "workers.log").string());
+  ASSERT_TRUE(wait_for(serve, "trial 0 (attempt 1)", 60s)) << serve.log();
+  rogue.send(Report{1, 99, 1, {{"val_acc", kPlanted}}});                          // unknown attempt
+  rogue.send(Report{1, 1, -3, {{"val_acc", kPlanted}}});                          // negative epoch
+  rogue.send(Report{1, 1, 0, {{"val_acc", kPlanted}}});                           // epoch 0
+  rogue.send(Report{1, 1, 2, {{"val_acc", std::numeric_limits<double>::quiet_NaN()}}});  // NaN
+  rogue.send(Report{1, 1, 2, {{"val_acc", kPlanted}}});                           // not its trial
+  rogue.send(Done{1, 1, true, "", {{"test_acc", kPlanted}}});                     // not its trial
+
+  ASSERT_EQ(serve.wait(300s), 0) << serve.log();
+  EXPECT_EQ(workers.wait(60s), 0) << workers.log();
+  const std::string log = serve.log();
+  for (const char* expected :
+       {"dropped a frame of", "truncated", "version", "only the coordinator sends",
+        "dropped a message of 4 frames", "unknown trial 999999", "epochs start at 1",
+        "metric val_acc is nan", "runs it", "never started"})
+    EXPECT_NE(log.find(expected), std::string::npos) << "log lacks '" << expected << "'\n" << log;
+
+  const Result exported = run({kTrellis, "--store", store, "export", "m", "--format", "json", "-o",
+                               (dir / "m.json").string()},
+                              (dir / "export.log").string(), 60s);
+  ASSERT_EQ(exported.code, 0) << exported.output;
+  const json doc = json::parse(read_file((dir / "m.json").string()));
+  ASSERT_EQ(doc["trials"].size(), 3u);
+  EXPECT_EQ(doc.dump().find("12345"), std::string::npos) << "a planted value reached the store";
+  for (const json& t : doc["trials"]) {
+    EXPECT_EQ(t["state"], "completed") << t.dump();
+    for (const auto& [name, series] : t["metrics"].items()) {
+      ASSERT_EQ(series.size(), 3u) << name;
+      for (int e = 0; e < 3; ++e) EXPECT_EQ(series[e][0], e + 1) << name;
+    }
+  }
+  if (!::testing::Test::HasFailure() && !getenv("KEEP")) fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace trellis::testing

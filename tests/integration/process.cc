@@ -69,6 +69,12 @@ int Process::wait(std::chrono::seconds timeout) {
   return 128 + WTERMSIG(status_);
 }
 
+void Process::kill_group(int signal) {
+  if (!running()) return;
+  kill(-pid_, signal);
+  if (signal == SIGKILL) waitpid(pid_, &status_, 0);
+}
+
 std::string Process::log() const { return read_file(log_path_); }
 
 Result run(const std::vector<std::string>& argv, const std::string& log_path,

@@ -24,6 +24,9 @@ class Process {
   // (the process group is then killed).
   int wait(std::chrono::seconds timeout);
   bool running();
+  // Sends `signal` to the whole process group (mpirun and its ranks together) and, for
+  // SIGKILL, reaps it.
+  void kill_group(int signal);
   std::string log() const;
 
  private:

@@ -37,8 +37,11 @@ class SweepTest : public ::testing::Test {
     fs::create_directories(data_);
     worker::testing::write_dataset(data_, worker::testing::make_pattern_data(1200, 8, 1),
                                    worker::testing::make_pattern_data(300, 8, 2), /*gz=*/true);
+    // `trellis run` makes its CURVE keys here, not in the user's ~/.trellis.
+    setenv("TRELLIS_HOME", (dir_ / "keys").c_str(), 1);
   }
   void TearDown() override {
+    unsetenv("TRELLIS_HOME");
     if (!HasFailure()) fs::remove_all(dir_);
   }
 
@@ -99,7 +102,9 @@ TEST_F(SweepTest, ServeWithAnMpirunWorkerGroupCompletesTheSweep) {
   const std::string spec = write_spec("served", 3, 2, kSpace);
   const std::string store = file("served.db");
   const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
-  Process serve({kTrellis, "--store", store, "serve", spec, "--bind", endpoint}, file("serve.log"));
+  // Plaintext on loopback, so the raw garbage below reaches the coordinator's frame handling.
+  Process serve({kTrellis, "--store", store, "serve", spec, "--bind", endpoint, "--insecure"},
+                file("serve.log"));
 
   // Garbage first: the coordinator must drop it, refuse the stale version, and keep serving.
   std::string refusal;
@@ -107,7 +112,7 @@ TEST_F(SweepTest, ServeWithAnMpirunWorkerGroupCompletesTheSweep) {
   EXPECT_NE(refusal.find("version"), std::string::npos) << "no Refuse for a wrong version";
 
   Process workers({"mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", kWorker,
-                   "--connect", endpoint},
+                   "--connect", endpoint, "--insecure"},
                   file("workers.log"));
   ASSERT_EQ(serve.wait(300s), 0) << serve.log() << workers.log();
   ASSERT_EQ(workers.wait(60s), 0) << workers.log();
@@ -218,7 +223,8 @@ TEST_F(SweepTest, BadSpecsStopWithFileLineAndField) {
 
 TEST_F(SweepTest, AWorkerPointedAtAClosedEndpointSaysSoAndExits) {
   const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
-  const Result r = run({"mpirun", "-np", "1", kWorker, "--connect", endpoint, "--timeout", "2"},
+  const Result r = run({"mpirun", "-np", "1", kWorker, "--connect", endpoint, "--timeout", "2",
+                        "--insecure"},
                        file("lonely.log"), 60s);
   EXPECT_NE(r.code, 0) << r.output;
   EXPECT_NE(r.code, -1) << "the worker hung";

@@ -14,9 +14,12 @@ Checkpoint sample() {
   Checkpoint c;
   c.trial = 17;
   c.epoch = 3;
+  c.step = 41;
+  c.partial_loss = 12.375;
   c.seed = 0xfedcba9876543210ULL;
   c.optimizer_steps = 1234;
   c.fingerprint = "mlp 784-256-10 adam";
+  c.metrics = {{"train_loss", 0.125}, {"val_acc", 0.875}};
   c.buffers = {{"params", {1.5f, -2.25f, 3e-8f}}, {"adam.m", {}}, {"adam.v", {0.125f}}};
   return c;
 }
@@ -38,10 +41,13 @@ TEST_F(CheckpointTest, RoundTripsEveryFieldBitForBit) {
   const Checkpoint want = sample();
   EXPECT_EQ(back.trial, want.trial);
   EXPECT_EQ(back.epoch, want.epoch);
+  EXPECT_EQ(back.step, want.step);
+  EXPECT_EQ(back.partial_loss, want.partial_loss);
   EXPECT_EQ(back.seed, want.seed);
   EXPECT_EQ(back.optimizer_steps, want.optimizer_steps);
   EXPECT_EQ(back.fingerprint, want.fingerprint);
   EXPECT_EQ(back.buffers, want.buffers);
+  EXPECT_EQ(back.metrics, want.metrics);
   ASSERT_NE(back.find("adam.v"), nullptr);
   EXPECT_EQ(back.find("nope"), nullptr);
   EXPECT_FALSE(std::filesystem::exists(p + ".tmp"));

@@ -70,9 +70,12 @@ struct Outcome {
   int steps = 0;
 };
 
-Outcome train_once(const TrialTask& t, MPI_Comm comm = MPI_COMM_WORLD) {
+// `stop_after_steps` > 0: this rank asks to stop (as on SIGTERM) once it has taken that many
+// steps in this call.
+Outcome train_once(const TrialTask& t, MPI_Comm comm = MPI_COMM_WORLD, int stop_after_steps = 0) {
   Outcome r;
   TrainerHooks hooks;
+  if (stop_after_steps > 0) hooks.stop_now = [&r, stop_after_steps] { return r.steps + 1 >= stop_after_steps; };
   hooks.on_epoch = [&r, &t](int epoch, const MetricMap& m, bool checkpointed) {
     EXPECT_EQ(epoch, t.resume_epoch + static_cast<int>(r.epochs.size()) + 1);
     r.epochs.push_back(m);
@@ -150,10 +153,44 @@ TEST_F(TrainerTest, ResumingFromACheckpointEqualsTheUninterruptedRun) {
   ASSERT_TRUE(train_once(first).status.ok());
   TrialTask rest = t;
   rest.resume_epoch = 1;
+  rest.resume = true;
   const Outcome resumed = train_once(rest);
   ASSERT_TRUE(resumed.status.ok()) << resumed.status.message();
   EXPECT_EQ(resumed.epoch_numbers, (std::vector<int>{2, 3}));
   EXPECT_EQ(resumed.result.epochs_run, 3);
+  for (int i = 0; i < 2; ++i)
+    for (const char* k : {"train_loss", "val_loss", "val_acc"})
+      EXPECT_EQ(resumed.epochs[i].at(k), whole.epochs[i + 1].at(k)) << k << " epoch " << i + 2;
+  EXPECT_EQ(resumed.result.final_metrics, whole.result.final_metrics);
+}
+
+// SIGTERM mid-epoch: the group stops after the same step, checkpoints there, and the next
+// attempt continues at that step; every metric equals the uninterrupted run's, bit for bit.
+TEST_F(TrainerTest, APreemptedTrialResumesMidEpochExactly) {
+  TrialTask t = task();
+  t.config.dropout = 0.1;
+  t.config.lr_schedule = "cosine";
+  t.checkpoint = (dir_ / "preempt.ckpt").string();
+  const Outcome whole = train_once(t);
+  ASSERT_TRUE(whole.status.ok()) << whole.status.message();
+  const int steps_per_epoch = whole.steps / 3;
+
+  const int stop_at = steps_per_epoch + steps_per_epoch / 2;  // halfway through epoch 2
+  const Outcome stopped = train_once(t, MPI_COMM_WORLD, stop_at);
+  ASSERT_TRUE(stopped.status.ok()) << stopped.status.message();
+  EXPECT_TRUE(stopped.result.preempted);
+  EXPECT_EQ(stopped.steps, stop_at);
+  EXPECT_EQ(stopped.epoch_numbers, (std::vector<int>{1}));
+  EXPECT_TRUE(stopped.result.final_metrics.empty());
+  if (world_rank() == 0) EXPECT_TRUE(stopped.result.checkpointed);
+
+  TrialTask rest = t;
+  rest.resume_epoch = 1;
+  rest.resume = true;
+  const Outcome resumed = train_once(rest);
+  ASSERT_TRUE(resumed.status.ok()) << resumed.status.message();
+  EXPECT_EQ(resumed.steps, 3 * steps_per_epoch - stop_at);
+  ASSERT_EQ(resumed.epoch_numbers, (std::vector<int>{2, 3}));
   for (int i = 0; i < 2; ++i)
     for (const char* k : {"train_loss", "val_loss", "val_acc"})
       EXPECT_EQ(resumed.epochs[i].at(k), whole.epochs[i + 1].at(k)) << k << " epoch " << i + 2;
@@ -168,19 +205,22 @@ TEST_F(TrainerTest, ACheckpointOfAnotherSetupOrEpochIsRefused) {
   TrialTask wrong_epoch = t;
   wrong_epoch.config.epochs = 3;
   wrong_epoch.resume_epoch = 2;
+  wrong_epoch.resume = true;
   Outcome r = train_once(wrong_epoch);
   ASSERT_FALSE(r.status.ok());
-  EXPECT_TRUE(contains(r.status.message(), "is of epoch 1, expected 2")) << r.status.message();
+  EXPECT_TRUE(contains(r.status.message(), "trial.ckpt.epoch-2")) << r.status.message();
   TrialTask other_model = t;
   other_model.config.epochs = 3;
   other_model.config.hidden_units = 16;
   other_model.resume_epoch = 1;
+  other_model.resume = true;
   r = train_once(other_model);
   ASSERT_FALSE(r.status.ok());
   EXPECT_TRUE(contains(r.status.message(), "another setup")) << r.status.message();
   TrialTask missing = t;
   missing.config.epochs = 3;
   missing.resume_epoch = 1;
+  missing.resume = true;
   missing.checkpoint = (dir_ / "absent.ckpt").string();
   r = train_once(missing);
   ASSERT_FALSE(r.status.ok());

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <cstddef>
 #include <random>
 
 #include "common/seed.h"
@@ -68,6 +69,48 @@ float sigmoid(float z) {
   if (z >= 0) return 1.0f / (1.0f + std::exp(-z));
   const float e = std::exp(z);
   return e / (1.0f + e);
+}
+
+// C = op(A) op(B) + beta C for column-major float matrices, C m x n, the inner size k; beta
+// is 0 (C is only written, never read) or 1. Eigen's `C.noalias() = A * B` zeroes C and then
+// calls sgemm with beta 1, a wasted pass over C; this calls sgemm with the beta we mean.
+void gemm(bool trans_a, bool trans_b, int m, int n, int k, const float* a, int lda,
+          const float* b, int ldb, float beta, float* c, int ldc) {
+  assert(beta == 0.0f || beta == 1.0f);
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    if (beta == 0.0f)
+      Eigen::Map<Eigen::MatrixXf, 0, Eigen::OuterStride<>>(c, m, n, Eigen::OuterStride<>(ldc))
+          .setZero();
+    return;
+  }
+#ifdef EIGEN_USE_BLAS
+  const char ta = trans_a ? 'T' : 'N', tb = trans_b ? 'T' : 'N';
+  const float one = 1.0f;
+  sgemm_(&ta, &tb, &m, &n, &k, &one, a, &lda, b, &ldb, &beta, c, &ldc);
+#else
+  using CMap = Eigen::Map<const Eigen::MatrixXf, 0, Eigen::OuterStride<>>;
+  const CMap ma(a, trans_a ? k : m, trans_a ? m : k, Eigen::OuterStride<>(lda));
+  const CMap mb(b, trans_b ? n : k, trans_b ? k : n, Eigen::OuterStride<>(ldb));
+  Eigen::Map<Eigen::MatrixXf, 0, Eigen::OuterStride<>> mc(c, m, n, Eigen::OuterStride<>(ldc));
+  auto run = [&](const auto& lhs, const auto& rhs) {
+    if (beta == 0.0f) {
+      mc.noalias() = lhs * rhs;
+    } else {
+      mc.noalias() += lhs * rhs;
+    }
+  };
+  if (trans_a && trans_b) run(ma.transpose(), mb.transpose());
+  else if (trans_a) run(ma.transpose(), mb);
+  else if (trans_b) run(ma, mb.transpose());
+  else run(ma, mb);
+#endif
+}
+
+// Leading dimension of a column-major block for BLAS (>= 1 even when empty).
+template <typename M>
+int ld(const M& m) {
+  return static_cast<int>(std::max<Eigen::Index>(1, m.outerStride()));
 }
 
 }  // namespace
@@ -157,6 +200,8 @@ Mlp::Mlp(const MlpShape& shape, int max_batch, int grad_tail)
     in = layer.out;
   }
   if (shape.dropout > 0) mask_.resize(widest, max_batch);
+  colsum_.resize(std::max(widest, shape.outputs));
+  colmax_.resize(max_batch);
   params_ = Eigen::VectorXf::Zero(num_params_);
   grads_ = Eigen::VectorXf::Zero(num_params_ + grad_tail);
 }
@@ -261,14 +306,15 @@ void Mlp::forward(const Eigen::Ref<const Eigen::MatrixXf>& x, int n, bool train,
   assert(n <= max_batch_ && x.rows() == shape_.inputs);
   use_derivs_ = false;
   for (int l = 0; l < layers(); ++l) {
+    const Layer& y = layers_[l];
     auto a = activations_[l].leftCols(n);
-    if (l == 0) {
-      a.noalias() = weights(l) * x.leftCols(n);
-    } else {
-      a.noalias() = weights(l) * activations_[l - 1].leftCols(n);
-    }
+    const float* in = l == 0 ? x.data() : activations_[l - 1].data();
+    const int ld_in = l == 0 ? ld(x) : ld(activations_[l - 1]);
+    gemm(false, false, y.out, n, y.in, params_.data() + y.w_offset, std::max(1, y.out), in,
+         ld_in, 0.0f, a.data(), ld(activations_[l]));
     if (l + 1 == layers()) {
-      a.colwise() += bias(l);  // logits stay linear
+      const auto b = bias(l);
+      for (int j = 0; j < n; ++j) a.col(j) += b;  // logits stay linear
     } else {
       activate(l, n, train, key);
     }
@@ -286,29 +332,48 @@ double Mlp::head_loss(int n, const Targets& targets, bool grad, float grad_scale
   auto dz = deltas_.back().leftCols(n);
   double loss_sum = 0;
   std::int64_t right = 0;
+  const int k = shape_.outputs;
+  auto db = colsum_.head(k);
+  if (grad) db.setZero();
   switch (shape_.head) {
-    case Head::kSoftmaxCe:
+    case Head::kSoftmaxCe: {
       assert(targets.labels.size() == static_cast<std::size_t>(n));
-      // Shifted by the column max so exp never overflows.
+      // Over the whole k x n block at once (a column is only k floats, too short for a loop of
+      // its own to vectorise): column max (and argmax), z - max, exp of the block, then per
+      // column sum, loss and scaling. Shifted by the max so exp never overflows. Training and
+      // evaluation share this path, so they report the same loss.
+      const float* z = logits.data();
+      float* e = dz.data();
       for (int j = 0; j < n; ++j) {
-        const auto z = logits.col(j);
-        Eigen::Index argmax = 0;
-        const float m = z.maxCoeff(&argmax);
+        const float* zj = z + static_cast<std::ptrdiff_t>(j) * k;
+        float m = zj[0];
+        int argmax = 0;
+        for (int i = 1; i < k; ++i)
+          if (zj[i] > m) {
+            m = zj[i];
+            argmax = i;
+          }
+        colmax_[j] = m;
+        float* ej = e + static_cast<std::ptrdiff_t>(j) * k;
+        for (int i = 0; i < k; ++i) ej[i] = zj[i] - m;
+        if (argmax == targets.labels[static_cast<std::size_t>(j)]) ++right;
+      }
+      auto block = Eigen::Map<Eigen::ArrayXf>(e, static_cast<Eigen::Index>(k) * n);
+      block = block.exp();
+      for (int j = 0; j < n; ++j) {
         const int y = targets.labels[static_cast<std::size_t>(j)];
         assert(y >= 0 && y < shape_.outputs);
-        if (argmax == y) ++right;
+        auto d = dz.col(j);
+        const float sum = d.sum();
+        loss_sum += static_cast<double>(std::log(sum) + colmax_[j] - logits(y, j));
         if (grad) {
-          auto d = dz.col(j);
-          d = (z.array() - m).exp();
-          const float sum = d.sum();
-          loss_sum += static_cast<double>(std::log(sum) + m - z(y));
           d *= grad_scale / sum;
           d(y) -= grad_scale;
-        } else {
-          loss_sum += static_cast<double>(std::log((z.array() - m).exp().sum()) + m - z(y));
+          db += d;
         }
       }
       break;
+    }
     case Head::kSigmoidBce:
       // loss = log(1 + e^z) - y z, d/dz = sigmoid(z) - y.
       for (int j = 0; j < n; ++j) {
@@ -317,7 +382,10 @@ double Mlp::head_loss(int n, const Targets& targets, bool grad, float grad_scale
         assert(y == 0.0f || y == 1.0f);
         loss_sum += softplus(z) - static_cast<double>(y) * z;
         if ((z > 0.0f) == (y == 1.0f)) ++right;
-        if (grad) dz(0, j) = grad_scale * (sigmoid(z) - y);
+        if (grad) {
+          dz(0, j) = grad_scale * (sigmoid(z) - y);
+          db[0] += dz(0, j);
+        }
       }
       break;
     case Head::kSquaredError:
@@ -325,7 +393,10 @@ double Mlp::head_loss(int n, const Targets& targets, bool grad, float grad_scale
         const float r = logits(0, j) - target_value(targets, j);
         loss_sum += static_cast<double>(r) * r;
         if (std::abs(r) < 0.5f) ++right;
-        if (grad) dz(0, j) = grad_scale * 2.0f * r;
+        if (grad) {
+          dz(0, j) = grad_scale * 2.0f * r;
+          db[0] += dz(0, j);
+        }
       }
       break;
   }
@@ -339,35 +410,60 @@ double Mlp::forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets
 }
 
 double Mlp::forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets,
-                             const BatchKey& key, float scale) {
+                             const BatchKey& key, float scale, GradMode mode) {
   const int n = static_cast<int>(x.cols());
   assert(targets.size() == static_cast<std::size_t>(n));
   const bool dropout = shape_.dropout > 0 && !key.rows.empty();
   assert(!dropout || key.rows.size() == static_cast<std::size_t>(n));
+  const bool assign = mode == GradMode::kAssign;
   forward(x, n, /*train=*/true, dropout ? &key : nullptr);
   const int last = layers() - 1;
+  // Also leaves the output layer's bias gradient in colsum_.
   const double loss_sum = head_loss(n, targets, /*grad=*/true, scale, nullptr);
 
+  // Per layer: dW = delta * input^T straight into grads() (sgemm beta 0 or 1), db from colsum_,
+  // then the previous layer's delta = W^T delta (beta 0) and, in one pass a column at a time,
+  // times f'(z) and summed into colsum_ (that layer's db).
   for (int l = last; l >= 0; --l) {
+    const Layer& y = layers_[l];
     auto d = deltas_[l].leftCols(n);
-    if (l == 0) {
-      weight_grads(l).noalias() += d * x.leftCols(n).transpose();
+    const float* in = l == 0 ? x.data() : activations_[l - 1].data();
+    const int ld_in = l == 0 ? ld(x) : ld(activations_[l - 1]);
+    gemm(false, true, y.out, y.in, n, d.data(), ld(deltas_[l]), in, ld_in, assign ? 0.0f : 1.0f,
+         grads_.data() + y.w_offset, std::max(1, y.out));
+    if (assign) {
+      bias_grads(l) = colsum_.head(y.out);
     } else {
-      weight_grads(l).noalias() += d * activations_[l - 1].leftCols(n).transpose();
+      bias_grads(l) += colsum_.head(y.out);
     }
-    bias_grads(l) += d.rowwise().sum();
     if (l == 0) break;  // no gradient w.r.t. the input
     auto prev = deltas_[l - 1].leftCols(n);
-    prev.noalias() = weights(l).transpose() * d;
+    gemm(true, false, y.in, n, y.out, params_.data() + y.w_offset, std::max(1, y.out), d.data(),
+         ld(deltas_[l]), 0.0f, prev.data(), ld(deltas_[l - 1]));
+    auto db = colsum_.head(y.in);
+    db.setZero();
     if (use_derivs_) {
-      prev.array() *= derivs_[l - 1].leftCols(n).array();
+      const auto f = derivs_[l - 1].leftCols(n);
+      for (int j = 0; j < n; ++j) {
+        auto c = prev.col(j);
+        c.array() *= f.col(j).array();
+        db += c;
+      }
       continue;
     }
-    const auto a = activations_[l - 1].leftCols(n).array();
+    const auto a = activations_[l - 1].leftCols(n);
     if (shape_.activation == Activation::kRelu) {
-      prev.array() = (a > 0.0f).select(prev.array(), 0.0f);
+      for (int j = 0; j < n; ++j) {
+        auto c = prev.col(j);
+        c.array() = (a.col(j).array() > 0.0f).select(c.array(), 0.0f);
+        db += c;
+      }
     } else {
-      prev.array() *= 1.0f - a.square();
+      for (int j = 0; j < n; ++j) {
+        auto c = prev.col(j);
+        c.array() *= 1.0f - a.col(j).array().square();
+        db += c;
+      }
     }
   }
   return loss_sum;

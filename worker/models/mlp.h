@@ -71,6 +71,11 @@ struct BatchKey {
   std::span<const std::int64_t> rows;  // global row id of each column (may be empty if dropout 0)
 };
 
+// How forward_backward writes grads(): kAccumulate adds to what is there (callers zero it first;
+// lets a test sum the gradients of split batches), kAssign overwrites it (no zeroing pass, no
+// read of the old values; the grad_tail() floats are left alone either way).
+enum class GradMode { kAccumulate, kAssign };
+
 // Loss and accuracy sums of a batch, for evaluation; callers reduce them over ranks. A sample
 // is correct when: softmax, the argmax is the label; logistic, (p > 0.5) == target; linear,
 // |prediction - target| < 0.5 (the prediction rounds to an integer target).
@@ -125,10 +130,12 @@ class Mlp {
   // Forward and backward over a batch of x.cols() <= max_batch() samples, dropout drawn for
   // `key` (key.rows must hold x.cols() ids when dropout > 0). Adds `scale` times the SUM over
   // samples of the per-sample loss gradient to grads() (callers zero it first; a trainer passes
-  // 1/global_batch so the reduced sum is the mean gradient of the global batch). Returns the
-  // unscaled loss sum (with dropout applied, as trained).
+  // 1/global_batch so the reduced sum is the mean gradient of the global batch), or with
+  // GradMode::kAssign writes it there (no zeroing needed; an empty batch writes zeros). Returns
+  // the unscaled loss sum (with dropout applied, as trained).
   double forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets,
-                          const BatchKey& key, float scale);
+                          const BatchKey& key, float scale,
+                          GradMode mode = GradMode::kAccumulate);
   // Without a key: no dropout. Kept for callers that predate dropout.
   double forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets,
                           float scale);
@@ -149,10 +156,12 @@ class Mlp {
   // turns dropout on.
   void forward(const Eigen::Ref<const Eigen::MatrixXf>& x, int n, bool train,
                const BatchKey* key);
-  // Bias + activation (+ dropout) of hidden layer l, in place on activations_[l].
+  // Bias + activation (+ dropout) of hidden layer l, in place on activations_[l] (which holds
+  // W_l times the layer's input).
   void activate(int l, int n, bool train, const BatchKey* key);
   // Loss sum of the head over the logits; with `grad` also writes grad_scale * d(loss)/d(logits)
-  // into deltas_.back(). Counts correct predictions into `correct` when non-null.
+  // into deltas_.back() and its row sums (the output bias gradient) into colsum_. deltas_.back()
+  // is scratch either way. Counts correct predictions into `correct` when non-null.
   double head_loss(int n, const Targets& targets, bool grad, float grad_scale,
                    std::int64_t* correct);
   float target_value(const Targets& t, int j) const;
@@ -177,6 +186,10 @@ class Mlp {
   bool use_derivs_ = false;  // whether the last forward filled derivs_
   // Dropout multipliers of one layer, widest hidden x max_batch (only with dropout).
   Eigen::MatrixXf mask_;
+  // Row sums of the current layer's delta (its bias gradient), widest layer long.
+  Eigen::VectorXf colsum_;
+  // Column maxima of the logits, max_batch long.
+  Eigen::VectorXf colmax_;
 };
 
 }  // namespace trellis::worker
