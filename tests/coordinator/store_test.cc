@@ -368,6 +368,37 @@ TEST(ExperimentStoreTest, ResumedAttemptsFormOneContiguousSeries) {
   EXPECT_EQ(got.provenance, R"({"host":"n3"})");
 }
 
+// A trial whose group vanishes is requeued until it was lost max_failures times, then fails
+// with the reason; preemption and coordinator restarts never count against it.
+TEST(ExperimentStoreTest, LostAttemptsCountTowardMaxFailures) {
+  TempDir dir;
+  auto store = open_store(dir.file("store.db"));
+  ASSERT_TRUE(store);
+  ExperimentRecord e = make_experiment(*store, "alpha");
+  TrialRecord t = make_trial(*store, e.id, 0);
+  std::int32_t attempt = 0;
+  bool failed = true;
+  for (const Requeue why : {Requeue::kPreemptedWithCheckpoint, Requeue::kNotTheTrialsFault,
+                            Requeue::kLost, Requeue::kLost}) {
+    ASSERT_TRUE(store->start_trial(t.id, "g", &attempt).ok());
+    ASSERT_TRUE(store->requeue_trial(t.id, "gone", why, 3, &failed).ok());
+    EXPECT_FALSE(failed);
+  }
+  TrialRecord got;
+  ASSERT_TRUE(store->get_trial(t.id, &got).ok());
+  EXPECT_EQ(got.state, TrialState::kPending);
+  EXPECT_EQ(got.failures, 2);
+  ASSERT_TRUE(store->start_trial(t.id, "g", &attempt).ok());
+  EXPECT_EQ(attempt, 5);
+  ASSERT_TRUE(store->requeue_trial(t.id, "group g lost", Requeue::kLost, 3, &failed).ok());
+  EXPECT_TRUE(failed);
+  ASSERT_TRUE(store->get_trial(t.id, &got).ok());
+  EXPECT_EQ(got.state, TrialState::kFailed);
+  EXPECT_EQ(got.error, "group g lost");
+  EXPECT_FALSE(got.finished_at.empty());
+  EXPECT_FALSE(store->start_trial(t.id, "g", &attempt).ok());  // failed is final
+}
+
 TEST(ExperimentStoreTest, ParamKindsAndSeedsRoundTrip) {
   TempDir dir;
   auto store = open_store(dir.file("store.db"));
