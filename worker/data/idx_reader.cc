@@ -148,18 +148,26 @@ struct ImagesHeader {
   int width = 0;
 };
 
+// Reads a whole header into `h` and checks its magic number.
+template <std::size_t N>
+Status read_header(ByteSource* src, std::uint32_t expected_magic, const char* what,
+                   std::array<unsigned char, N>* h) {
+  std::int64_t got = 0;
+  if (Status s = src->read(h->data(), h->size(), &got); !s.ok()) return s;
+  if (got < static_cast<std::int64_t>(h->size()))
+    return Status::Error(src->path() + ": truncated header (" + std::to_string(got) + " of " +
+                         std::to_string(h->size()) + " bytes)");
+  const std::uint32_t magic = big_endian_u32(h->data());
+  if (magic != expected_magic)
+    return Status::Error(src->path() + ": bad magic " + hex(magic) + ", expected " +
+                         hex(expected_magic) + " (" + what + ")");
+  return Status::Ok();
+}
+
 Status read_images_header(ByteSource* src, ImagesHeader* out) {
   std::array<unsigned char, kImagesHeaderBytes> h{};
-  std::int64_t got = 0;
-  Status s = src->read(h.data(), h.size(), &got);
-  if (!s.ok()) return s;
-  if (got < static_cast<std::int64_t>(h.size()))
-    return Status::Error(src->path() + ": truncated header (" + std::to_string(got) + " of " +
-                         std::to_string(h.size()) + " bytes)");
-  const std::uint32_t magic = big_endian_u32(&h[0]);
-  if (magic != kImagesMagic)
-    return Status::Error(src->path() + ": bad magic " + hex(magic) + ", expected " +
-                         hex(kImagesMagic) + " (IDX images of unsigned bytes)");
+  if (Status s = read_header(src, kImagesMagic, "IDX images of unsigned bytes", &h); !s.ok())
+    return s;
   out->rows = big_endian_u32(&h[4]);
   const std::int64_t height = big_endian_u32(&h[8]), width = big_endian_u32(&h[12]);
   if (height < 1 || width < 1 || height > kMaxSide || width > kMaxSide ||
@@ -173,16 +181,8 @@ Status read_images_header(ByteSource* src, ImagesHeader* out) {
 
 Status read_labels_header(ByteSource* src, std::int64_t* rows) {
   std::array<unsigned char, kLabelsHeaderBytes> h{};
-  std::int64_t got = 0;
-  Status s = src->read(h.data(), h.size(), &got);
-  if (!s.ok()) return s;
-  if (got < static_cast<std::int64_t>(h.size()))
-    return Status::Error(src->path() + ": truncated header (" + std::to_string(got) + " of " +
-                         std::to_string(h.size()) + " bytes)");
-  const std::uint32_t magic = big_endian_u32(&h[0]);
-  if (magic != kLabelsMagic)
-    return Status::Error(src->path() + ": bad magic " + hex(magic) + ", expected " +
-                         hex(kLabelsMagic) + " (IDX labels of unsigned bytes)");
+  if (Status s = read_header(src, kLabelsMagic, "IDX labels of unsigned bytes", &h); !s.ok())
+    return s;
   *rows = big_endian_u32(&h[4]);
   return Status::Ok();
 }
