@@ -31,9 +31,7 @@ void Agent::post(const Message& m) {
 void Agent::post_acknowledged(const Message& m, std::int64_t trial, std::int32_t attempt,
                               std::int32_t epoch) {
   std::lock_guard lock(mutex_);
-  const std::string frame = encode(m);
-  unacked_.push_back(Pending{frame, trial, attempt, epoch});
-  outbox_.push_back(frame);
+  unacked_.push_back(Pending{encode(m), trial, attempt, epoch});
 }
 
 void Agent::report(const Report& r) { post_acknowledged(r, r.trial, r.attempt, r.epoch); }
@@ -164,6 +162,13 @@ void Agent::io_loop() {
     {
       std::lock_guard lock(mutex_);
       sending.swap(outbox_);
+      // New ones go now; unacknowledged ones again once they had time to be acknowledged.
+      for (auto& p : unacked_) {
+        if (connected && now - p.sent >= options_.liveness / 2) {
+          send(p.frame);
+          p.sent = now;
+        }
+      }
     }
     if (connected)
       for (const auto& frame : sending) send(frame);
@@ -191,7 +196,10 @@ void Agent::io_loop() {
       if (!connected) {
         connected = true;
         // Whatever the coordinator may not have stored goes again, after our Hello.
-        for (const auto& p : unacked_) send(p.frame);
+        for (auto& p : unacked_) {
+          send(p.frame);
+          p.sent = last_heard;
+        }
       }
       if (const auto* ack = std::get_if<Ack>(&m)) {
         std::erase_if(unacked_, [&](const Pending& p) {

@@ -6,8 +6,9 @@
 //   * It says Hello until the coordinator answers, and again (backing off from 1 s to 10 s)
 //     whenever the coordinator has been silent for `liveness`: a restarted coordinator learns
 //     which trial this group is running and re-adopts it.
-//   * Every Report and Done stays in an outbox until the coordinator's Ack; after a reconnect
-//     the outbox is sent again (the store ignores duplicates), so a metric is never lost.
+//   * Every Report and Done stays in an outbox until the coordinator's Ack, and goes again
+//     after half a liveness period without one (the store ignores duplicates): a frame lost
+//     with a coordinator that restarted faster than the agent could notice is still delivered.
 //   * It sends a Heartbeat every `heartbeat` while the coordinator answers.
 // Not ZMQ_IMMEDIATE: with it, libzmq drops the frames already received but not yet read when
 // the connection closes, so the coordinator's last Ack and Shutdown could vanish. Frames queued
@@ -69,6 +70,7 @@ class Agent {
     std::int64_t trial;
     std::int32_t attempt;
     std::int32_t epoch;  // 0: a Done
+    std::chrono::steady_clock::time_point sent{};  // never, until the I/O thread sends it
   };
   void io_loop();
   void post(const Message& m);
@@ -80,8 +82,8 @@ class Agent {
   std::mutex mutex_;
   std::condition_variable arrived_;
   std::condition_variable acked_;
-  std::deque<std::string> outbox_;  // new frames for the I/O thread to send
-  std::deque<Pending> unacked_;     // sent (or to be sent) Reports and Dones awaiting their Ack
+  std::deque<std::string> outbox_;  // new frames that need no Ack (Request)
+  std::deque<Pending> unacked_;     // Reports and Dones, in order, until their Ack
   std::deque<Message> inbox_;
   std::atomic<bool> running_{true};
   std::atomic<std::int64_t> current_trial_{-1};

@@ -90,6 +90,27 @@ bool wait_until_done(const Process& coordinator, int trials, std::chrono::second
   return true;
 }
 
+// Waits until the group whose log is `worker` runs a trial that has reported epoch 1 and not
+// finished, so a signal sent now lands inside training.
+bool wait_until_mid_trial(const Process& coordinator, const Process& worker,
+                          std::chrono::seconds timeout) {
+  static const std::regex kName(R"(group '([^']+)' of)");
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (; std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(20ms)) {
+    std::smatch name;
+    const std::string worker_log = worker.log();
+    if (!std::regex_search(worker_log, name, kName)) continue;
+    const std::string log = coordinator.log();
+    const std::regex assigned(R"(trial (\d+) \(attempt \d+[^)]*\) -> group ')" + name[1].str() + "'");
+    std::string trial;
+    for (auto it = std::sregex_iterator(log.begin(), log.end(), assigned); it != std::sregex_iterator(); ++it)
+      trial = (*it)[1];
+    if (trial.empty() || log.find("trial " + trial + " completed") != std::string::npos) continue;
+    if (log.find("trial " + trial + " epoch 1:") != std::string::npos) return true;
+  }
+  return false;
+}
+
 TEST_F(ChaosTest, KilledWorkersAndCoordinatorLoseNothing) {
   ASSERT_EQ(run({kTrellis, "keys", "init"}, file("keys.log"), 30s).code, 0);
 
@@ -115,7 +136,7 @@ TEST_F(ChaosTest, KilledWorkersAndCoordinatorLoseNothing) {
   auto a = group(0, "a1.log");
   auto b = group(1, "b1.log");
 
-  ASSERT_TRUE(wait_until_done(*coordinator, 1, 300s)) << coordinator->log();
+  ASSERT_TRUE(wait_until_mid_trial(*coordinator, *b, 300s)) << coordinator->log();
   b->kill_group(SIGTERM);  // preemption: checkpoint now, report, leave
   ASSERT_NE(b->wait(60s), -1) << b->log();
   EXPECT_NE(b->log().find("stopped by SIGTERM"), std::string::npos) << b->log();
