@@ -222,15 +222,4 @@ Status gather_summaries(const GroupComm& group, const std::string& mine, std::st
   return Status::Ok();
 }
 
-std::string topology_summary() {
-  Topology topology;
-  if (!topology.loaded()) return "unknown topology";
-  std::string out = machine_line(topology);
-  Bitmap set;
-  if (hwloc_get_cpubind(topology.get(), set.get(), HWLOC_CPUBIND_PROCESS) == 0) {
-    out += "; bound to PUs " + set.list();
-  }
-  return out;
-}
-
 }  // namespace trellis::worker

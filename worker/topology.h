@@ -81,8 +81,4 @@ std::string rank_summary(const GroupComm& group, const Binding& binding);
 [[nodiscard]] Status gather_summaries(const GroupComm& group, const std::string& mine,
                                       std::string* all);
 
-// The machine and this process's binding in one line, without MPI (kept for callers that
-// have no GroupComm yet).
-std::string topology_summary();
-
 }  // namespace trellis::worker
