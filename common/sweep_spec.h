@@ -29,6 +29,18 @@
 
 namespace trellis {
 
+// `scheduler:` in the spec: what runs, how far, and what stops early.
+struct SchedulerSpec {
+  std::string type = "fifo";     // fifo | median | asha | hyperband | pbt
+  int min_epochs = 1;            // asha/hyperband: r, the first rung; median: grace period
+  int reduction_factor = 3;      // asha/hyperband: eta
+  int max_epochs = 0;            // R, the most epochs a trial gets (0: the `epochs` hyperparameter)
+  int min_trials = 3;            // median: trials reported at an epoch before it prunes there
+  int interval = 2;              // pbt: epochs between exploit/explore decisions
+  double quantile = 0.25;        // pbt: bottom quantile exploits the top quantile
+  double resample_probability = 0.25;  // pbt explore: resample instead of perturbing
+};
+
 struct SweepSpec {
   std::string source;  // file path, or a label for text parsed from memory
   std::string text;    // the YAML as given, kept for reproduction
@@ -38,10 +50,13 @@ struct SweepSpec {
   std::string mode = "max";  // "max" | "min"
   std::string algorithm = "random";
   std::uint64_t seed = 0;
-  int trials = 1;
+  int trials = 1;                // budget in trials (grid: at most the grid's size)
+  std::int64_t budget_epochs = 0;  // budget in epochs summed over trials (0: unlimited)
   std::vector<SearchParam> space;
   ParamMap fixed;  // hyperparameters set in `train:`
   int ranks_per_trial = 1;
+  int max_concurrent_trials = 0;  // 0: as many as there are groups
+  SchedulerSpec scheduler;
 
   // 16 hex digits identifying the spec text (FNV-1a 64), for provenance and resume checks.
   std::string hash() const;
