@@ -27,6 +27,7 @@ template <class F> void fields(Assign& m, F&& f) {
   f("trial", m.trial); f("attempt", m.attempt); f("experiment", m.experiment);
   f("number", m.number); f("seed", m.seed); f("params", m.params); f("dataset", m.dataset);
   f("checkpoint", m.checkpoint); f("resume_epoch", m.resume_epoch); f("resume", m.resume);
+  f("stop_epoch", m.stop_epoch); f("warm_start", m.warm_start);
 }
 template <class F> void fields(Wait& m, F&& f) { f("retry_ms", m.retry_ms); }
 template <class F> void fields(Report& m, F&& f) {

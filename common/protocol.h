@@ -59,6 +59,12 @@ struct Assign {
   std::string checkpoint;
   std::int32_t resume_epoch = 0;
   bool resume = false;  // a checkpoint exists there (possibly taken mid-epoch): continue from it
+  // Train through this epoch, then stop and send Done (the scheduler pauses the trial there and
+  // may continue it later from its checkpoint); 0: through the `epochs` hyperparameter.
+  std::int32_t stop_epoch = 0;
+  // PBT exploit: start from this checkpoint file of another trial (weights and optimizer state
+  // after epoch resume_epoch) instead of the trial's own; empty: the trial's own.
+  std::string warm_start;
 };
 
 struct Wait {

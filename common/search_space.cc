@@ -62,3 +62,25 @@ ParamValue domain_value(const Domain& d, double u) {
 }
 
 }  // namespace trellis
+
+namespace trellis {
+
+// Interim versions until the search branch lands.
+Status check_space(const std::vector<SearchParam>& space) {
+  for (const auto& p : space)
+    if (Status s = check_domain(p.domain); !s.ok()) return s.With(p.name);
+  return Status::Ok();
+}
+
+std::vector<SearchParam> order_by_conditions(std::vector<SearchParam> space) { return space; }
+
+bool is_active(const SearchParam& param, const ParamMap& chosen) {
+  for (const auto& c : param.when) {
+    const auto it = chosen.find(c.parent);
+    if (it == chosen.end()) return false;
+    if (std::find(c.values.begin(), c.values.end(), it->second) == c.values.end()) return false;
+  }
+  return true;
+}
+
+}  // namespace trellis

@@ -279,7 +279,7 @@ Status read_search(const SpecReader& r, const YAML::Node& node, SweepSpec* spec)
       if (std::find(known.begin(), known.end(), name) == known.end())
         return r.error(kv.first, "search.space",
                        "unknown hyperparameter '" + name + "'" + did_you_mean(name, known));
-      SearchParam p{name, {}};
+      SearchParam p{name, {}, {}};
       if (Status s = read_domain(r, name, kv.second, &p.domain); !s.ok()) return s;
       spec->space.push_back(std::move(p));
     }
@@ -309,7 +309,16 @@ Status read_train(const SpecReader& r, const YAML::Node& node, SweepSpec* spec) 
 
 Status read_resources(const SpecReader& r, const YAML::Node& node, SweepSpec* spec) {
   if (Status s = r.map(node, "resources"); !s.ok()) return s;
-  if (Status s = r.check_keys(node, "resources", {"ranks_per_trial"}); !s.ok()) return s;
+  if (Status s = r.check_keys(node, "resources", {"ranks_per_trial", "max_concurrent_trials"});
+      !s.ok())
+    return s;
+  if (node["max_concurrent_trials"]) {
+    std::int64_t n = 0;
+    if (Status s = r.integer(node["max_concurrent_trials"], "resources.max_concurrent_trials", 1, &n);
+        !s.ok())
+      return s;
+    spec->max_concurrent_trials = static_cast<int>(std::min<std::int64_t>(n, 1 << 20));
+  }
   if (node["ranks_per_trial"]) {
     std::int64_t ranks = 0;
     if (Status s = r.integer(node["ranks_per_trial"], "resources.ranks_per_trial", 1, &ranks);
@@ -317,6 +326,73 @@ Status read_resources(const SpecReader& r, const YAML::Node& node, SweepSpec* sp
       return s;
     spec->ranks_per_trial = static_cast<int>(std::min<std::int64_t>(ranks, 1 << 20));
   }
+  return Status::Ok();
+}
+
+// `scheduler:` after `train:`, since the scheduler owns the `epochs` hyperparameter: its
+// max_epochs (R) is the trials' epochs, and the two may not disagree.
+Status read_scheduler(const SpecReader& r, const YAML::Node& node, SweepSpec* spec) {
+  SchedulerSpec& sc = spec->scheduler;
+  if (node.IsScalar()) {
+    sc.type = node.Scalar();
+  } else {
+    if (Status s = r.map(node, "scheduler"); !s.ok()) return s;
+    if (Status s = r.check_keys(node, "scheduler",
+                                {"type", "min_epochs", "reduction_factor", "max_epochs",
+                                 "min_trials", "interval", "quantile", "resample_probability"});
+        !s.ok())
+      return s;
+    if (!node["type"]) return r.error(node, "scheduler", "missing required key 'type'");
+    if (Status s = r.string(node["type"], "scheduler.type", &sc.type); !s.ok()) return s;
+    const auto integer = [&](const char* key, std::int64_t low, int* out) {
+      if (!node[key]) return Status::Ok();
+      std::int64_t v = 0;
+      if (Status s = r.integer(node[key], std::string("scheduler.") + key, low, &v); !s.ok()) return s;
+      *out = static_cast<int>(std::min<std::int64_t>(v, 1 << 20));
+      return Status::Ok();
+    };
+    const auto fraction = [&](const char* key, double low, double high, double* out) {
+      if (!node[key]) return Status::Ok();
+      if (Status s = r.number(node[key], std::string("scheduler.") + key, out); !s.ok()) return s;
+      if (!(*out > low && *out <= high))
+        return r.error(node[key], std::string("scheduler.") + key,
+                       "must be in (" + std::to_string(low) + ", " + std::to_string(high) + "]");
+      return Status::Ok();
+    };
+    for (Status s : {integer("min_epochs", 1, &sc.min_epochs),
+                     integer("reduction_factor", 2, &sc.reduction_factor),
+                     integer("max_epochs", 1, &sc.max_epochs),
+                     integer("min_trials", 1, &sc.min_trials), integer("interval", 1, &sc.interval),
+                     fraction("quantile", 0, 0.5, &sc.quantile),
+                     fraction("resample_probability", -1e-300, 1, &sc.resample_probability)})
+      if (!s.ok()) return s;
+  }
+  const YAML::Node at = node.IsMap() ? node["type"] : node;
+  static const std::vector<std::string> kTypes = {"fifo", "median", "asha", "hyperband", "pbt"};
+  if (std::find(kTypes.begin(), kTypes.end(), sc.type) == kTypes.end())
+    return r.error(at, "scheduler.type",
+                   "unknown scheduler '" + sc.type + "'" + did_you_mean(sc.type, kTypes));
+  for (const auto& p : spec->space)
+    if (p.name == "epochs" && sc.type != "fifo")
+      return r.error(at, "scheduler.type",
+                     sc.type + " decides how many epochs each trial trains, so 'epochs' cannot be "
+                     "searched; set scheduler.max_epochs instead");
+  const auto fixed = spec->fixed.find("epochs");
+  if (fixed != spec->fixed.end()) {
+    const int epochs = static_cast<int>(std::get<std::int64_t>(fixed->second));
+    if (sc.max_epochs != 0 && sc.max_epochs != epochs)
+      return r.error(node["max_epochs"], "scheduler.max_epochs",
+                     "is " + std::to_string(sc.max_epochs) + " but train.epochs is " +
+                         std::to_string(epochs) + "; set one of them");
+    sc.max_epochs = epochs;
+  } else if (sc.max_epochs != 0) {
+    spec->fixed["epochs"] = static_cast<std::int64_t>(sc.max_epochs);
+  }
+  if (sc.max_epochs != 0 && sc.min_epochs > sc.max_epochs)
+    return r.error(node.IsMap() && node["min_epochs"] ? node["min_epochs"] : at,
+                   "scheduler.min_epochs",
+                   "is " + std::to_string(sc.min_epochs) + ", more than the " +
+                       std::to_string(sc.max_epochs) + " epochs a trial gets");
   return Status::Ok();
 }
 
@@ -360,7 +436,7 @@ Status parse_sweep_spec(const std::string& text, const std::string& source, Swee
     if (!root.IsMap()) return r.error(root, "", "a sweep spec must be a mapping at top level");
     if (Status s = r.check_keys(root, "",
                                 {"name", "description", "dataset", "metric", "search", "train",
-                                 "resources"});
+                                 "resources", "scheduler"});
         !s.ok())
       return s;
     for (const char* key : {"name", "dataset", "search"})
@@ -375,6 +451,8 @@ Status parse_sweep_spec(const std::string& text, const std::string& source, Swee
       if (Status s = read_train(r, root["train"], &spec); !s.ok()) return s;
     if (root["resources"])
       if (Status s = read_resources(r, root["resources"], &spec); !s.ok()) return s;
+    if (root["scheduler"])
+      if (Status s = read_scheduler(r, root["scheduler"], &spec); !s.ok()) return s;
   } catch (const YAML::Exception& e) {
     return Status::Error(source + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }

@@ -4,14 +4,24 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <cmath>
 #include <vector>
 
+#include "common/checkpoint_path.h"
 #include "common/seed.h"
+#include "common/train_config.h"
 #include "common/socket_factory.h"
 
 namespace trellis::coordinator {
 namespace {
+
+// PBT snapshots kept per trial: recipients decide about an epoch while donors move on.
+constexpr int kExploitSnapshotsKept = 3;
+
+std::string exploit_snapshot(const std::string& base, std::int32_t epoch) {
+  return base + ".pbt-" + std::to_string(epoch);
+}
 
 std::string describe(const ParamMap& params) {
   std::string out;
@@ -32,15 +42,31 @@ std::string describe(const MetricMap& metrics) {
 }  // namespace
 
 Coordinator::Coordinator(ExperimentStore* store, SweepSpec spec, CoordinatorOptions options)
-    : store_(store),
-      spec_(std::move(spec)),
-      options_(std::move(options)),
-      searcher_(spec_.space, spec_.fixed, spec_.seed),
-      context_(1) {}
+    : store_(store), spec_(std::move(spec)), options_(std::move(options)), context_(1) {}
 
 Coordinator::~Coordinator() = default;
 
 Status Coordinator::Start() {
+  scheduler_options_.spec = spec_.scheduler;
+  scheduler_options_.max_epochs = spec_.scheduler.max_epochs;
+  if (scheduler_options_.max_epochs == 0) {
+    TrainConfig defaults;
+    if (Status s = train_config_from_params(spec_.fixed, &defaults); !s.ok()) return s;
+    scheduler_options_.max_epochs = defaults.epochs;
+  }
+  scheduler_options_.metric = spec_.metric;
+  scheduler_options_.maximize = spec_.mode == "max";
+  scheduler_options_.space = spec_.space;
+  scheduler_options_.seed = spec_.seed;
+  if (Status s = make_scheduler(scheduler_options_, &scheduler_); !s.ok()) return s;
+  if (Status s = make_searcher(spec_.algorithm, spec_.space, spec_.seed, &searcher_); !s.ok())
+    return s;
+  const bool pauses = spec_.scheduler.type != "fifo" && spec_.scheduler.type != "median";
+  if (pauses && options_.checkpoint_dir.empty())
+    return Status::Error("scheduler " + spec_.scheduler.type +
+                         " pauses trials and continues them from their checkpoints: give a "
+                         "checkpoint directory every worker can reach (--checkpoints DIR)");
+
   std::optional<ExperimentRecord> existing;
   if (Status s = store_->find_experiment(spec_.name, &existing); !s.ok()) return s;
   if (existing) {
@@ -59,9 +85,10 @@ Status Coordinator::Start() {
     experiment_.mode = spec_.mode;
     experiment_.seed = spec_.seed;
     if (Status s = store_->create_experiment(&experiment_); !s.ok()) return s;
-    spdlog::info("created experiment '{}' (id {}): {} trials of {} ranks, optimising {} ({})",
+    spdlog::info("created experiment '{}' (id {}): up to {} trials of {} ranks, {} search, {} "
+                 "scheduler, optimising {} ({})",
                  experiment_.name, experiment_.id, spec_.trials, spec_.ranks_per_trial,
-                 spec_.metric, spec_.mode);
+                 spec_.algorithm, spec_.scheduler.type, spec_.metric, spec_.mode);
   }
   if (Status s = load_progress(); !s.ok()) return s;
 
@@ -82,6 +109,7 @@ Status Coordinator::Start() {
   }
   endpoint_ = socket_->get(zmq::sockopt::last_endpoint);
   spdlog::info("coordinator listening on {}", endpoint_);
+  check_finished();
   return Status::Ok();
 }
 
@@ -90,19 +118,32 @@ Status Coordinator::load_progress() {
   if (Status s = store_->list_trials(experiment_.id, &trials); !s.ok()) return s;
   progress_ = SweepProgress{};
   progress_.total = spec_.trials;
+  if (Status s = replay(trials); !s.ok()) return s;
   for (auto& t : trials) {
-    // A trial a previous coordinator left running may still be training: its group gets one
-    // liveness period to come back and claim it (expire_orphans).
-    if (t.state == TrialState::kRunning) {
-      orphans_[t.id] = t.attempt;
-      ++progress_.running;
-    }
-    if (t.state == TrialState::kPending) pending_.push_back(t.id);
-    if (t.state == TrialState::kCompleted || t.state == TrialState::kPruned) ++progress_.completed;
-    if (t.state == TrialState::kFailed) ++progress_.failed;
     ++progress_.proposed;
-    trials_[t.id] = std::move(t);
+    switch (t.state) {
+      case TrialState::kCompleted: ++progress_.completed; continue;
+      case TrialState::kPruned: ++progress_.pruned; continue;
+      case TrialState::kFailed: ++progress_.failed; continue;
+      case TrialState::kPaused: ++progress_.paused; break;
+      case TrialState::kPending: pending_.push_back(t.id); break;
+      case TrialState::kRunning:
+        // A trial a previous coordinator left running may still be training: its group gets
+        // one liveness period to come back and claim it (expire_orphans).
+        orphans_[t.id] = t.attempt;
+        ++progress_.running;
+        break;
+    }
+    Trial& live = trials_[t.id];
+    live.number = t.number;
+    live.state = t.state;
+    live.params = std::move(t.params);
+    live.seed = t.seed;
+    live.target_epoch = t.target_epoch;
   }
+  // A grid that was fully proposed before the restart has nothing more.
+  if (const auto size = searcher_->size(); size && progress_.proposed >= *size)
+    searcher_exhausted_ = true;
   // Two liveness periods: one for the agents to notice the silence, one to get through.
   orphans_deadline_ = std::chrono::steady_clock::now() + 2 * options_.liveness;
   if (!orphans_.empty())
@@ -112,8 +153,44 @@ Status Coordinator::load_progress() {
   return Status::Ok();
 }
 
+// The scheduler and the searcher keep no state on disk: they hear the store's history again,
+// trial by trial in proposal order, through the calls that built it the first time.
+Status Coordinator::replay(const std::vector<TrialRecord>& trials) {
+  if (trials.empty()) return Status::Ok();
+  std::map<std::int64_t, MetricSeries> series;
+  if (Status s = store_->experiment_metrics(experiment_.id, &series); !s.ok()) return s;
+  for (const TrialRecord& t : trials) {
+    Trial view;
+    view.params = t.params;
+    Job job;
+    job.kind = Job::Kind::kNew;
+    job.until_epoch = t.target_epoch;
+    scheduler_->on_assigned(t.id, job, t.params);
+    std::optional<double> last;
+    if (const auto it = series.find(t.id); it != series.end()) {
+      if (const auto m = it->second.find(spec_.metric); m != it->second.end()) {
+        for (const auto& [epoch, value] : m->second) {
+          if (!std::isfinite(value)) continue;
+          last = scheduler_options_.maximize ? -value : value;
+          (void)scheduler_->on_report(t.id, epoch, *last);
+        }
+      }
+    }
+    if (t.state == TrialState::kPaused)
+      scheduler_->on_paused(t.id, effective_target(view, t.target_epoch));
+    const bool ended = t.state == TrialState::kCompleted || t.state == TrialState::kPruned ||
+                       t.state == TrialState::kFailed;
+    if (ended) scheduler_->on_ended(t.id);
+    progress_.epochs_assigned += effective_target(view, t.target_epoch);
+    if (last && (ended || t.state == TrialState::kPaused))
+      searcher_->observe(t.number, t.params, *last);
+  }
+  return Status::Ok();
+}
+
 Status Coordinator::Run(const std::function<bool()>& keep_going) {
-  while (!progress_.finished()) {
+  check_finished();
+  while (!finished_) {
     if (!keep_going()) return Status::Ok();
     zmq::pollitem_t items[] = {{socket_->handle(), 0, ZMQ_POLLIN, 0}};
     try {
@@ -134,13 +211,30 @@ Status Coordinator::Run(const std::function<bool()>& keep_going) {
     expire_silent_groups();
     expire_orphans();
     send_heartbeats();
+    check_finished();
+  }
+  // What is still paused will not be continued: it stopped where the scheduler left it.
+  for (auto it = trials_.begin(); it != trials_.end();) {
+    if (it->second.state != TrialState::kPaused) {
+      ++it;
+      continue;
+    }
+    const std::string reason = scheduler_->paused_reason(it->first);
+    if (Status s = store_->end_paused_trial(it->first, TrialState::kPruned, reason); !s.ok())
+      return s;
+    spdlog::info("trial {} pruned: {}", it->second.number, reason);
+    --progress_.paused;
+    ++progress_.pruned;
+    it = trials_.erase(it);
   }
   if (experiment_.state != "completed") {
     if (Status s = store_->set_experiment_state(experiment_.id, "completed"); !s.ok()) return s;
     experiment_.state = "completed";
   }
-  spdlog::info("sweep '{}' finished: {} completed, {} failed", experiment_.name,
-               progress_.completed, progress_.failed);
+  spdlog::info("sweep '{}' finished: {} trials, {} completed, {} pruned, {} failed; {} epochs "
+               "assigned",
+               experiment_.name, progress_.proposed, progress_.completed, progress_.pruned,
+               progress_.failed, progress_.epochs_assigned);
   for (const auto& [identity, group] : groups_) send(identity, Shutdown{"sweep finished"});
   return Status::Ok();
 }
@@ -195,8 +289,8 @@ bool Coordinator::holds(Group& group, std::int64_t trial, std::int32_t attempt) 
   orphans_.erase(orphan);
   group.trial = trial;
   group.attempt = attempt;
-  spdlog::info("group '{}' reconnected still running trial {} (attempt {}); it keeps it",
-               group.name, trials_[trial].number, attempt);
+  spdlog::info("group '{}' reconnected still running trial id {} (attempt {}); it keeps it",
+               group.name, trial, attempt);
   return true;
 }
 
@@ -247,10 +341,6 @@ void Coordinator::on_report(Group& group, const Report& report) {
     }
   }
   const bool current = holds(group, report.trial, report.attempt);
-  if (!current && trials_.count(report.trial) == 0) {
-    spdlog::warn("dropped report for unknown trial {} from '{}'", report.trial, group.name);
-    return;
-  }
   if (!current) {
     for (const auto& [identity, other] : groups_) {
       if (other.trial == report.trial && other.attempt == report.attempt) {
@@ -260,8 +350,9 @@ void Coordinator::on_report(Group& group, const Report& report) {
       }
     }
   }
-  // A late report of an older attempt (resent after a reconnect) is stored but stays out of
-  // the trial's series; the store refuses attempts that never started.
+  // A late report of an older attempt, or of a trial that ended meanwhile (resent after a
+  // reconnect), is stored but stays out of the trial's series; the store refuses unknown
+  // trials and attempts that never started.
   if (Status s = store_->append_report(report.trial, report.attempt, report.epoch, report.metrics,
                                        report.checkpointed);
       !s.ok()) {
@@ -269,9 +360,17 @@ void Coordinator::on_report(Group& group, const Report& report) {
     return;
   }
   send(group.name, Ack{report.trial, report.attempt, report.epoch});
-  if (current)
-    spdlog::info("trial {} epoch {}: {}", trials_[report.trial].number, report.epoch,
-                 describe(report.metrics));
+  if (!current) return;
+  Trial& t = trials_[report.trial];
+  spdlog::info("trial {} epoch {}: {}", t.number, report.epoch, describe(report.metrics));
+  const std::optional<double> loss = objective(report.metrics);
+  if (!loss) return;
+  t.loss = loss;
+  std::string reason = scheduler_->on_report(report.trial, report.epoch, *loss);
+  if (reason.empty() || !t.stop_reason.empty()) return;
+  t.stop_reason = std::move(reason);
+  spdlog::info("trial {} stopped: {}", t.number, t.stop_reason);
+  send(group.name, Stop{report.trial, t.stop_reason});
 }
 
 void Coordinator::on_done(Group& group, const Done& done) {
@@ -290,7 +389,7 @@ void Coordinator::on_done(Group& group, const Done& done) {
     if (group.trial < 0 && group.joined) assign_or_wait(group);
     return;
   }
-  TrialRecord& t = trials_[done.trial];
+  Trial& t = trials_[done.trial];
   if (done.preempted) {
     requeue(done.trial,
             done.checkpointed ? "preempted (SIGTERM); resumes from the checkpoint it took"
@@ -300,28 +399,70 @@ void Coordinator::on_done(Group& group, const Done& done) {
     if (current) group.trial = -1;
     return;  // the group is exiting
   }
-  const TrialState state = done.ok ? TrialState::kCompleted : TrialState::kFailed;
-  if (Status s = store_->finish_trial(done.trial, done.attempt, state, done.error,
-                                      done.final_metrics);
+  TrialState state = TrialState::kFailed;
+  std::string why = done.error;
+  const std::int32_t reached = effective_target(t, t.target_epoch);
+  if (done.ok && !t.stop_reason.empty()) {
+    state = TrialState::kPruned;
+    why = t.stop_reason;
+  } else if (done.ok && reached < epochs_of(t)) {
+    state = TrialState::kPaused;
+    why = "paused after epoch " + std::to_string(reached) + " for the " +
+          spec_.scheduler.type + " scheduler";
+  } else if (done.ok) {
+    state = TrialState::kCompleted;
+  }
+  if (Status s = store_->finish_trial(done.trial, done.attempt, state, why, done.final_metrics);
       !s.ok()) {
     // Not acknowledged: the agent sends it again after its next reconnect.
     spdlog::error("cannot record the end of trial {}: {}", done.trial, s.message());
     return;
   }
   send(group.name, Ack{done.trial, done.attempt, 0});
-  t.state = state;
-  t.final_metrics = done.final_metrics;
   --progress_.running;
-  (done.ok ? progress_.completed : progress_.failed)++;
-  if (done.ok)
-    spdlog::info("trial {} completed: {} [{}/{} done]", t.number, describe(done.final_metrics),
-                 progress_.completed + progress_.failed, progress_.total);
-  else
-    spdlog::error("trial {} failed: {} [{}/{} done]", t.number, done.error,
-                  progress_.completed + progress_.failed, progress_.total);
+  if (const auto loss = objective(done.final_metrics); loss && !t.loss) t.loss = loss;
+  const int number = t.number;
+  switch (state) {
+    case TrialState::kPaused:
+      ++progress_.paused;
+      t.state = TrialState::kPaused;
+      if (spec_.scheduler.type == "pbt") snapshot_for_exploit(t, reached);
+      if (t.loss) searcher_->observe(t.number, t.params, *t.loss);
+      scheduler_->on_paused(done.trial, reached);
+      spdlog::info("trial {} paused after epoch {}: {}", number, reached,
+                   describe(done.final_metrics));
+      break;
+    case TrialState::kCompleted:
+      ++progress_.completed;
+      ended(done.trial, state);
+      spdlog::info("trial {} completed: {} [{}/{} ended]", number, describe(done.final_metrics),
+                   progress_.ended(), progress_.proposed);
+      break;
+    case TrialState::kPruned:
+      ++progress_.pruned;
+      ended(done.trial, state);
+      spdlog::info("trial {} pruned after epoch {} [{}/{} ended]", number,
+                   done.final_metrics.empty() ? 0 : reached, progress_.ended(), progress_.proposed);
+      break;
+    default:
+      ++progress_.failed;
+      ended(done.trial, state);
+      spdlog::error("trial {} failed: {} [{}/{} ended]", number, done.error, progress_.ended(),
+                    progress_.proposed);
+      break;
+  }
   if (!current) return;
   group.trial = -1;
   assign_or_wait(group);
+}
+
+void Coordinator::ended(std::int64_t id, TrialState state) {
+  const auto it = trials_.find(id);
+  if (it == trials_.end()) return;
+  if (state != TrialState::kFailed && it->second.loss)
+    searcher_->observe(it->second.number, it->second.params, *it->second.loss);
+  scheduler_->on_ended(id);
+  trials_.erase(it);
 }
 
 void Coordinator::requeue(std::int64_t trial, const std::string& reason, Requeue why) {
@@ -331,79 +472,247 @@ void Coordinator::requeue(std::int64_t trial, const std::string& reason, Requeue
     spdlog::error("{}", s.message());
     return;
   }
-  TrialRecord& t = trials_[trial];
+  Trial& t = trials_[trial];
   --progress_.running;
   if (failed) {
-    t.state = TrialState::kFailed;
     ++progress_.failed;
-    spdlog::error("trial {} failed: {} ({} attempts lost) [{}/{} done]", t.number, reason,
-                  options_.max_failures, progress_.completed + progress_.failed, progress_.total);
+    spdlog::error("trial {} failed: {} ({} attempts lost) [{}/{} ended]", t.number, reason,
+                  options_.max_failures, progress_.ended(), progress_.proposed);
+    ended(trial, TrialState::kFailed);
     return;
   }
-  if (why == Requeue::kLost) ++t.failures;
-  // Refreshed from the store so the next attempt resumes from the latest checkpoint.
-  TrialRecord fresh;
-  if (store_->get_trial(trial, &fresh).ok()) t = fresh;
   t.state = TrialState::kPending;
   pending_.insert(pending_.begin(), trial);
   spdlog::warn("trial {} requeued: {}", t.number, reason);
 }
 
-std::optional<std::int64_t> Coordinator::next_trial() {
-  if (!pending_.empty()) {
-    const std::int64_t id = pending_.front();
-    pending_.erase(pending_.begin());
-    return id;
-  }
-  if (progress_.proposed >= progress_.total) return std::nullopt;
+std::int32_t Coordinator::epochs_of(const Trial& t) const {
+  const auto it = t.params.find("epochs");
+  double epochs = 0;
+  if (it != t.params.end() && as_double(it->second, &epochs)) return static_cast<std::int32_t>(epochs);
+  return scheduler_options_.max_epochs;
+}
+
+std::int32_t Coordinator::effective_target(const Trial& t, std::int32_t until_epoch) const {
+  const std::int32_t all = epochs_of(t);
+  return until_epoch <= 0 ? all : std::min(until_epoch, all);
+}
+
+std::optional<double> Coordinator::objective(const MetricMap& metrics) const {
+  const auto it = metrics.find(spec_.metric);
+  if (it == metrics.end() || !std::isfinite(it->second)) return std::nullopt;
+  return scheduler_options_.maximize ? -it->second : it->second;
+}
+
+std::string Coordinator::checkpoint_base(std::int32_t number) const {
+  if (options_.checkpoint_dir.empty()) return {};
+  return options_.checkpoint_dir + "/" + experiment_.name + "/trial-" + std::to_string(number) +
+         ".ckpt";
+}
+
+// A donor keeps training after it paused, and its worker deletes old epoch checkpoints, so the
+// state a later exploit copies is linked aside when the trial pauses. The last few are kept:
+// trials decide about epoch B while the donor may have moved on a few intervals.
+void Coordinator::snapshot_for_exploit(const Trial& t, std::int32_t epoch) {
+  namespace fs = std::filesystem;
+  const std::string base = checkpoint_base(t.number);
+  const std::string snapshot = exploit_snapshot(base, epoch);
+  std::error_code ec;
+  fs::remove(snapshot, ec);
+  fs::create_hard_link(checkpoint_file(base, epoch), snapshot, ec);
+  if (ec) fs::copy_file(checkpoint_file(base, epoch), snapshot, ec);
+  if (ec)
+    spdlog::warn("trial {}: cannot keep its checkpoint after epoch {} for PBT ({}); no trial can "
+                 "exploit it",
+                 t.number, epoch, ec.message());
+  fs::remove(exploit_snapshot(base, epoch - kExploitSnapshotsKept * spec_.scheduler.interval), ec);
+}
+
+bool Coordinator::may_start_new() const {
+  if (searcher_exhausted_ || budget_spent_ || progress_.proposed >= spec_.trials) return false;
+  return spec_.budget_epochs == 0 || progress_.epochs_assigned < spec_.budget_epochs;
+}
+
+std::optional<std::int64_t> Coordinator::new_trial(const Job& job) {
+  std::optional<ParamMap> proposal = searcher_->propose(progress_.proposed);
+  if (!proposal) return std::nullopt;
   TrialRecord record;
   record.experiment_id = experiment_.id;
   record.number = progress_.proposed;
-  record.params = searcher_.propose(record.number);
+  record.params = spec_.fixed;
+  for (auto& [name, value] : *proposal) record.params[name] = std::move(value);
   record.seed = derive_seed(spec_.seed, {static_cast<std::uint64_t>(record.number)});
+  record.target_epoch = job.until_epoch;
   if (Status s = store_->add_trial(&record); !s.ok()) {
     spdlog::error("cannot add trial {}: {}", record.number, s.message());
     return std::nullopt;
   }
   ++progress_.proposed;
-  trials_[record.id] = record;
+  Trial& t = trials_[record.id];
+  t.number = record.number;
+  t.params = std::move(record.params);
+  t.seed = record.seed;
+  t.target_epoch = job.until_epoch;
   return record.id;
 }
 
+bool Coordinator::continue_trial(const Job& job) {
+  const auto it = trials_.find(job.trial);
+  if (it == trials_.end() || it->second.state != TrialState::kPaused) {
+    spdlog::error("scheduler asked to continue trial id {}, which is not paused", job.trial);
+    return false;
+  }
+  Trial& t = it->second;
+  const std::int32_t paused_at = effective_target(t, t.target_epoch);
+  std::string from = checkpoint_file(checkpoint_base(t.number), paused_at);
+  if (job.donor >= 0) {
+    TrialRecord donor;
+    from = store_->get_trial(job.donor, &donor).ok()
+               ? exploit_snapshot(checkpoint_base(donor.number), job.donor_epoch)
+               : std::string();
+  }
+  std::error_code ec;
+  if (from.empty() || !std::filesystem::exists(from, ec)) {
+    const std::string reason = "cannot continue after epoch " + std::to_string(paused_at) +
+                               " (" + job.reason + "): checkpoint " +
+                               (from.empty() ? std::string("of trial id ") + std::to_string(job.donor) : from) +
+                               " is missing";
+    if (Status s = store_->end_paused_trial(job.trial, TrialState::kFailed, reason); !s.ok())
+      spdlog::error("{}", s.message());
+    spdlog::error("trial {} failed: {}", t.number, reason);
+    --progress_.paused;
+    ++progress_.failed;
+    ended(job.trial, TrialState::kFailed);
+    return false;
+  }
+  Status s;
+  if (job.donor >= 0) {
+    LineageRecord exploit;
+    exploit.trial_id = job.trial;
+    exploit.epoch = paused_at;
+    exploit.donor_id = job.donor;
+    exploit.donor_epoch = job.donor_epoch;
+    exploit.params_before = t.params;
+    exploit.params_after = job.params;
+    exploit.reason = job.reason;
+    s = store_->exploit_trial(exploit, job.until_epoch, from);
+    if (s.ok()) t.params = job.params;
+  } else {
+    s = store_->continue_trial(job.trial, job.until_epoch);
+  }
+  if (!s.ok()) {
+    spdlog::error("cannot continue trial {}: {}", t.number, s.message());
+    return false;
+  }
+  progress_.epochs_assigned += effective_target(t, job.until_epoch) - paused_at;
+  t.target_epoch = job.until_epoch;
+  t.state = TrialState::kPending;
+  t.stop_reason.clear();
+  --progress_.paused;
+  spdlog::info("trial {} continues: {}", t.number, job.reason);
+  return true;
+}
+
 void Coordinator::assign_or_wait(Group& group) {
-  if (progress_.finished()) {
-    send(group.name, Shutdown{"sweep finished"});
+  const Wait wait{static_cast<std::int32_t>(options_.wait_retry.count())};
+  for (;;) {
+    check_finished();
+    if (finished_) {
+      send(group.name, Shutdown{"sweep finished"});
+      return;
+    }
+    if (!pending_.empty()) {
+      const std::int64_t id = pending_.front();
+      pending_.erase(pending_.begin());
+      start(group, id);
+      return;
+    }
+    if (spec_.max_concurrent_trials > 0 && progress_.running >= spec_.max_concurrent_trials) {
+      send(group.name, wait);
+      return;
+    }
+    const Job job = scheduler_->next(may_start_new());
+    if (job.kind == Job::Kind::kWait || job.kind == Job::Kind::kNone) {
+      send(group.name, wait);
+      return;
+    }
+    if (spec_.budget_epochs > 0) {
+      std::int32_t cost = job.until_epoch > 0 ? job.until_epoch : scheduler_options_.max_epochs;
+      if (job.kind == Job::Kind::kContinue) {
+        const Trial& t = trials_[job.trial];
+        cost = effective_target(t, job.until_epoch) - effective_target(t, t.target_epoch);
+      }
+      if (progress_.epochs_assigned + cost > spec_.budget_epochs) {
+        spdlog::info("epoch budget: {} of {} epochs assigned, the next job needs {}; starting "
+                     "no more work",
+                     progress_.epochs_assigned, spec_.budget_epochs, cost);
+        budget_spent_ = true;
+        continue;
+      }
+    }
+    std::optional<std::int64_t> id;
+    if (job.kind == Job::Kind::kNew) {
+      id = new_trial(job);
+      if (!id) {
+        searcher_exhausted_ = true;
+        continue;
+      }
+      progress_.epochs_assigned += effective_target(trials_[*id], job.until_epoch);
+    } else if (continue_trial(job)) {
+      id = job.trial;
+    } else {
+      continue;
+    }
+    scheduler_->on_assigned(*id, job, trials_[*id].params);
+    start(group, *id);
     return;
   }
-  const std::optional<std::int64_t> id = next_trial();
-  if (!id) {
-    send(group.name, Wait{static_cast<std::int32_t>(options_.wait_retry.count())});
-    return;
+}
+
+void Coordinator::check_finished() {
+  if (finished_ || progress_.running > 0 || !pending_.empty() || !orphans_.empty()) return;
+  if (!budget_spent_) {
+    const Job job = scheduler_->next(may_start_new());
+    if (job.kind == Job::Kind::kNew || job.kind == Job::Kind::kContinue) return;
+    if (job.kind == Job::Kind::kWait)
+      spdlog::warn("scheduler waits on trials although none runs; ending the sweep");
   }
+  finished_ = true;
+}
+
+void Coordinator::start(Group& group, std::int64_t id) {
   StartedAttempt started;
-  if (Status s = store_->start_trial(*id, group.name, provenance(group), &started); !s.ok()) {
-    spdlog::error("cannot start trial {}: {}", *id, s.message());
-    pending_.push_back(*id);
+  if (Status s = store_->start_trial(id, group.name, provenance(group), &started); !s.ok()) {
+    spdlog::error("cannot start trial id {}: {}", id, s.message());
+    pending_.push_back(id);
     send(group.name, Wait{static_cast<std::int32_t>(options_.wait_retry.count())});
     return;
   }
-  TrialRecord& t = trials_[*id];
+  Trial& t = trials_[id];
   t.state = TrialState::kRunning;
-  group.trial = *id;
+  group.trial = id;
   group.attempt = started.attempt;
   ++progress_.running;
-  spdlog::info("trial {} (attempt {}{}) -> group '{}': {}", t.number, started.attempt,
+  const std::int32_t until = effective_target(t, t.target_epoch);
+  spdlog::info("trial {} (attempt {}{}{}) -> group '{}': {}", t.number, started.attempt,
                started.resume_epoch > 0
                    ? ", resuming after epoch " + std::to_string(started.resume_epoch)
                    : std::string(),
+               until < epochs_of(t) ? ", through epoch " + std::to_string(until) : std::string(),
                group.name, describe(t.params));
-  Assign assign{t.id, started.attempt, experiment_.name, t.number, t.seed, t.params,
-                spec_.dataset};
-  if (!options_.checkpoint_dir.empty())
-    assign.checkpoint = options_.checkpoint_dir + "/" + experiment_.name + "/trial-" +
-                        std::to_string(t.number) + ".ckpt";
+  Assign assign;
+  assign.trial = id;
+  assign.attempt = started.attempt;
+  assign.experiment = experiment_.name;
+  assign.number = t.number;
+  assign.seed = t.seed;
+  assign.params = t.params;
+  assign.dataset = spec_.dataset;
+  assign.checkpoint = checkpoint_base(t.number);
   assign.resume = started.resume && !assign.checkpoint.empty();
   assign.resume_epoch = assign.resume ? started.resume_epoch : 0;
+  assign.warm_start = assign.resume ? started.warm_start : std::string();
+  assign.stop_epoch = until < epochs_of(t) ? until : 0;
   group.assignment = assign;
   send(group.name, assign);
 }

@@ -1,12 +1,17 @@
 #pragma once
 // Coordinator: serves one sweep to worker groups over a ZeroMQ ROUTER socket.
 //
-// It owns the experiment's trial state machine (pending -> running -> completed | failed, and
-// running -> pending when a group goes silent, is preempted, or the coordinator restarts),
-// asks the searcher for trial n when a group is free and the sweep has fewer than `trials`
-// trials, and writes every report to the store before it acknowledges it. A malformed frame
-// or a message that does not fit the state is logged and dropped; the loop keeps serving the
-// other groups.
+// It owns the experiment's trial state machine (pending -> running -> completed | pruned |
+// failed | paused, paused -> pending when the scheduler continues a trial, and running ->
+// pending when a group goes silent, is preempted, or the coordinator restarts). When a group
+// is free it runs, in order: a requeued trial; else, under the concurrency limit and the
+// budget, the scheduler's job (a promotion or PBT continuation of a paused trial, or a new
+// trial from the searcher). Every report reaches the store before it is acknowledged, then
+// the scheduler, which may stop the trial. A malformed frame or a message that does not fit
+// the state is logged and dropped; the loop keeps serving the other groups.
+//
+// The sweep ends when nothing runs or waits and the scheduler has nothing left: trials still
+// paused then are marked pruned with the scheduler's reason.
 //
 // Faults: a busy group silent past `liveness` is lost; its trial goes back to pending and
 // resumes from its last checkpoint, or fails once it was lost `max_failures` times. After a
@@ -30,7 +35,8 @@
 #include "common/status.h"
 #include "common/sweep_spec.h"
 #include "coordinator/experiment_store.h"
-#include "coordinator/random_searcher.h"
+#include "coordinator/schedulers/scheduler.h"
+#include "coordinator/search/searcher.h"
 #include "coordinator/zap_handler.h"
 
 namespace trellis::coordinator {
@@ -55,11 +61,14 @@ struct CoordinatorOptions {
 
 struct SweepProgress {
   int proposed = 0;
-  int completed = 0;
-  int failed = 0;
   int running = 0;
-  int total = 0;
-  bool finished() const { return proposed == total && running == 0 && completed + failed == total; }
+  int paused = 0;
+  int completed = 0;
+  int pruned = 0;
+  int failed = 0;
+  int total = 0;                  // the trial budget
+  std::int64_t epochs_assigned = 0;  // what the epoch budget counts
+  int ended() const { return completed + pruned + failed; }
 };
 
 class Coordinator {
@@ -75,12 +84,24 @@ class Coordinator {
   const std::string& endpoint() const { return endpoint_; }
   const ExperimentRecord& experiment() const { return experiment_; }
   SweepProgress progress() const { return progress_; }
+  bool finished() const { return finished_; }
 
   // Serves until the sweep is finished (every group is then told to shut down) or
   // `keep_going` returns false. `keep_going` is called about every poll interval.
   [[nodiscard]] Status Run(const std::function<bool()>& keep_going);
 
  private:
+  // What the coordinator keeps of a trial until it ends (then only the store has it).
+  struct Trial {
+    std::int32_t number = 0;
+    TrialState state = TrialState::kPending;
+    ParamMap params;
+    std::uint64_t seed = 0;
+    std::int32_t target_epoch = 0;  // through which epoch the current job trains
+    std::string stop_reason;       // set once the scheduler stopped it
+    std::optional<double> loss;    // its latest objective (smaller is better)
+  };
+
   struct Group {
     std::string name;
     std::string host;
@@ -107,8 +128,26 @@ class Coordinator {
   // Answers a free group with Assign, Wait or Shutdown.
   void assign_or_wait(Group& group);
   std::string provenance(const Group& group) const;
-  // The next trial to run: a requeued one first, else a new proposal; nullopt if none.
-  std::optional<std::int64_t> next_trial();
+  // Asks the searcher for a new trial training through `until_epoch`; nullopt when it has
+  // nothing left (or the store refused it).
+  std::optional<std::int64_t> new_trial(const Job& job);
+  // Applies a kContinue job to its paused trial: the checkpoint must exist, else the trial
+  // fails with the reason and false is returned.
+  bool continue_trial(const Job& job);
+  // Starts trial `id` (pending) on `group`.
+  void start(Group& group, std::int64_t id);
+  bool may_start_new() const;
+  // The epochs trial `t` trains in all (its `epochs` hyperparameter).
+  std::int32_t epochs_of(const Trial& t) const;
+  // Through which epoch a job of `until_epoch` trains trial `t`.
+  std::int32_t effective_target(const Trial& t, std::int32_t until_epoch) const;
+  std::optional<double> objective(const MetricMap& metrics) const;
+  std::string checkpoint_base(std::int32_t number) const;
+  // A trial will not run again: the searcher learns its result, the scheduler forgets it.
+  void ended(std::int64_t id, TrialState state);
+  void check_finished();
+  void snapshot_for_exploit(const Trial& t, std::int32_t epoch);
+  Status replay(const std::vector<TrialRecord>& trials);
   void expire_silent_groups();
   void expire_orphans();
   void send_heartbeats();
@@ -121,7 +160,12 @@ class Coordinator {
   ExperimentStore* store_;
   SweepSpec spec_;
   CoordinatorOptions options_;
-  RandomSearcher searcher_;
+  SchedulerOptions scheduler_options_;
+  std::unique_ptr<Searcher> searcher_;
+  std::unique_ptr<Scheduler> scheduler_;
+  bool searcher_exhausted_ = false;
+  bool budget_spent_ = false;
+  bool finished_ = false;
   zmq::context_t context_;
   std::unique_ptr<ZapHandler> zap_;  // before socket_: the handshake needs it first
   std::unique_ptr<zmq::socket_t> socket_;
@@ -129,7 +173,7 @@ class Coordinator {
   ExperimentRecord experiment_;
   SweepProgress progress_;
   std::vector<std::int64_t> pending_;  // trial ids waiting for a group, oldest first
-  std::map<std::int64_t, TrialRecord> trials_;  // trials of this experiment by id
+  std::map<std::int64_t, Trial> trials_;  // trials not yet ended, by id
   std::map<std::string, Group> groups_;         // by ZeroMQ identity
   // Trials a previous coordinator left running: trial id -> attempt, until the deadline.
   std::map<std::int64_t, std::int32_t> orphans_;

@@ -15,8 +15,8 @@ namespace trellis::coordinator {
 namespace {
 
 // Bump when the schema changes; a store written by a newer Trellis is refused rather than
-// misread. Older versions would be migrated in open_schema().
-constexpr int kSchemaVersion = 1;
+// misread. Older versions are migrated in open_schema().
+constexpr int kSchemaVersion = 2;
 constexpr const char* kApplication = "trellis-experiment-store";
 // Long enough for a read-only `trellis trials` to wait out a coordinator's write transaction.
 constexpr int kBusyTimeoutMs = 5000;
@@ -42,7 +42,7 @@ CREATE TABLE trials (
   experiment_id INTEGER NOT NULL REFERENCES experiments(id),
   number        INTEGER NOT NULL,
   state         TEXT NOT NULL
-                CHECK (state IN ('pending', 'running', 'completed', 'pruned', 'failed')),
+                CHECK (state IN ('pending', 'running', 'paused', 'completed', 'pruned', 'failed')),
   params        TEXT NOT NULL,
   seed          INTEGER NOT NULL,
   attempt       INTEGER NOT NULL DEFAULT 0,
@@ -56,6 +56,10 @@ CREATE TABLE trials (
   resumable        INTEGER NOT NULL DEFAULT 0,
   -- Attempts lost with their worker group; at max_failures the trial fails.
   failures         INTEGER NOT NULL DEFAULT 0,
+  -- The scheduler's budget for the trial: train through this epoch, then pause (0: to the end).
+  target_epoch     INTEGER NOT NULL DEFAULT 0,
+  -- PBT: the next attempt starts from this checkpoint of another trial (see lineage).
+  warm_start       TEXT NOT NULL DEFAULT '',
   UNIQUE (experiment_id, number)
 );
 -- One row per start of a trial: where it resumed and what ran it.
@@ -76,6 +80,19 @@ CREATE TABLE metrics (
   name     TEXT NOT NULL,
   value    REAL,
   PRIMARY KEY (trial_id, attempt, epoch, name)
+) WITHOUT ROWID;
+-- PBT exploits: at `epoch`, the trial took the weights of `donor_id` after `donor_epoch` and
+-- changed its hyperparameters from params_before to params_after.
+CREATE TABLE lineage (
+  trial_id      INTEGER NOT NULL REFERENCES trials(id),
+  epoch         INTEGER NOT NULL,
+  donor_id      INTEGER NOT NULL REFERENCES trials(id),
+  donor_epoch   INTEGER NOT NULL,
+  params_before TEXT NOT NULL,
+  params_after  TEXT NOT NULL,
+  reason        TEXT NOT NULL,
+  created_at    TEXT NOT NULL,
+  PRIMARY KEY (trial_id, epoch)
 ) WITHOUT ROWID;
 CREATE TABLE finals (
   trial_id INTEGER NOT NULL REFERENCES trials(id),
@@ -272,7 +289,7 @@ ExperimentRecord read_experiment(const Statement& st) {
 
 constexpr const char* kTrialColumns =
     "id, experiment_id, number, state, params, seed, attempt, grp, error, started_at, "
-    "finished_at, checkpoint_epoch, failures, "
+    "finished_at, checkpoint_epoch, failures, target_epoch, warm_start, "
     "(SELECT provenance FROM attempts a WHERE a.trial_id = trials.id AND a.attempt = "
     "trials.attempt)";
 
@@ -294,7 +311,9 @@ Status read_trial(const Statement& st, TrialRecord* r) {
   r->finished_at = st.text(10);
   r->checkpoint_epoch = static_cast<std::int32_t>(st.i64(11));
   r->failures = static_cast<std::int32_t>(st.i64(12));
-  r->provenance = st.text(13);
+  r->target_epoch = static_cast<std::int32_t>(st.i64(13));
+  r->warm_start = st.text(14);
+  r->provenance = st.text(15);
   r->final_metrics.clear();
   return Status::Ok();
 }
@@ -322,9 +341,10 @@ Status read_series(Statement& st, std::map<std::int64_t, MetricSeries>* out) {
   return s;
 }
 
-bool is_terminal(TrialState state) {
-  return state == TrialState::kCompleted || state == TrialState::kPruned ||
-         state == TrialState::kFailed;
+// An attempt ends completed, pruned or failed, or paused where the scheduler decides later.
+bool ends_attempt(TrialState state) {
+  return state == TrialState::kPaused || state == TrialState::kCompleted ||
+         state == TrialState::kPruned || state == TrialState::kFailed;
 }
 
 // Current state and attempt of one trial, for the transition checks.
@@ -342,6 +362,29 @@ Status trial_state(sqlite3* db, std::int64_t trial_id, TrialState* state, std::i
   }
   *attempt = static_cast<std::int32_t>(st.i64(1));
   return Status::Ok();
+}
+
+// Version 2 added paused trials (a CHECK constraint, so the table is rebuilt), the scheduler's
+// target epoch, PBT warm starts and the lineage table. Runs inside open_schema's transaction;
+// the rebuild keeps every row and id, so foreign keys stay valid.
+Status migrate_from_v1(sqlite3* db) {
+  const std::string schema = kSchema;
+  const auto table = [&](const std::string& name) {
+    const auto begin = schema.find("CREATE TABLE " + name + " (");
+    return schema.substr(begin, schema.find("\n);", begin) + 3 - begin);
+  };
+  std::string trials = table("trials");
+  trials.replace(0, std::string("CREATE TABLE trials").size(), "CREATE TABLE trials_v2");
+  const std::string sql =
+      "PRAGMA defer_foreign_keys = ON;" + trials + ";" +
+      "INSERT INTO trials_v2 (id, experiment_id, number, state, params, seed, attempt, grp, error, "
+      "started_at, finished_at, checkpoint_epoch, resumable, failures) SELECT id, experiment_id, "
+      "number, state, params, seed, attempt, grp, error, started_at, finished_at, "
+      "checkpoint_epoch, resumable, failures FROM trials;"
+      "DROP TABLE trials; ALTER TABLE trials_v2 RENAME TO trials;" +
+      table("lineage") + ";" +
+      "UPDATE meta SET value = '2' WHERE key = 'schema_version';";
+  return exec(db, sql.c_str());
 }
 
 // Creates the schema in an empty file, or checks that an existing file is a Trellis store this
@@ -407,6 +450,13 @@ Status open_schema(sqlite3* db, bool read_only) {
                          "); use a newer trellis");
   }
   if (version < 1) return Status::Error("invalid schema version " + std::to_string(version));
+  if (version < kSchemaVersion) {
+    if (read_only)
+      return Status::Error("schema version " + std::to_string(version) +
+                           " predates this build's; open it once with `trellis run` or `serve` "
+                           "to upgrade it");
+    if (s = migrate_from_v1(db); !s.ok()) return s.With("upgrading schema 1 to 2");
+  }
   return read_only ? Status::Ok() : txn.commit();
 }
 
@@ -416,6 +466,7 @@ const char* to_string(TrialState state) {
   switch (state) {
     case TrialState::kPending: return "pending";
     case TrialState::kRunning: return "running";
+    case TrialState::kPaused: return "paused";
     case TrialState::kCompleted: return "completed";
     case TrialState::kPruned: return "pruned";
     case TrialState::kFailed: return "failed";
@@ -425,6 +476,7 @@ const char* to_string(TrialState state) {
 
 bool parse_trial_state(const std::string& text, TrialState* out) {
   static constexpr TrialState kAll[] = {TrialState::kPending, TrialState::kRunning,
+                                        TrialState::kPaused,
                                         TrialState::kCompleted, TrialState::kPruned,
                                         TrialState::kFailed};
   for (TrialState state : kAll) {
@@ -571,13 +623,14 @@ Status ExperimentStore::add_trial(TrialRecord* record) {
   if (!s.ok()) return s.With(where);
   Statement st;
   s = st.prepare(db_,
-                 "INSERT INTO trials (experiment_id, number, state, params, seed) "
-                 "VALUES (?1, ?2, 'pending', ?3, ?4)");
+                 "INSERT INTO trials (experiment_id, number, state, params, seed, target_epoch) "
+                 "VALUES (?1, ?2, 'pending', ?3, ?4, ?5)");
   if (!s.ok()) return s.With(where);
   st.bind(1, record->experiment_id);
   st.bind(2, static_cast<std::int64_t>(record->number));
   st.bind(3, params);
   st.bind(4, to_db(record->seed));
+  st.bind(5, static_cast<std::int64_t>(record->target_epoch));
   s = st.run();
   if (!s.ok()) {
     const int code = sqlite3_extended_errcode(db_);
@@ -674,7 +727,8 @@ Status ExperimentStore::start_trial(std::int64_t trial_id, const std::string& gr
   Statement st;
   s = st.prepare(db_,
                  "UPDATE trials SET state = 'running', attempt = ?1, grp = ?2, started_at = ?3, "
-                 "finished_at = '' WHERE id = ?4 RETURNING checkpoint_epoch, resumable");
+                 "finished_at = '' WHERE id = ?4 RETURNING checkpoint_epoch, resumable, "
+                 "warm_start");
   if (!s.ok()) return s.With(where);
   st.bind(1, static_cast<std::int64_t>(current + 1));
   st.bind(2, group);
@@ -683,6 +737,7 @@ Status ExperimentStore::start_trial(std::int64_t trial_id, const std::string& gr
   if (!st.next_row(&s)) return (s.ok() ? Status::Error("trial vanished") : s).With(where);
   const auto resume_epoch = static_cast<std::int32_t>(st.i64(0));
   const bool resume = st.i64(1) != 0;
+  started->warm_start = st.text(2);
   st.reset();  // completes the RETURNING statement before the next one
 
   Statement insert;
@@ -738,7 +793,9 @@ Status ExperimentStore::append_report(std::int64_t trial_id, std::int32_t attemp
   // Only the current attempt's checkpoint is the one its successor resumes from.
   if (checkpointed && attempt == current) {
     Statement mark;
-    s = mark.prepare(db_, "UPDATE trials SET checkpoint_epoch = ?1, resumable = 1 WHERE id = ?2");
+    // From here on the trial's own checkpoint is newer than any warm start it began from.
+    s = mark.prepare(db_, "UPDATE trials SET checkpoint_epoch = ?1, resumable = 1, "
+                          "warm_start = '' WHERE id = ?2");
     if (!s.ok()) return s.With(where);
     mark.bind(1, static_cast<std::int64_t>(epoch));
     mark.bind(2, trial_id);
@@ -752,8 +809,8 @@ Status ExperimentStore::finish_trial(std::int64_t trial_id, std::int32_t attempt
                                      const MetricMap& final_metrics) {
   const std::string where = "finish_trial " + std::to_string(trial_id) + " attempt " +
                             std::to_string(attempt) + " as " + to_string(state);
-  if (!is_terminal(state)) {
-    return Status::Error(where + ": a trial can only finish as completed, pruned or failed");
+  if (!ends_attempt(state)) {
+    return Status::Error(where + ": an attempt can only end paused, completed, pruned or failed");
   }
   Transaction txn(db_);
   Status s = txn.begin();
@@ -834,6 +891,105 @@ Status ExperimentStore::requeue_trial(std::int64_t trial_id, const std::string& 
   if (failed != nullptr) *failed = st.text(0) == "failed";
   st.reset();
   return txn.commit().With(where);
+}
+
+Status ExperimentStore::continue_trial(std::int64_t trial_id, std::int32_t target_epoch) {
+  const std::string where = "continue_trial " + std::to_string(trial_id);
+  Statement st;
+  Status s = st.prepare(db_,
+                        "UPDATE trials SET state = 'pending', target_epoch = ?1, error = '' "
+                        "WHERE id = ?2 AND state = 'paused'");
+  if (!s.ok()) return s.With(where);
+  st.bind(1, static_cast<std::int64_t>(target_epoch));
+  st.bind(2, trial_id);
+  if (s = st.run(); !s.ok()) return s.With(where);
+  if (sqlite3_changes(db_) == 0) return Status::Error(where + ": trial is not paused");
+  return Status::Ok();
+}
+
+Status ExperimentStore::exploit_trial(const LineageRecord& exploit, std::int32_t target_epoch,
+                                      const std::string& warm_start) {
+  const std::string where = "exploit_trial " + std::to_string(exploit.trial_id);
+  std::string before, after;
+  Status s = params_to_json(exploit.params_before, &before);
+  if (s.ok()) s = params_to_json(exploit.params_after, &after);
+  if (!s.ok()) return s.With(where);
+  Transaction txn(db_);
+  if (s = txn.begin(); !s.ok()) return s.With(where);
+  Statement update;
+  s = update.prepare(db_,
+                     "UPDATE trials SET state = 'pending', target_epoch = ?1, error = '', "
+                     "params = ?2, checkpoint_epoch = ?3, resumable = 1, warm_start = ?4 "
+                     "WHERE id = ?5 AND state = 'paused'");
+  if (!s.ok()) return s.With(where);
+  update.bind(1, static_cast<std::int64_t>(target_epoch));
+  update.bind(2, after);
+  update.bind(3, static_cast<std::int64_t>(exploit.donor_epoch));
+  update.bind(4, warm_start);
+  update.bind(5, exploit.trial_id);
+  if (s = update.run(); !s.ok()) return s.With(where);
+  if (sqlite3_changes(db_) == 0) return Status::Error(where + ": trial is not paused");
+  Statement insert;
+  s = insert.prepare(db_,
+                     "INSERT OR REPLACE INTO lineage (trial_id, epoch, donor_id, donor_epoch, "
+                     "params_before, params_after, reason, created_at) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  if (!s.ok()) return s.With(where);
+  insert.bind(1, exploit.trial_id);
+  insert.bind(2, static_cast<std::int64_t>(exploit.epoch));
+  insert.bind(3, exploit.donor_id);
+  insert.bind(4, static_cast<std::int64_t>(exploit.donor_epoch));
+  insert.bind(5, before);
+  insert.bind(6, after);
+  insert.bind(7, exploit.reason);
+  insert.bind(8, now_iso8601());
+  if (s = insert.run(); !s.ok()) return s.With(where);
+  return txn.commit().With(where);
+}
+
+Status ExperimentStore::end_paused_trial(std::int64_t trial_id, TrialState state,
+                                         const std::string& reason) {
+  const std::string where = "end_paused_trial " + std::to_string(trial_id);
+  if (state != TrialState::kPruned && state != TrialState::kFailed && state != TrialState::kCompleted)
+    return Status::Error(where + ": a paused trial ends completed, pruned or failed");
+  Statement st;
+  Status s = st.prepare(db_,
+                        "UPDATE trials SET state = ?1, error = ?2, finished_at = ?3 "
+                        "WHERE id = ?4 AND state = 'paused'");
+  if (!s.ok()) return s.With(where);
+  st.bind(1, std::string(to_string(state)));
+  st.bind(2, reason);
+  st.bind(3, now_iso8601());
+  st.bind(4, trial_id);
+  if (s = st.run(); !s.ok()) return s.With(where);
+  if (sqlite3_changes(db_) == 0) return Status::Error(where + ": trial is not paused");
+  return Status::Ok();
+}
+
+Status ExperimentStore::list_lineage(std::int64_t experiment_id, std::vector<LineageRecord>* out) {
+  const std::string where = "list_lineage of experiment " + std::to_string(experiment_id);
+  out->clear();
+  Statement st;
+  Status s = st.prepare(db_,
+                        "SELECT l.trial_id, l.epoch, l.donor_id, l.donor_epoch, l.params_before, "
+                        "l.params_after, l.reason, l.created_at FROM lineage l "
+                        "JOIN trials t ON t.id = l.trial_id WHERE t.experiment_id = ?1 "
+                        "ORDER BY l.trial_id, l.epoch");
+  if (!s.ok()) return s.With(where);
+  st.bind(1, experiment_id);
+  while (st.next_row(&s)) {
+    LineageRecord r;
+    r.trial_id = st.i64(0);
+    r.epoch = static_cast<std::int32_t>(st.i64(1));
+    r.donor_id = st.i64(2);
+    r.donor_epoch = static_cast<std::int32_t>(st.i64(3));
+    if (Status ps = params_from_json(st.text(4), &r.params_before); !ps.ok()) return ps.With(where);
+    if (Status ps = params_from_json(st.text(5), &r.params_after); !ps.ok()) return ps.With(where);
+    r.reason = st.text(6);
+    r.created_at = st.text(7);
+    out->push_back(std::move(r));
+  }
+  return s.With(where);
 }
 
 Status ExperimentStore::metric_series(std::int64_t trial_id, MetricSeries* out) {

@@ -21,7 +21,9 @@ struct sqlite3;
 
 namespace trellis::coordinator {
 
-enum class TrialState { kPending, kRunning, kCompleted, kPruned, kFailed };
+// paused: the trial reached the epoch its scheduler gave it and waits, with its checkpoint,
+// to be continued (ASHA promotion, PBT) or ended at the end of the sweep.
+enum class TrialState { kPending, kRunning, kPaused, kCompleted, kPruned, kFailed };
 
 const char* to_string(TrialState state);  // "pending", "running", ...
 bool parse_trial_state(const std::string& text, TrialState* out);
@@ -47,11 +49,13 @@ struct TrialRecord {
   std::uint64_t seed = 0;
   std::int32_t attempt = 0;  // 0 until first started; incremented at each start
   std::string group;         // worker group of the last attempt
-  std::string error;         // why it failed or was pruned
+  std::string error;         // why it failed, was pruned, or is paused
   std::string started_at;
   std::string finished_at;
   std::int32_t checkpoint_epoch = 0;  // last epoch with a durable checkpoint
   std::int32_t failures = 0;          // attempts lost with their worker group
+  std::int32_t target_epoch = 0;      // the scheduler's budget: train through it (0: to the end)
+  std::string warm_start;             // PBT: the next attempt starts from this checkpoint
   std::string provenance;             // JSON text of the latest attempt: hosts, topology...
   MetricMap final_metrics;
 };
@@ -60,6 +64,19 @@ struct StartedAttempt {
   std::int32_t attempt = 0;
   std::int32_t resume_epoch = 0;  // epochs the checkpoint completed (0: none)
   bool resume = false;            // a checkpoint exists: continue from it, not from scratch
+  std::string warm_start;         // PBT: continue from this checkpoint of another trial
+};
+
+// One PBT exploit: at `epoch` the trial took `donor_id`'s weights after `donor_epoch`.
+struct LineageRecord {
+  std::int64_t trial_id = 0;
+  std::int32_t epoch = 0;
+  std::int64_t donor_id = 0;
+  std::int32_t donor_epoch = 0;
+  ParamMap params_before;
+  ParamMap params_after;
+  std::string reason;
+  std::string created_at;
 };
 
 // Why a running trial goes back to pending.
@@ -110,7 +127,8 @@ class ExperimentStore {
   [[nodiscard]] Status append_report(std::int64_t trial_id, std::int32_t attempt,
                                      std::int32_t epoch, const MetricMap& metrics,
                                      bool checkpointed = false);
-  // running -> completed | pruned | failed, with final metrics and reason, in one transaction.
+  // running -> paused | completed | pruned | failed, with final metrics and reason, in one
+  // transaction.
   [[nodiscard]] Status finish_trial(std::int64_t trial_id, std::int32_t attempt, TrialState state,
                                     const std::string& error, const MetricMap& final_metrics);
   // running -> pending, keeping `reason` as the trial's error text. kLost counts a failure
@@ -118,6 +136,18 @@ class ExperimentStore {
   [[nodiscard]] Status requeue_trial(std::int64_t trial_id, const std::string& reason,
                                      Requeue why = Requeue::kNotTheTrialsFault,
                                      std::int32_t max_failures = 3, bool* failed = nullptr);
+
+  // paused -> pending with a new target epoch (an ASHA promotion, a PBT continuation).
+  [[nodiscard]] Status continue_trial(std::int64_t trial_id, std::int32_t target_epoch);
+  // paused -> pending with the exploit's new parameters, continuing from `warm_start` (the
+  // donor's checkpoint after donor_epoch) up to target_epoch; records the lineage row.
+  [[nodiscard]] Status exploit_trial(const LineageRecord& exploit, std::int32_t target_epoch,
+                                     const std::string& warm_start);
+  // paused -> pruned | failed | completed with the reason (end of the sweep, a missing
+  // checkpoint); its metrics stay.
+  [[nodiscard]] Status end_paused_trial(std::int64_t trial_id, TrialState state,
+                                        const std::string& reason);
+  [[nodiscard]] Status list_lineage(std::int64_t experiment_id, std::vector<LineageRecord>* out);
 
   // Every metric of every epoch of the trial's lineage (the latest attempt, and the earlier
   // attempts it resumed from, up to its resume epoch), by name, in epoch order.

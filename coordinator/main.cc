@@ -167,7 +167,7 @@ int cmd_run(const CommonArgs& common, RunArgs args) {
   launch.log_level = common.log_level;
   if (args.serve.insecure) launch.worker_args.push_back("--insecure");
   LocalLauncher launcher;
-  if (!coordinator->progress().finished()) {
+  if (!coordinator->finished()) {
     if (Status s = launcher.Launch(launch); !s.ok()) return fail(s);
   }
   bool workers_gone = false;
@@ -182,7 +182,7 @@ int cmd_run(const CommonArgs& common, RunArgs args) {
     spdlog::warn("interrupted: `trellis run` with the same spec and store resumes the sweep");
     return 130;
   }
-  if (workers_gone && !coordinator->progress().finished()) {
+  if (workers_gone && !coordinator->finished()) {
     std::string why;
     for (const auto& f : launcher.failures()) why += "; " + f;
     return fail(Status::Error("every worker group exited before the sweep finished" + why +

@@ -55,6 +55,8 @@ void run_trial(const Assign& assign, Agent* agent, const GroupComm& group) {
   task.checkpoint = assign.checkpoint;
   task.resume_epoch = assign.resume_epoch;
   task.resume = assign.resume;
+  task.warm_start = assign.warm_start;
+  task.stop_epoch = assign.stop_epoch;
   Status status = train_config_from_params(assign.params, &task.config);
   TrainResult result;
   if (status.ok()) {

@@ -13,6 +13,7 @@
 #include <Eigen/Core>
 #include <spdlog/spdlog.h>
 
+#include "common/checkpoint_path.h"
 #include "common/seed.h"
 #include "common/shard_plan.h"
 #include "worker/checkpoint.h"
@@ -124,8 +125,10 @@ struct Position {
   double partial_loss = 0;
 };
 
-std::string checkpoint_file(const std::string& base, int epoch, bool partial) {
-  return base + ".epoch-" + std::to_string(epoch) + (partial ? ".partial" : "");
+// The fingerprint without its seed: a PBT warm start takes another trial's weights, which
+// fit whenever the model and optimizer do.
+std::string setup_of(const std::string& fingerprint) {
+  return fingerprint.substr(0, fingerprint.rfind(" seed="));
 }
 
 // Rank 0 only: weights and optimizer state at `at`, with the last completed epoch's metrics,
@@ -173,15 +176,22 @@ Status restore_checkpoint(const TrialTask& task, MPI_Comm comm, RankState* st, P
   Status local;
   if (st->rank == 0) {
     Checkpoint c;
-    std::string path = checkpoint_file(task.checkpoint, task.resume_epoch, true);
-    std::error_code ec;
-    if (!std::filesystem::exists(path, ec)) path = checkpoint_file(task.checkpoint, task.resume_epoch, false);
+    std::string path = task.warm_start;
+    if (path.empty()) {
+      path = checkpoint_file(task.checkpoint, task.resume_epoch, true);
+      std::error_code ec;
+      if (!std::filesystem::exists(path, ec))
+        path = checkpoint_file(task.checkpoint, task.resume_epoch, false);
+    }
     local = read_checkpoint(path, &c);
     if (local.ok() && c.epoch != task.resume_epoch)
       local = Status::Error("checkpoint " + path + " is of epoch " +
                             std::to_string(c.epoch) + ", expected " +
                             std::to_string(task.resume_epoch));
-    if (local.ok() && c.fingerprint != fingerprint(task, *st))
+    const bool fits = task.warm_start.empty()
+                          ? c.fingerprint == fingerprint(task, *st)
+                          : setup_of(c.fingerprint) == setup_of(fingerprint(task, *st));
+    if (local.ok() && !fits)
       local = Status::Error("checkpoint " + path + " belongs to another setup ('" +
                             c.fingerprint + "', this trial is '" + fingerprint(task, *st) + "')");
     const auto copy = [&](const std::string& name, float* into, Eigen::Index size) {
@@ -366,7 +376,9 @@ Status train(const TrialTask& task, const GroupComm& group, const TrainerHooks& 
     result->epochs_run = start.epoch;
   }
 
-  for (int epoch = start.epoch + 1; epoch <= task.config.epochs; ++epoch) {
+  const int last_epoch =
+      task.stop_epoch > 0 ? std::min(task.stop_epoch, task.config.epochs) : task.config.epochs;
+  for (int epoch = start.epoch + 1; epoch <= last_epoch; ++epoch) {
     const auto begin = std::chrono::steady_clock::now();
     EpochProgress progress;
     if (epoch == start.epoch + 1) progress = EpochProgress{start.step, start.partial_loss, false};

@@ -34,6 +34,10 @@ struct TrialTask {
   std::string checkpoint;
   int resume_epoch = 0;
   bool resume = false;  // continue from the checkpoint (which may also hold a partial epoch)
+  // Another trial's checkpoint to continue from instead (PBT exploit): same model and
+  // optimizer, any seed. Its epoch must be resume_epoch.
+  std::string warm_start;
+  int stop_epoch = 0;  // stop after this epoch (0: config.epochs)
 };
 
 struct TrainerHooks {

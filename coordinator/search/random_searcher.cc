@@ -1,4 +1,4 @@
-#include "coordinator/random_searcher.h"
+#include "coordinator/search/random_searcher.h"
 
 #include <random>
 
@@ -6,11 +6,11 @@
 
 namespace trellis::coordinator {
 
-RandomSearcher::RandomSearcher(std::vector<SearchParam> space, ParamMap fixed, std::uint64_t seed)
-    : space_(std::move(space)), fixed_(std::move(fixed)), seed_(seed) {}
+RandomSearcher::RandomSearcher(std::vector<SearchParam> space, std::uint64_t seed)
+    : space_(std::move(space)), seed_(seed) {}
 
-ParamMap RandomSearcher::propose(std::int32_t trial_number) const {
-  ParamMap params = fixed_;
+std::optional<ParamMap> RandomSearcher::propose(std::int32_t trial_number) {
+  ParamMap params;
   std::mt19937_64 rng(derive_seed(seed_, {0x7273u /* "rs" */, static_cast<std::uint64_t>(trial_number)}));
   for (const auto& p : space_) {
     const double u = static_cast<double>(rng() >> 11) * 0x1.0p-53;

@@ -7,21 +7,17 @@
 #include <cstdint>
 #include <vector>
 
-#include "common/param_value.h"
-#include "common/search_space.h"
+#include "coordinator/search/searcher.h"
 
 namespace trellis::coordinator {
 
-class RandomSearcher {
+class RandomSearcher : public Searcher {
  public:
-  // `fixed` hyperparameters are copied into every proposal.
-  RandomSearcher(std::vector<SearchParam> space, ParamMap fixed, std::uint64_t seed);
-
-  ParamMap propose(std::int32_t trial_number) const;
+  RandomSearcher(std::vector<SearchParam> space, std::uint64_t seed);
+  std::optional<ParamMap> propose(std::int32_t trial_number) override;
 
  private:
   std::vector<SearchParam> space_;
-  ParamMap fixed_;
   std::uint64_t seed_;
 };
 
