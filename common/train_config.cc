@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <functional>
+#include <set>
 
 namespace trellis {
 namespace {
@@ -227,6 +228,13 @@ Status train_config_from_params(const ParamMap& params, TrainConfig* out) {
                          ") must not exceed lr (" + to_string(ParamValue(config.lr)) + ")");
   *out = config;
   return Status::Ok();
+}
+
+bool defines_trained_state(const std::string& name) {
+  static const std::set<std::string> kNames = {"model",      "hidden",    "hidden_layers",
+                                               "hidden_units", "activation", "optimizer",
+                                               "epochs"};
+  return kNames.count(name) > 0;
 }
 
 }  // namespace trellis

@@ -73,6 +73,11 @@ Status check_hyperparam(const std::string& name, const ParamValue& value);
 // Names of every hyperparameter TrainConfig understands (for did-you-mean and --help).
 const std::vector<std::string>& hyperparam_names();
 
+// Hyperparameters that define what trained weights mean (the model, its layers, activation)
+// or how the optimizer state is laid out, and the trial length. PBT copies them from the donor
+// together with its weights instead of exploring them.
+bool defines_trained_state(const std::string& name);
+
 // Parses a "sizes" value ("256,128") into positive ints (`out` may be null to only check); the
 // error names the bad item.
 Status parse_sizes(const std::string& text, std::vector<int>* out);

@@ -435,20 +435,20 @@ void Coordinator::on_done(Group& group, const Done& done) {
     case TrialState::kCompleted:
       ++progress_.completed;
       ended(done.trial, state);
-      spdlog::info("trial {} completed: {} [{}/{} ended]", number, describe(done.final_metrics),
-                   progress_.ended(), progress_.proposed);
+      spdlog::info("trial {} completed: {} [{}/{} done]", number, describe(done.final_metrics),
+                   progress_.ended(), progress_.total);
       break;
     case TrialState::kPruned:
       ++progress_.pruned;
       ended(done.trial, state);
-      spdlog::info("trial {} pruned after epoch {} [{}/{} ended]", number,
-                   done.final_metrics.empty() ? 0 : reached, progress_.ended(), progress_.proposed);
+      spdlog::info("trial {} pruned after epoch {} [{}/{} done]", number,
+                   done.final_metrics.empty() ? 0 : reached, progress_.ended(), progress_.total);
       break;
     default:
       ++progress_.failed;
       ended(done.trial, state);
-      spdlog::error("trial {} failed: {} [{}/{} ended]", number, done.error, progress_.ended(),
-                    progress_.proposed);
+      spdlog::error("trial {} failed: {} [{}/{} done]", number, done.error, progress_.ended(),
+                    progress_.total);
       break;
   }
   if (!current) return;
@@ -476,8 +476,8 @@ void Coordinator::requeue(std::int64_t trial, const std::string& reason, Requeue
   --progress_.running;
   if (failed) {
     ++progress_.failed;
-    spdlog::error("trial {} failed: {} ({} attempts lost) [{}/{} ended]", t.number, reason,
-                  options_.max_failures, progress_.ended(), progress_.proposed);
+    spdlog::error("trial {} failed: {} ({} attempts lost) [{}/{} done]", t.number, reason,
+                  options_.max_failures, progress_.ended(), progress_.total);
     ended(trial, TrialState::kFailed);
     return;
   }
@@ -565,11 +565,15 @@ bool Coordinator::continue_trial(const Job& job) {
   Trial& t = it->second;
   const std::int32_t paused_at = effective_target(t, t.target_epoch);
   std::string from = checkpoint_file(checkpoint_base(t.number), paused_at);
+  std::int32_t donor_number = -1;
   if (job.donor >= 0) {
     TrialRecord donor;
-    from = store_->get_trial(job.donor, &donor).ok()
-               ? exploit_snapshot(checkpoint_base(donor.number), job.donor_epoch)
-               : std::string();
+    if (store_->get_trial(job.donor, &donor).ok()) {
+      donor_number = donor.number;
+      from = exploit_snapshot(checkpoint_base(donor.number), job.donor_epoch);
+    } else {
+      from.clear();
+    }
   }
   std::error_code ec;
   if (from.empty() || !std::filesystem::exists(from, ec)) {
@@ -594,7 +598,7 @@ bool Coordinator::continue_trial(const Job& job) {
     exploit.donor_epoch = job.donor_epoch;
     exploit.params_before = t.params;
     exploit.params_after = job.params;
-    exploit.reason = job.reason;
+    exploit.reason = job.reason + "; donor: trial " + std::to_string(donor_number);
     s = store_->exploit_trial(exploit, job.until_epoch, from);
     if (s.ok()) t.params = job.params;
   } else {

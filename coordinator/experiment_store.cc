@@ -354,7 +354,7 @@ Status trial_state(sqlite3* db, std::int64_t trial_id, TrialState* state, std::i
   if (!s.ok()) return s;
   st.bind(1, trial_id);
   if (!st.next_row(&s)) {
-    return s.ok() ? Status::Error("no trial with id " + std::to_string(trial_id)) : s;
+    return s.ok() ? Status::Error("unknown trial " + std::to_string(trial_id)) : s;
   }
   if (!parse_trial_state(st.text(0), state)) {
     return Status::Error("trial " + std::to_string(trial_id) + " has unknown state '" +
@@ -364,19 +364,20 @@ Status trial_state(sqlite3* db, std::int64_t trial_id, TrialState* state, std::i
   return Status::Ok();
 }
 
-// Version 2 added paused trials (a CHECK constraint, so the table is rebuilt), the scheduler's
-// target epoch, PBT warm starts and the lineage table. Runs inside open_schema's transaction;
-// the rebuild keeps every row and id, so foreign keys stay valid.
+// Version 2 added paused trials (a CHECK constraint, so the table is rebuilt: SQLite's
+// 12-step recipe), the scheduler's target epoch, PBT warm starts and the lineage table. The
+// rebuild keeps every row and id, which foreign_key_check confirms before the commit.
 Status migrate_from_v1(sqlite3* db) {
   const std::string schema = kSchema;
   const auto table = [&](const std::string& name) {
     const auto begin = schema.find("CREATE TABLE " + name + " (");
-    return schema.substr(begin, schema.find("\n);", begin) + 3 - begin);
+    // The statement ends at the first ';' after its closing parenthesis (comments hold some).
+    return schema.substr(begin, schema.find(';', schema.find("\n)", begin)) - begin);
   };
   std::string trials = table("trials");
   trials.replace(0, std::string("CREATE TABLE trials").size(), "CREATE TABLE trials_v2");
   const std::string sql =
-      "PRAGMA defer_foreign_keys = ON;" + trials + ";" +
+      trials + ";" +
       "INSERT INTO trials_v2 (id, experiment_id, number, state, params, seed, attempt, grp, error, "
       "started_at, finished_at, checkpoint_epoch, resumable, failures) SELECT id, experiment_id, "
       "number, state, params, seed, attempt, grp, error, started_at, finished_at, "
@@ -384,7 +385,20 @@ Status migrate_from_v1(sqlite3* db) {
       "DROP TABLE trials; ALTER TABLE trials_v2 RENAME TO trials;" +
       table("lineage") + ";" +
       "UPDATE meta SET value = '2' WHERE key = 'schema_version';";
-  return exec(db, sql.c_str());
+  if (Status s = exec(db, "PRAGMA foreign_keys = OFF"); !s.ok()) return s;
+  Transaction txn(db);
+  Status s = txn.begin();
+  if (s.ok()) s = exec(db, sql.c_str());
+  if (s.ok()) {
+    Statement check;
+    s = check.prepare(db, "PRAGMA foreign_key_check");
+    Status rows;
+    if (s.ok() && check.next_row(&rows)) s = Status::Error("foreign key check failed on " + check.text(0));
+    if (s.ok()) s = rows;
+  }
+  if (s.ok()) s = txn.commit();
+  if (Status on = exec(db, "PRAGMA foreign_keys = ON"); s.ok()) s = on;
+  return s;
 }
 
 // Creates the schema in an empty file, or checks that an existing file is a Trellis store this
@@ -455,7 +469,9 @@ Status open_schema(sqlite3* db, bool read_only) {
       return Status::Error("schema version " + std::to_string(version) +
                            " predates this build's; open it once with `trellis run` or `serve` "
                            "to upgrade it");
-    if (s = migrate_from_v1(db); !s.ok()) return s.With("upgrading schema 1 to 2");
+    // The rebuild needs foreign keys off, which SQLite ignores inside a transaction.
+    if (s = txn.commit(); !s.ok()) return s;
+    return migrate_from_v1(db).With("upgrading schema 1 to 2");
   }
   return read_only ? Status::Ok() : txn.commit();
 }

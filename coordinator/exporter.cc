@@ -17,6 +17,7 @@ struct Snapshot {
   ExperimentRecord experiment;
   std::vector<TrialRecord> trials;  // number order
   std::map<std::int64_t, MetricSeries> series;  // by trial id
+  std::vector<LineageRecord> lineage;            // by trial id, then epoch
 };
 
 Status load(ExperimentStore& store, const std::string& name, Snapshot* out) {
@@ -24,6 +25,7 @@ Status load(ExperimentStore& store, const std::string& name, Snapshot* out) {
   Status s = resolve_experiment(store, name, &out->experiment);
   if (!s.ok()) return s;
   if (s = store.list_trials(out->experiment.id, &out->trials); !s.ok()) return s;
+  if (s = store.list_lineage(out->experiment.id, &out->lineage); !s.ok()) return s;
   return store.experiment_metrics(out->experiment.id, &out->series);
 }
 
@@ -50,10 +52,24 @@ Status write_json(const Snapshot& snap, std::ostream& out) {
                        {"seed", e.seed},           {"state", e.state},
                        {"created_at", e.created_at}, {"spec_hash", e.spec_hash},
                        {"spec", e.spec_yaml}};
+  const auto params_json = [](const ParamMap& p) {
+    json out = json::object();
+    for (const auto& [name, value] : p) out[name] = param_json(value);
+    return out;
+  };
+  std::map<std::int64_t, std::int32_t> number_of;
+  for (const TrialRecord& t : snap.trials) number_of[t.id] = t.number;
+  std::map<std::int64_t, json> lineage;
+  for (const LineageRecord& l : snap.lineage)
+    lineage[l.trial_id].push_back({{"epoch", l.epoch},
+                                   {"donor", number_of[l.donor_id]},
+                                   {"donor_epoch", l.donor_epoch},
+                                   {"params_before", params_json(l.params_before)},
+                                   {"params_after", params_json(l.params_after)},
+                                   {"reason", l.reason}});
   json trials = json::array();
   for (const TrialRecord& t : snap.trials) {
-    json params = json::object();
-    for (const auto& [name, value] : t.params) params[name] = param_json(value);
+    json params = params_json(t.params);
     json metrics = json::object();
     if (auto it = snap.series.find(t.id); it != snap.series.end()) {
       for (const auto& [name, points] : it->second) {
@@ -76,6 +92,8 @@ Status write_json(const Snapshot& snap, std::ostream& out) {
                       {"started_at", t.started_at},
                       {"finished_at", t.finished_at},
                       {"checkpoint_epoch", t.checkpoint_epoch},
+                      {"target_epoch", t.target_epoch},
+                      {"lineage", lineage.count(t.id) ? lineage[t.id] : json::array()},
                       {"provenance", provenance_json(t.provenance)}});
   }
   doc["trials"] = std::move(trials);

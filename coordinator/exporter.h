@@ -7,8 +7,12 @@
 //    "trials": [{"id" (number within the experiment, 0-based), "state", "params",
 //                "metrics": {NAME: [[EPOCH, VALUE], ...]}, "final": {NAME: VALUE},
 //                "attempt", "seed", "group", "error", "started_at", "finished_at",
-//                "checkpoint_epoch", "provenance": {group, host, ranks, topology, versions,
-//                spec_hash, dataset}}, ...]}
+//                "checkpoint_epoch", "target_epoch" (the epoch the scheduler let it train
+//                through; 0: all), "lineage": [{"epoch", "donor" (trial id), "donor_epoch",
+//                "params_before", "params_after", "reason"}] (PBT exploits, oldest first),
+//                "provenance": {group, host, ranks, topology, versions, spec_hash, dataset}},
+//                ...]}
+// "error" holds why a trial failed, was pruned, or is paused.
 // Trials are in number order; params keep their kind (integer, float, string); metrics are
 // those of each trial's lineage (see ExperimentStore::metric_series); a non-finite value is
 // null. Unset strings are "".

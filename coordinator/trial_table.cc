@@ -88,6 +88,7 @@ std::string format_optional(const std::optional<double>& v) {
 
 std::string state_counts(const std::vector<RankedTrial>& ranked) {
   static constexpr TrialState kOrder[] = {TrialState::kCompleted, TrialState::kRunning,
+                                          TrialState::kPaused,
                                           TrialState::kPending, TrialState::kPruned,
                                           TrialState::kFailed};
   std::map<TrialState, int> counts;

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <numeric>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -125,10 +126,17 @@ struct Position {
   double partial_loss = 0;
 };
 
-// The fingerprint without its seed: a PBT warm start takes another trial's weights, which
-// fit whenever the model and optimizer do.
+// What of a fingerprint a PBT warm start must match: another trial's weights and optimizer
+// state fit whenever the model, optimizer and features do; its seed, validation split and
+// batch size may differ, since the warm start begins a fresh epoch.
 std::string setup_of(const std::string& fingerprint) {
-  return fingerprint.substr(0, fingerprint.rfind(" seed="));
+  std::istringstream words(fingerprint);
+  std::string word, kept;
+  while (words >> word)
+    if (word.rfind("params=", 0) == 0 || word.rfind("optimizer=", 0) == 0 ||
+        word.rfind("features=", 0) == 0)
+      kept += word + " ";
+  return kept;
 }
 
 // Rank 0 only: weights and optimizer state at `at`, with the last completed epoch's metrics,

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "common/seed.h"
+#include "common/train_config.h"
 
 namespace trellis::coordinator {
 namespace {
@@ -51,6 +52,10 @@ ParamMap PbtScheduler::explore(const ParamMap& donor, std::uint64_t seed) const 
       continue;
     }
     const auto it = donor.find(p.name);
+    if (it != donor.end() && defines_trained_state(p.name)) {
+      chosen[p.name] = it->second;
+      continue;
+    }
     const bool resample = it == donor.end() || uniform(rng) < options_.spec.resample_probability;
     ParamValue v = resample ? domain_value(p.domain, uniform(rng)) : perturb(p.domain, it->second, rng);
     chosen[p.name] = v;
@@ -83,9 +88,9 @@ Job PbtScheduler::decide(std::int64_t trial, const Trial& t) const {
   job.params = explore(trials_.at(donor).params, rng());
   job.reason = "exploit at epoch " + std::to_string(epoch) + ": " +
                describe_objective(options_, mine->first) + " is in the bottom " +
-               std::to_string(cut) + " of " + std::to_string(n) + "; took the weights of trial id " +
-               std::to_string(donor) + " (" + describe_objective(options_, donor_loss) +
-               ") and explored its hyperparameters";
+               std::to_string(cut) + " of " + std::to_string(n) +
+               "; took the weights and hyperparameters of a top trial (" +
+               describe_objective(options_, donor_loss) + ") and explored them";
   return job;
 }
 

@@ -8,7 +8,8 @@
 // `quantile` exploits, taking the weights and optimizer state of a trial drawn from the top
 // `quantile` (its checkpoint after B) and that trial's hyperparameters, then explores: each
 // searched hyperparameter is resampled with `resample_probability`, else perturbed (x0.8 or
-// x1.2 within its bounds; a neighbouring value of a categorical). The coordinator records
+// x1.2 within its bounds; a neighbouring value of a categorical). Those that define the
+// weights (model, layer sizes, activation, optimizer) stay the donor's: the weights fit them. The coordinator records
 // each exploit in the store's lineage. Draws derive from (seed, trial, B): a replay decides
 // the same.
 

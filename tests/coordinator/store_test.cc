@@ -597,3 +597,175 @@ TEST(TrialStateTest, NamesRoundTrip) {
 
 }  // namespace
 }  // namespace trellis::coordinator
+
+namespace trellis::coordinator {
+namespace {
+
+using testing::TempDir;
+
+// A trial trained through epoch 1 and paused there, as a scheduler leaves it.
+TrialRecord paused_trial(ExperimentStore& store, std::int64_t experiment_id, std::int32_t number,
+                         double val_acc) {
+  TrialRecord t = make_trial(store, experiment_id, number, {{"lr", 0.01}});
+  std::int32_t attempt = 0;
+  EXPECT_TRUE(store.start_trial(t.id, "g", &attempt).ok());
+  EXPECT_TRUE(store.append_report(t.id, attempt, 1, {{"val_acc", val_acc}}, true).ok());
+  EXPECT_TRUE(store.finish_trial(t.id, attempt, TrialState::kPaused, "paused after epoch 1",
+                                 {{"val_acc", val_acc}})
+                  .ok());
+  return t;
+}
+
+TEST(ExperimentStoreTest, APausedTrialContinuesFromItsCheckpointWithANewTarget) {
+  TempDir dir;
+  auto store = open_store(dir.file("store.db"));
+  const ExperimentRecord e = make_experiment(*store, "asha");
+  const TrialRecord t = paused_trial(*store, e.id, 0, 0.7);
+  TrialRecord got;
+  ASSERT_TRUE(store->get_trial(t.id, &got).ok());
+  EXPECT_EQ(got.state, TrialState::kPaused);
+  EXPECT_EQ(got.error, "paused after epoch 1");
+  // Only a paused trial can be continued.
+  EXPECT_FALSE(store->continue_trial(make_trial(*store, e.id, 1).id, 3).ok());
+  ASSERT_TRUE(store->continue_trial(t.id, 3).ok());
+  ASSERT_TRUE(store->get_trial(t.id, &got).ok());
+  EXPECT_EQ(got.state, TrialState::kPending);
+  EXPECT_EQ(got.target_epoch, 3);
+  EXPECT_EQ(got.error, "");
+  StartedAttempt started;
+  ASSERT_TRUE(store->start_trial(t.id, "g", "{}", &started).ok());
+  EXPECT_EQ(started.attempt, 2);
+  EXPECT_TRUE(started.resume);
+  EXPECT_EQ(started.resume_epoch, 1);
+  EXPECT_EQ(started.warm_start, "");
+  // The series continues across the pause.
+  ASSERT_TRUE(store->append_report(t.id, 2, 2, {{"val_acc", 0.8}}).ok());
+  MetricSeries series;
+  ASSERT_TRUE(store->metric_series(t.id, &series).ok());
+  EXPECT_EQ(series["val_acc"], (std::vector<std::pair<std::int32_t, double>>{{1, 0.7}, {2, 0.8}}));
+}
+
+TEST(ExperimentStoreTest, AnExploitRecordsTheLineageAndWarmStartsTheNextAttempt) {
+  TempDir dir;
+  auto store = open_store(dir.file("store.db"));
+  const ExperimentRecord e = make_experiment(*store, "pbt");
+  const TrialRecord donor = paused_trial(*store, e.id, 0, 0.9);
+  const TrialRecord recipient = paused_trial(*store, e.id, 1, 0.2);
+  LineageRecord exploit;
+  exploit.trial_id = recipient.id;
+  exploit.epoch = 1;
+  exploit.donor_id = donor.id;
+  exploit.donor_epoch = 1;
+  exploit.params_before = {{"lr", 0.01}};
+  exploit.params_after = {{"lr", 0.012}};
+  exploit.reason = "bottom quantile";
+  ASSERT_TRUE(store->exploit_trial(exploit, 2, "/ckpt/trial-0.ckpt.pbt-1").ok());
+  TrialRecord got;
+  ASSERT_TRUE(store->get_trial(recipient.id, &got).ok());
+  EXPECT_EQ(got.state, TrialState::kPending);
+  EXPECT_EQ(got.params, exploit.params_after);
+  EXPECT_EQ(got.target_epoch, 2);
+  StartedAttempt started;
+  ASSERT_TRUE(store->start_trial(recipient.id, "g", "{}", &started).ok());
+  EXPECT_TRUE(started.resume);
+  EXPECT_EQ(started.resume_epoch, 1);
+  EXPECT_EQ(started.warm_start, "/ckpt/trial-0.ckpt.pbt-1");
+  // Once the trial checkpointed on its own, a retry resumes from that, not the donor's.
+  ASSERT_TRUE(store->append_report(recipient.id, started.attempt, 2, {{"val_acc", 0.85}}, true).ok());
+  ASSERT_TRUE(store->get_trial(recipient.id, &got).ok());
+  EXPECT_EQ(got.warm_start, "");
+  EXPECT_EQ(got.checkpoint_epoch, 2);
+  std::vector<LineageRecord> lineage;
+  ASSERT_TRUE(store->list_lineage(e.id, &lineage).ok());
+  ASSERT_EQ(lineage.size(), 1u);
+  EXPECT_EQ(lineage[0].donor_id, donor.id);
+  EXPECT_EQ(lineage[0].params_before, exploit.params_before);
+  EXPECT_EQ(lineage[0].params_after, exploit.params_after);
+  EXPECT_EQ(lineage[0].reason, "bottom quantile");
+  // An exploit of a trial that is not paused changes nothing.
+  EXPECT_FALSE(store->exploit_trial(exploit, 3, "/elsewhere").ok());
+}
+
+TEST(ExperimentStoreTest, APausedTrialLeftAtTheEndIsPrunedWithItsMetrics) {
+  TempDir dir;
+  auto store = open_store(dir.file("store.db"));
+  const ExperimentRecord e = make_experiment(*store, "end");
+  const TrialRecord t = paused_trial(*store, e.id, 0, 0.4);
+  EXPECT_FALSE(store->end_paused_trial(t.id, TrialState::kRunning, "no").ok());
+  ASSERT_TRUE(store->end_paused_trial(t.id, TrialState::kPruned, "not promoted past epoch 1").ok());
+  TrialRecord got;
+  ASSERT_TRUE(store->get_trial(t.id, &got).ok());
+  EXPECT_EQ(got.state, TrialState::kPruned);
+  EXPECT_EQ(got.error, "not promoted past epoch 1");
+  EXPECT_EQ(got.final_metrics["val_acc"], 0.4);
+  MetricSeries series;
+  ASSERT_TRUE(store->metric_series(t.id, &series).ok());
+  EXPECT_EQ(series["val_acc"].size(), 1u);
+}
+
+// A store written by the previous schema (no paused state, no lineage) is upgraded in place
+// on first open for writing, keeping every row.
+TEST(ExperimentStoreTest, ASchemaOneStoreIsUpgradedKeepingItsTrials) {
+  TempDir dir;
+  const std::string path = dir.file("v1.db");
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    const char* v1 = R"sql(
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      INSERT INTO meta VALUES ('application', 'trellis-experiment-store'), ('schema_version', '1');
+      CREATE TABLE experiments (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+        spec_yaml TEXT NOT NULL, spec_hash TEXT NOT NULL, metric TEXT NOT NULL,
+        mode TEXT NOT NULL CHECK (mode IN ('max', 'min')), seed INTEGER NOT NULL,
+        state TEXT NOT NULL, created_at TEXT NOT NULL);
+      CREATE TABLE trials (id INTEGER PRIMARY KEY,
+        experiment_id INTEGER NOT NULL REFERENCES experiments(id), number INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'completed', 'pruned', 'failed')),
+        params TEXT NOT NULL, seed INTEGER NOT NULL, attempt INTEGER NOT NULL DEFAULT 0,
+        grp TEXT NOT NULL DEFAULT '', error TEXT NOT NULL DEFAULT '',
+        started_at TEXT NOT NULL DEFAULT '', finished_at TEXT NOT NULL DEFAULT '',
+        checkpoint_epoch INTEGER NOT NULL DEFAULT 0, resumable INTEGER NOT NULL DEFAULT 0,
+        failures INTEGER NOT NULL DEFAULT 0, UNIQUE (experiment_id, number));
+      CREATE TABLE attempts (trial_id INTEGER NOT NULL REFERENCES trials(id),
+        attempt INTEGER NOT NULL, resume_epoch INTEGER NOT NULL, grp TEXT NOT NULL,
+        provenance TEXT NOT NULL, started_at TEXT NOT NULL, PRIMARY KEY (trial_id, attempt))
+        WITHOUT ROWID;
+      CREATE TABLE metrics (trial_id INTEGER NOT NULL REFERENCES trials(id),
+        attempt INTEGER NOT NULL, epoch INTEGER NOT NULL, name TEXT NOT NULL, value REAL,
+        PRIMARY KEY (trial_id, attempt, epoch, name)) WITHOUT ROWID;
+      CREATE TABLE finals (trial_id INTEGER NOT NULL REFERENCES trials(id), name TEXT NOT NULL,
+        value REAL, PRIMARY KEY (trial_id, name)) WITHOUT ROWID;
+      INSERT INTO experiments VALUES (1, 'old', 'name: old', 'h', 'val_acc', 'max', 3,
+        'running', '2026-01-01T00:00:00.000Z');
+      INSERT INTO trials (id, experiment_id, number, state, params, seed, attempt)
+        VALUES (7, 1, 0, 'running', '{"lr": 0.5}', 9, 1);
+      INSERT INTO attempts VALUES (7, 1, 0, 'g', '{}', '2026-01-01T00:00:00.000Z');
+      INSERT INTO metrics VALUES (7, 1, 1, 'val_acc', 0.25);
+    )sql";
+    ASSERT_EQ(sqlite3_exec(db, v1, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  std::unique_ptr<ExperimentStore> read_only;
+  const Status refused = ExperimentStore::Open(path, true, &read_only);
+  EXPECT_NE(refused.message().find("to upgrade it"), std::string::npos) << refused.message();
+
+  auto store = open_store(path);
+  ASSERT_TRUE(store);
+  TrialRecord got;
+  ASSERT_TRUE(store->get_trial(7, &got).ok());
+  EXPECT_EQ(got.state, TrialState::kRunning);
+  EXPECT_EQ(got.attempt, 1);
+  MetricSeries series;
+  ASSERT_TRUE(store->metric_series(7, &series).ok());
+  EXPECT_EQ(series["val_acc"].size(), 1u);
+  // The new state and tables work on the upgraded file.
+  ASSERT_TRUE(store->finish_trial(7, 1, TrialState::kPaused, "paused", {}).ok());
+  std::vector<LineageRecord> lineage;
+  EXPECT_TRUE(store->list_lineage(1, &lineage).ok());
+  // Reopened, it is a current store.
+  store.reset();
+  EXPECT_TRUE(ExperimentStore::Open(path, true, &read_only).ok());
+}
+
+}  // namespace
+}  // namespace trellis::coordinator

@@ -46,8 +46,10 @@ class SweepTest : public ::testing::Test {
   }
 
   // A spec of `trials` trials of `ranks` ranks; `space` lines go under search.space.
+  // `extra`: more top-level YAML (a scheduler: section).
   std::string write_spec(const std::string& name, int trials, int ranks, const std::string& space,
-                         const std::string& train = "epochs: 2, batch_size: 32") {
+                         const std::string& train = "epochs: 2, batch_size: 32",
+                         const std::string& extra = "") {
     const std::string path = (dir_ / (name + ".yaml")).string();
     write_text(path, "name: " + name + "\n"
                      "dataset: {name: patterns, path: " + data_.string() + "}\n"
@@ -55,7 +57,7 @@ class SweepTest : public ::testing::Test {
                      "search:\n  seed: 11\n  trials: " + std::to_string(trials) + "\n" +
                      (space.empty() ? "" : "  space:\n" + space) +
                      "train: {" + train + "}\n"
-                     "resources: {ranks_per_trial: " + std::to_string(ranks) + "}\n");
+                     "resources: {ranks_per_trial: " + std::to_string(ranks) + "}\n" + extra);
     return path;
   }
 
@@ -195,6 +197,126 @@ TEST_F(SweepTest, RunningACompletedSweepAgainChangesNothing) {
   ASSERT_EQ(second.code, 0) << second.output;
   EXPECT_EQ(second.output.find("started worker group"), std::string::npos) << second.output;
   EXPECT_EQ(export_json(store, "again")["trials"], before["trials"]);
+}
+
+// The epochs of a trial's series, in order.
+std::vector<int> epochs_of(const json& trial) {
+  std::vector<int> epochs;
+  for (const json& point : trial["metrics"]["val_acc"]) epochs.push_back(point[0]);
+  return epochs;
+}
+
+// One group, so the order of results, and with it every decision, is fixed: 6 trials reach
+// rung 1 (epoch 1), the best floor(6/3) = 2 are promoted to epoch 3 and resume from their
+// epoch-1 checkpoints; the other 4 end pruned with the reason.
+TEST_F(SweepTest, AshaPausesTrialsAndPromotesTheBestFromTheirCheckpoints) {
+  const std::string spec = write_spec(
+      "asha", 6, 1, kSpace, "batch_size: 32",
+      "scheduler: {type: asha, min_epochs: 1, reduction_factor: 3, max_epochs: 3}\n");
+  const std::string store = file("asha.db");
+  const Result r = run({kTrellis, "--store", store, "run", spec, "--groups", "1"}, file("run.log"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  const json exported = export_json(store, "asha");
+  ASSERT_EQ(exported["trials"].size(), 6u);
+  std::vector<std::pair<double, int>> at_rung;  // (val_acc at epoch 1, trial)
+  int epochs_trained = 0;
+  std::vector<int> completed;
+  for (const json& t : exported["trials"]) {
+    at_rung.emplace_back(t["metrics"]["val_acc"][0][1], t["id"]);
+    epochs_trained += static_cast<int>(epochs_of(t).size());
+    if (t["state"] == "completed") {
+      completed.push_back(t["id"]);
+      EXPECT_EQ(epochs_of(t), (std::vector<int>{1, 2, 3})) << t.dump();
+      EXPECT_EQ(t["attempt"], 2) << "a promotion continues the trial in a second attempt";
+      EXPECT_EQ(t["target_epoch"], 3);
+      EXPECT_TRUE(t["final"].contains("test_acc"));
+    } else {
+      EXPECT_EQ(t["state"], "pruned") << t.dump();
+      EXPECT_EQ(epochs_of(t), (std::vector<int>{1})) << t.dump();
+      EXPECT_NE(t["error"].get<std::string>().find("not promoted past epoch 1"), std::string::npos)
+          << t.dump();
+      EXPECT_TRUE(t["final"].contains("val_acc")) << "a pruned trial keeps its metrics";
+    }
+  }
+  // The promoted are the two best at epoch 1; 6 + 2*2 epochs instead of 18.
+  std::sort(at_rung.rbegin(), at_rung.rend());
+  std::sort(completed.begin(), completed.end());
+  std::vector<int> best_two = {at_rung[0].second, at_rung[1].second};
+  std::sort(best_two.begin(), best_two.end());
+  EXPECT_EQ(completed, best_two) << r.output;
+  EXPECT_EQ(epochs_trained, 10);
+  EXPECT_NE(r.output.find("resuming after epoch 1"), std::string::npos) << r.output;
+}
+
+// One group and 4 trials of PBT with a 1-epoch interval: all 4 reach epoch 1 before anyone
+// continues, so the worst of them (the bottom quarter) takes the best one's weights there.
+TEST_F(SweepTest, PbtExploitsTheBestTrialAndRecordsTheLineage) {
+  const std::string spec = write_spec(
+      "pbt", 4, 1, kSpace, "batch_size: 32",
+      "scheduler: {type: pbt, interval: 1, quantile: 0.25, max_epochs: 3}\n");
+  const std::string store = file("pbt.db");
+  const Result r = run({kTrellis, "--store", store, "run", spec, "--groups", "1"}, file("run.log"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  const json exported = export_json(store, "pbt");
+  ASSERT_EQ(exported["trials"].size(), 4u);
+  double best = -1, worst = 2;
+  int best_trial = -1, worst_trial = -1;
+  for (const json& t : exported["trials"]) {
+    EXPECT_EQ(t["state"], "completed") << t.dump();
+    EXPECT_EQ(epochs_of(t), (std::vector<int>{1, 2, 3})) << t.dump();
+    const double acc = t["metrics"]["val_acc"][0][1];
+    if (acc > best) best = acc, best_trial = t["id"];
+    if (acc < worst) worst = acc, worst_trial = t["id"];
+  }
+  ASSERT_NE(best_trial, worst_trial) << "tied trials make the test meaningless";
+  const json& recipient = exported["trials"][worst_trial];
+  ASSERT_GE(recipient["lineage"].size(), 1u) << recipient.dump();
+  const json& exploit = recipient["lineage"][0];
+  EXPECT_EQ(exploit["epoch"], 1);
+  EXPECT_EQ(exploit["donor"], best_trial);
+  EXPECT_EQ(exploit["donor_epoch"], 1);
+  EXPECT_NE(exploit["params_after"], exploit["params_before"]);
+  EXPECT_NE(exploit["reason"].get<std::string>().find("bottom 1 of 4"), std::string::npos);
+  // The explored values are the donor's, perturbed: lr moved from the donor's by 0.8 or 1.2,
+  // or was resampled within the domain.
+  const double lr = exploit["params_after"]["lr"];
+  EXPECT_GE(lr, 1e-3);
+  EXPECT_LE(lr, 1e-2);
+  if (recipient["lineage"].size() == 1) EXPECT_EQ(recipient["params"], exploit["params_after"]);
+  // Trained on from the donor's weights: its epoch 2 is far closer to the donor's than its
+  // own epoch 1 was.
+  const json& donor = exported["trials"][best_trial];
+  const double gap_before = std::abs(worst - best);
+  const double gap_after = std::abs(static_cast<double>(recipient["metrics"]["val_acc"][1][1]) -
+                                    static_cast<double>(donor["metrics"]["val_acc"][0][1]));
+  EXPECT_LT(gap_after, gap_before + 0.05) << recipient.dump() << donor.dump();
+}
+
+// The checkpoint directory cannot be written (a file sits where it should be made), so the
+// trials pause without checkpoints: each promotion fails that trial with the reason, and the
+// sweep goes on to the end.
+TEST_F(SweepTest, APromotionWhoseCheckpointIsMissingFailsThatTrialAndTheSweepGoesOn) {
+  const std::string spec = write_spec(
+      "nockpt", 6, 1, kSpace, "batch_size: 32",
+      "scheduler: {type: asha, min_epochs: 1, reduction_factor: 3, max_epochs: 3}\n");
+  write_text(file("blocker"), "not a directory\n");
+  const Result r = run({kTrellis, "--store", file("nockpt.db"), "run", spec, "--groups", "1",
+                        "--checkpoints", file("blocker") + "/checkpoints"},
+                       file("run.log"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  const json exported = export_json(file("nockpt.db"), "nockpt");
+  int failed = 0, pruned = 0;
+  for (const json& t : exported["trials"]) {
+    if (t["state"] == "failed") {
+      ++failed;
+      EXPECT_NE(t["error"].get<std::string>().find("is missing"), std::string::npos) << t.dump();
+      EXPECT_NE(t["error"].get<std::string>().find("promoted from epoch 1 to 3"), std::string::npos)
+          << t.dump();
+    }
+    if (t["state"] == "pruned") ++pruned;
+  }
+  EXPECT_EQ(failed, 2) << r.output;
+  EXPECT_EQ(pruned, 4) << r.output;
 }
 
 TEST_F(SweepTest, BadSpecsStopWithFileLineAndField) {
