@@ -253,7 +253,7 @@ Status read_domain(const SpecReader& r, const std::string& name, const YAML::Nod
 
 Status read_search(const SpecReader& r, const YAML::Node& node, SweepSpec* spec) {
   if (Status s = r.map(node, "search"); !s.ok()) return s;
-  if (Status s = r.check_keys(node, "search", {"algorithm", "seed", "trials", "space"}); !s.ok())
+  if (Status s = r.check_keys(node, "search", {"algorithm", "seed", "trials", "budget_epochs", "space"}); !s.ok())
     return s;
   if (node["algorithm"]) {
     if (Status s = r.string(node["algorithm"], "search.algorithm", &spec->algorithm); !s.ok())
@@ -271,6 +271,11 @@ Status read_search(const SpecReader& r, const YAML::Node& node, SweepSpec* spec)
   std::int64_t trials = 0;
   if (Status s = r.integer(node["trials"], "search.trials", 1, &trials); !s.ok()) return s;
   spec->trials = static_cast<int>(std::min<std::int64_t>(trials, 1 << 30));
+  if (node["budget_epochs"]) {
+    if (Status s = r.integer(node["budget_epochs"], "search.budget_epochs", 1, &spec->budget_epochs);
+        !s.ok())
+      return s;
+  }
   if (node["space"]) {
     if (Status s = r.map(node["space"], "search.space"); !s.ok()) return s;
     for (const auto& kv : node["space"]) {
