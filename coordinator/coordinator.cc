@@ -35,12 +35,13 @@ Coordinator::Coordinator(ExperimentStore* store, SweepSpec spec, CoordinatorOpti
     : store_(store),
       spec_(std::move(spec)),
       options_(std::move(options)),
-      searcher_(spec_.space, spec_.fixed, spec_.seed),
       context_(1) {}
 
 Coordinator::~Coordinator() = default;
 
 Status Coordinator::Start() {
+  if (Status s = make_searcher(spec_.algorithm, spec_.space, spec_.seed, &searcher_); !s.ok())
+    return s;
   std::optional<ExperimentRecord> existing;
   if (Status s = store_->find_experiment(spec_.name, &existing); !s.ok()) return s;
   if (existing) {
@@ -359,7 +360,13 @@ std::optional<std::int64_t> Coordinator::next_trial() {
   TrialRecord record;
   record.experiment_id = experiment_.id;
   record.number = progress_.proposed;
-  record.params = searcher_.propose(record.number);
+  std::optional<ParamMap> params = searcher_->propose(record.number);
+  if (!params) {  // a grid smaller than `trials`: the sweep ends with the grid
+    progress_.total = progress_.proposed;
+    return std::nullopt;
+  }
+  record.params = std::move(*params);
+  record.params.insert(spec_.fixed.begin(), spec_.fixed.end());
   record.seed = derive_seed(spec_.seed, {static_cast<std::uint64_t>(record.number)});
   if (Status s = store_->add_trial(&record); !s.ok()) {
     spdlog::error("cannot add trial {}: {}", record.number, s.message());

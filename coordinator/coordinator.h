@@ -30,7 +30,7 @@
 #include "common/status.h"
 #include "common/sweep_spec.h"
 #include "coordinator/experiment_store.h"
-#include "coordinator/random_searcher.h"
+#include "coordinator/search/searcher.h"
 #include "coordinator/zap_handler.h"
 
 namespace trellis::coordinator {
@@ -121,7 +121,7 @@ class Coordinator {
   ExperimentStore* store_;
   SweepSpec spec_;
   CoordinatorOptions options_;
-  RandomSearcher searcher_;
+  std::unique_ptr<Searcher> searcher_;  // made by Start()
   zmq::context_t context_;
   std::unique_ptr<ZapHandler> zap_;  // before socket_: the handshake needs it first
   std::unique_ptr<zmq::socket_t> socket_;
