@@ -9,6 +9,7 @@
 // test_acc. asha_epoch_fraction = epochs ASHA trained in that run / B (goal <= 1/3); above 1
 // when even budget B did not reach it.
 
+#include <cstdint>
 #include <string>
 
 #include <nlohmann/json.hpp>

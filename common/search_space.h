@@ -1,6 +1,7 @@
 #pragma once
 // Search-space domains: where one hyperparameter's values are drawn from.
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -40,9 +41,12 @@ bool parse_domain_kind(const std::string& text, Domain::Kind* out);
 // Refuses empty or contradictory domains (low >= high, log of a non-positive bound, no choices).
 [[nodiscard]] Status check_domain(const Domain& domain);
 
-// Refuses a space a searcher cannot draw from, naming the parameter: a bad domain, a condition
-// on an unknown parameter or on a value its parent can never take, a cycle of conditions.
-[[nodiscard]] Status check_space(const std::vector<SearchParam>& space);
+// Refuses a space a searcher cannot draw from, naming the parameter: a bad domain, a name given
+// twice, a condition on an unknown parameter, on itself or on a value its parent can never
+// take, a cycle of conditions. On failure `culprit`, if given, is set to the named parameter's
+// index, so the spec parser can point at its line.
+[[nodiscard]] Status check_space(const std::vector<SearchParam>& space,
+                                 std::size_t* culprit = nullptr);
 
 // The space reordered so every parent comes before the parameters conditioned on it (stable
 // otherwise). Requires check_space() to pass.

@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/search_grid.h"
 #include "common/train_config.h"
 
 namespace trellis {
@@ -208,10 +209,12 @@ Status read_metric(const SpecReader& r, const YAML::Node& node, SweepSpec* spec)
 }
 
 Status read_domain(const SpecReader& r, const std::string& name, const YAML::Node& node,
-                   Domain* d) {
+                   bool grid, Domain* d) {
   const std::string field = "search.space." + name;
   if (Status s = r.map(node, field); !s.ok()) return s;
-  if (Status s = r.check_keys(node, field, {"type", "low", "high", "values"}); !s.ok()) return s;
+  if (Status s = r.check_keys(node, field, {"type", "low", "high", "values", "points", "when"});
+      !s.ok())
+    return s;
   if (!node["type"]) return r.error(node, field, "missing required key 'type'");
   std::string type;
   if (Status s = r.string(node["type"], field + ".type", &type); !s.ok()) return s;
@@ -219,6 +222,16 @@ Status read_domain(const SpecReader& r, const std::string& name, const YAML::Nod
     return r.error(node["type"], field + ".type",
                    "unknown type '" + type + "'" +
                        did_you_mean(type, {"float", "log_float", "int", "categorical"}));
+  const bool is_float = d->kind == Domain::Kind::kFloat || d->kind == Domain::Kind::kLogFloat;
+  if (node["points"]) {
+    if (!is_float)
+      return r.error(node["points"], field + ".points", "only a float or log_float takes points");
+    std::int64_t points = 0;
+    if (Status s = r.integer(node["points"], field + ".points", 1, &points); !s.ok()) return s;
+    d->grid_points = static_cast<int>(std::min<std::int64_t>(points, SearchGrid::kMaxPoints + 1));
+  } else if (grid && is_float) {
+    return r.error(node, field, "grid search needs 'points', how many values from low to high");
+  }
   if (d->kind == Domain::Kind::kCategorical) {
     const YAML::Node values = node["values"];
     if (!values || !values.IsSequence() || values.size() == 0)
@@ -243,39 +256,63 @@ Status read_domain(const SpecReader& r, const std::string& name, const YAML::Nod
     if (Status s = r.number(node["high"], field + ".high", &d->high); !s.ok()) return s;
   }
   if (Status s = check_domain(*d); !s.ok()) return r.error(node, field, s.message());
-  // Both ends of the domain must be values the trainer accepts.
-  for (double u : {0.0, 0.999999}) {
-    if (Status s = check_hyperparam(name, domain_value(*d, u)); !s.ok())
-      return r.error(node, field, s.message());
+  // Both ends of the domain must be values the trainer accepts; a float grid reaches `high`.
+  const ParamValue top = grid && is_float ? ParamValue(d->high) : domain_value(*d, 0.999999);
+  for (const ParamValue& v : {domain_value(*d, 0.0), top}) {
+    if (Status s = check_hyperparam(name, v); !s.ok()) return r.error(node, field, s.message());
+  }
+  return Status::Ok();
+}
+
+// `when: {optimizer: sgd}` or `when: {optimizer: [sgd, adamw]}`; check_space judges the
+// parents and values once every parameter is read.
+Status read_when(const SpecReader& r, const std::string& name, const YAML::Node& node,
+                 std::vector<Condition>* out) {
+  const std::string field = "search.space." + name + ".when";
+  if (Status s = r.map(node, field); !s.ok()) return s;
+  for (const auto& kv : node) {
+    Condition c{kv.first.Scalar(), {}};
+    const auto add = [&](const YAML::Node& v) {
+      return r.scalar(v, field + "." + c.parent, &c.values.emplace_back());
+    };
+    if (kv.second.IsSequence()) {
+      for (const YAML::Node& v : kv.second)
+        if (Status s = add(v); !s.ok()) return s;
+    } else if (Status s = add(kv.second); !s.ok()) {
+      return s;
+    }
+    out->push_back(std::move(c));
   }
   return Status::Ok();
 }
 
 Status read_search(const SpecReader& r, const YAML::Node& node, SweepSpec* spec) {
   if (Status s = r.map(node, "search"); !s.ok()) return s;
-  if (Status s = r.check_keys(node, "search", {"algorithm", "seed", "trials", "budget_epochs", "space"}); !s.ok())
+  if (Status s = r.check_keys(node, "search",
+                              {"algorithm", "seed", "trials", "budget_epochs", "space"});
+      !s.ok())
     return s;
   if (node["algorithm"]) {
     if (Status s = r.string(node["algorithm"], "search.algorithm", &spec->algorithm); !s.ok())
       return s;
-    if (spec->algorithm != "random")
+    const auto& known = search_algorithms();
+    if (std::find(known.begin(), known.end(), spec->algorithm) == known.end())
       return r.error(node["algorithm"], "search.algorithm",
-                     "unknown algorithm '" + spec->algorithm + "'" + did_you_mean(spec->algorithm, {"random"}));
+                     "unknown algorithm '" + spec->algorithm + "'" +
+                         did_you_mean(spec->algorithm, known));
   }
+  const bool grid = spec->algorithm == "grid";
   if (node["seed"]) {
     std::int64_t seed = 0;
     if (Status s = r.integer(node["seed"], "search.seed", 0, &seed); !s.ok()) return s;
     spec->seed = static_cast<std::uint64_t>(seed);
   }
-  if (!node["trials"]) return r.error(node, "search", "missing required key 'trials'");
-  std::int64_t trials = 0;
-  if (Status s = r.integer(node["trials"], "search.trials", 1, &trials); !s.ok()) return s;
-  spec->trials = static_cast<int>(std::min<std::int64_t>(trials, 1 << 30));
   if (node["budget_epochs"]) {
-    if (Status s = r.integer(node["budget_epochs"], "search.budget_epochs", 1, &spec->budget_epochs);
-        !s.ok())
+    const YAML::Node budget = node["budget_epochs"];
+    if (Status s = r.integer(budget, "search.budget_epochs", 1, &spec->budget_epochs); !s.ok())
       return s;
   }
+  std::vector<YAML::Node> keys;  // each parameter's key, where its errors point
   if (node["space"]) {
     if (Status s = r.map(node["space"], "search.space"); !s.ok()) return s;
     for (const auto& kv : node["space"]) {
@@ -285,10 +322,29 @@ Status read_search(const SpecReader& r, const YAML::Node& node, SweepSpec* spec)
         return r.error(kv.first, "search.space",
                        "unknown hyperparameter '" + name + "'" + did_you_mean(name, known));
       SearchParam p{name, {}, {}};
-      if (Status s = read_domain(r, name, kv.second, &p.domain); !s.ok()) return s;
+      if (Status s = read_domain(r, name, kv.second, grid, &p.domain); !s.ok()) return s;
+      if (kv.second["when"])
+        if (Status s = read_when(r, name, kv.second["when"], &p.when); !s.ok()) return s;
       spec->space.push_back(std::move(p));
+      keys.push_back(kv.first);
     }
+    std::size_t culprit = 0;
+    if (Status s = check_space(spec->space, &culprit); !s.ok())
+      return r.error(keys[culprit], "search.space", s.message());
   }
+  std::int64_t trials = 0;
+  if (node["trials"]) {
+    if (Status s = r.integer(node["trials"], "search.trials", 1, &trials); !s.ok()) return s;
+  } else if (!grid) {
+    return r.error(node, "search", "missing required key 'trials'");
+  }
+  if (grid) {
+    SearchGrid points;
+    if (Status s = SearchGrid::Build(spec->space, &points); !s.ok())
+      return r.error(node["space"] ? node["space"] : node, "search.space", s.message());
+    trials = trials == 0 ? points.size() : std::min(trials, points.size());
+  }
+  spec->trials = static_cast<int>(std::min<std::int64_t>(trials, 1 << 30));
   return Status::Ok();
 }
 
@@ -402,6 +458,11 @@ Status read_scheduler(const SpecReader& r, const YAML::Node& node, SweepSpec* sp
 }
 
 }  // namespace
+
+const std::vector<std::string>& search_algorithms() {
+  static const std::vector<std::string> kAlgorithms = {"random", "grid", "sobol", "tpe"};
+  return kAlgorithms;
+}
 
 const std::vector<std::string>& known_metrics() {
   static const std::vector<std::string> kMetrics = {"train_loss", "val_loss", "val_acc",

@@ -5,14 +5,18 @@
 //   dataset: {name: fashion-mnist, format: idx, path: DIR, validation_fraction: 0.1}
 //   metric: {name: val_acc, mode: max} # or just `metric: val_acc`
 //   search:
-//     algorithm: random
+//     algorithm: random                # random | grid | sobol | tpe
 //     seed: 7
-//     trials: 8
+//     trials: 8                        # grid: optional, the grid's size by default
+//     budget_epochs: 40                # optional cap on epochs summed over trials
 //     space:
 //       lr: {type: log_float, low: 1.0e-4, high: 3.0e-3}
 //       hidden_units: {type: int, low: 64, high: 256}
 //       activation: {type: categorical, values: [relu, tanh]}
-//   train: {optimizer: adam, batch_size: 128, epochs: 4}   # fixed hyperparameters
+//       optimizer: {type: categorical, values: [sgd, adam]}
+//       momentum: {type: float, low: 0.5, high: 0.99, when: {optimizer: sgd}}
+//       # grid search: a float or log_float also needs `points: N`, N values from low to high
+//   train: {batch_size: 128, epochs: 4}   # fixed hyperparameters
 //   resources: {ranks_per_trial: 2}
 //
 // Every error names the file, the line and column, and the field ("spec.yaml:7:5: search.trials:
@@ -64,6 +68,10 @@ struct SweepSpec {
 
 // The metric names every worker reports; a sweep optimises one of them.
 const std::vector<std::string>& known_metrics();
+
+// The values of search.algorithm: "random", "grid", "sobol", "tpe". The coordinator has a
+// searcher for each (coordinator/search/searcher.h) and takes its names from here.
+const std::vector<std::string>& search_algorithms();
 
 [[nodiscard]] Status load_sweep_spec(const std::string& path, SweepSpec* out);
 [[nodiscard]] Status parse_sweep_spec(const std::string& text, const std::string& source,

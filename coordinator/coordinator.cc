@@ -631,7 +631,8 @@ void Coordinator::assign_or_wait(Group& group) {
       start(group, id);
       return;
     }
-    if (spec_.max_concurrent_trials > 0 && progress_.running >= spec_.max_concurrent_trials) {
+    if (budget_spent_ ||
+        (spec_.max_concurrent_trials > 0 && progress_.running >= spec_.max_concurrent_trials)) {
       send(group.name, wait);
       return;
     }

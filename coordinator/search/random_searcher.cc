@@ -7,14 +7,14 @@
 namespace trellis::coordinator {
 
 RandomSearcher::RandomSearcher(std::vector<SearchParam> space, std::uint64_t seed)
-    : space_(std::move(space)), seed_(seed) {}
+    : space_(order_by_conditions(std::move(space))), seed_(seed) {}
 
-std::optional<ParamMap> RandomSearcher::propose(std::int32_t trial_number) {
+std::optional<ParamMap> RandomSearcher::propose(std::int32_t number) {
   ParamMap params;
-  std::mt19937_64 rng(derive_seed(seed_, {0x7273u /* "rs" */, static_cast<std::uint64_t>(trial_number)}));
+  std::mt19937_64 rng(derive_seed(seed_, {0x7273u /* "rs" */, static_cast<std::uint64_t>(number)}));
   for (const auto& p : space_) {
     const double u = static_cast<double>(rng() >> 11) * 0x1.0p-53;
-    params[p.name] = domain_value(p.domain, u);
+    if (is_active(p, params)) params[p.name] = domain_value(p.domain, u);
   }
   return params;
 }

@@ -163,6 +163,108 @@ TEST_F(SweepSpecTest, QuotedNumbersStayStrings) {
   expect_error(parse(spec() + "train: {batch_size: \"128\"}\n"), {"train.batch_size"});
 }
 
+// A spec whose search section is exactly `search` (each line indented by two spaces).
+std::string with_search(const std::filesystem::path& dir, const std::string& search) {
+  return "name: t\ndataset: {path: " + dir.string() + "}\nsearch:\n" + search;
+}
+
+TEST_F(SweepSpecTest, AlgorithmsAreKnownAndATypoGetsASuggestion) {
+  for (const auto& algorithm : search_algorithms()) {
+    SweepSpec s;
+    std::string text = spec("  algorithm: " + algorithm + "\n");
+    if (algorithm == "grid") text.replace(text.find("1.0e-2}"), 7, "1.0e-2, points: 3}");
+    ASSERT_TRUE(parse(text, &s).ok()) << algorithm << ": " << parse(text).message();
+    EXPECT_EQ(s.algorithm, algorithm);
+  }
+  expect_error(parse(spec("  algorithm: sobl\n")),
+               {"spec.yaml:7:14", "search.algorithm", "unknown algorithm 'sobl'",
+                "did you mean 'sobol'"});
+}
+
+TEST_F(SweepSpecTest, ConditionsTakeOneValueOrAList) {
+  SweepSpec s;
+  const std::string text = with_search(dir_,
+      "  trials: 4\n"
+      "  space:\n"
+      "    optimizer: {type: categorical, values: [sgd, adam, adamw]}\n"
+      "    momentum: {type: float, low: 0.5, high: 0.99, when: {optimizer: sgd}}\n"
+      "    weight_decay: {type: log_float, low: 1.0e-6, high: 1.0e-2,\n"
+      "                   when: {optimizer: [sgd, adamw]}}\n");
+  ASSERT_TRUE(parse(text, &s).ok()) << parse(text).message();
+  ASSERT_EQ(s.space.size(), 3u);
+  EXPECT_TRUE(s.space[0].when.empty());
+  ASSERT_EQ(s.space[1].when.size(), 1u);
+  EXPECT_EQ(s.space[1].when[0].parent, "optimizer");
+  EXPECT_EQ(s.space[1].when[0].values, (std::vector<ParamValue>{std::string("sgd")}));
+  EXPECT_EQ(s.space[2].when[0].values,
+            (std::vector<ParamValue>{std::string("sgd"), std::string("adamw")}));
+}
+
+TEST_F(SweepSpecTest, ABadConditionIsRefusedAtItsParametersLine) {
+  const auto space = [&](const std::string& when) {
+    return with_search(dir_,
+        "  trials: 4\n"
+        "  space:\n"
+        "    optimizer: {type: categorical, values: [sgd, adam]}\n"
+        "    momentum: {type: float, low: 0.5, high: 0.99, when: " + when + "}\n");
+  };
+  expect_error(parse(space("{optimiser: sgd}")),
+               {"spec.yaml:7:5", "search.space", "'momentum'", "unknown parameter 'optimiser'"});
+  expect_error(parse(space("{optimizer: rmsprop}")),
+               {"spec.yaml:7:5", "'momentum'", "rmsprop", "never takes"});
+  expect_error(parse(space("{momentum: 0.6}")), {"spec.yaml:7:5", "'momentum'", "itself"});
+  expect_error(parse(space("sgd")), {"search.space.momentum.when", "mapping"});
+}
+
+TEST_F(SweepSpecTest, GridTrialsDefaultToTheGridsSizeAndCapIt) {
+  const auto grid = [&](const std::string& trials) {
+    return with_search(dir_,
+        "  algorithm: grid\n" + trials +
+        "  space:\n"
+        "    optimizer: {type: categorical, values: [sgd, adam]}\n"
+        "    momentum: {type: float, low: 0.5, high: 0.9, points: 3, when: {optimizer: sgd}}\n"
+        "    hidden_units: {type: int, low: 16, high: 19}\n");
+  };
+  const int size = (3 + 1) * 4;  // sgd with 3 momenta, adam without momentum; 4 hidden sizes
+  SweepSpec s;
+  ASSERT_TRUE(parse(grid(""), &s).ok()) << parse(grid("")).message();
+  EXPECT_EQ(s.trials, size);
+  ASSERT_TRUE(parse(grid("  trials: 5\n"), &s).ok());
+  EXPECT_EQ(s.trials, 5);
+  ASSERT_TRUE(parse(grid("  trials: 1000\n"), &s).ok());
+  EXPECT_EQ(s.trials, size);
+  EXPECT_EQ(s.space[1].domain.grid_points, 3);
+  // Without a grid, trials stays required.
+  std::string random = grid("");
+  random.replace(random.find("algorithm: grid"), 15, "algorithm: random");
+  expect_error(parse(random), {"missing required key 'trials'"});
+}
+
+TEST_F(SweepSpecTest, GridNeedsPointsOnFloatsOnly) {
+  const auto one = [&](const std::string& param) {
+    return with_search(dir_, "  algorithm: grid\n  space:\n    " + param + "\n");
+  };
+  expect_error(parse(one("lr: {type: log_float, low: 1.0e-4, high: 1.0e-2}")),
+               {"spec.yaml:6:9", "search.space.lr", "needs 'points'"});
+  expect_error(parse(one("hidden_units: {type: int, low: 1, high: 4, points: 2}")),
+               {"search.space.hidden_units.points", "only a float"});
+  expect_error(parse(one("lr: {type: float, low: 0.1, high: 0.2, points: 0}")),
+               {"search.space.lr.points", ">= 1"});
+  // The grid's top point is `high` itself, which must be a value the trainer takes.
+  expect_error(parse(one("dropout: {type: float, low: 0, high: 1, points: 3}")),
+               {"search.space.dropout", "outside"});
+}
+
+TEST_F(SweepSpecTest, BudgetEpochsIsAPositiveInteger) {
+  SweepSpec s;
+  ASSERT_TRUE(parse(spec("  budget_epochs: 40\n"), &s).ok());
+  EXPECT_EQ(s.budget_epochs, 40);
+  ASSERT_TRUE(parse(spec(), &s).ok());
+  EXPECT_EQ(s.budget_epochs, 0);
+  expect_error(parse(spec("  budget_epochs: 0\n")),
+               {"spec.yaml:7:18", "search.budget_epochs", ">= 1"});
+}
+
 TEST(SweepSpecFile, MissingFileNamesThePath) {
   SweepSpec s;
   const Status st = load_sweep_spec("/no/such/spec.yaml", &s);
