@@ -13,6 +13,7 @@
 //
 //   bench_hpo_quality [--trials N] [--seeds N] [--python EXE] [--only tpe|asha]
 //                     [--random-trials N] [--max-epochs N] [--groups N] [--dataset DIR]
+//                     [--bin DIR (trellis and trellis-worker)]
 //
 // Each section prints its table and adds its keys to the one JSON object printed last:
 // {"bench", "trials", "seeds", "tpe_vs_optuna": {function: ratio}, "tpe_regret": {...},
@@ -164,11 +165,12 @@ int main(int argc, char** argv) {
     else if (a == "--max-epochs" && has_value) o.asha.max_epochs = std::max(1, std::atoi(argv[++i]));
     else if (a == "--groups" && has_value) o.asha.groups = std::max(1, std::atoi(argv[++i]));
     else if (a == "--dataset" && has_value) o.asha.dataset = argv[++i];
+    else if (a == "--bin" && has_value) o.asha.bin = argv[++i];
     else {
       std::fprintf(stderr,
                    "usage: bench_hpo_quality [--trials N] [--seeds N] [--python EXE] "
                    "[--only tpe|asha] [--random-trials N] [--max-epochs N] [--groups N] "
-                   "[--dataset DIR]\n");
+                   "[--dataset DIR] [--bin DIR]\n");
       return 2;
     }
   }

@@ -282,3 +282,46 @@ TEST(SweepSpecFile, TheShippedExampleLoads) {
 
 }  // namespace
 }  // namespace trellis
+
+namespace trellis {
+namespace {
+
+class SchedulerSpecTest : public SweepSpecTest {};
+
+TEST_F(SchedulerSpecTest, ParsesASchedulerAndGivesItTheTrialsEpochs) {
+  SweepSpec s;
+  ASSERT_TRUE(parse(spec() + "train: {epochs: 9}\n"
+                             "scheduler: {type: asha, min_epochs: 1, reduction_factor: 3}\n"
+                             "resources: {max_concurrent_trials: 4}\n",
+                    &s)
+                  .ok());
+  EXPECT_EQ(s.scheduler.type, "asha");
+  EXPECT_EQ(s.scheduler.max_epochs, 9);
+  EXPECT_EQ(s.max_concurrent_trials, 4);
+  // scheduler.max_epochs alone sets the trials' epochs.
+  ASSERT_TRUE(parse(spec() + "scheduler: {type: hyperband, max_epochs: 27}\n", &s).ok());
+  EXPECT_EQ(std::get<std::int64_t>(s.fixed.at("epochs")), 27);
+  ASSERT_TRUE(parse(spec() + "scheduler: median\n", &s).ok());
+  EXPECT_EQ(s.scheduler.type, "median");
+}
+
+TEST_F(SchedulerSpecTest, ContradictionsAreRefusedNamingTheField) {
+  expect_error(parse(spec() + "scheduler: {type: ashha}\n"),
+               {"spec.yaml:11:19", "scheduler.type", "did you mean 'asha'"});
+  expect_error(parse(spec() + "train: {epochs: 5}\nscheduler: {type: asha, max_epochs: 9}\n"),
+               {"scheduler.max_epochs", "train.epochs is 5"});
+  expect_error(parse(spec() + "train: {epochs: 3}\nscheduler: {type: asha, min_epochs: 4}\n"),
+               {"scheduler.min_epochs", "more than the 3 epochs"});
+  expect_error(parse(spec() + "scheduler: {type: pbt, quantile: 0.7}\n"),
+               {"scheduler.quantile", "must be in"});
+  expect_error(parse(spec() + "scheduler: {type: asha, reduction_factor: 1}\n"),
+               {"scheduler.reduction_factor"});
+  expect_error(parse(spec("", "    epochs: {type: int, low: 1, high: 9}\n") +
+                     "scheduler: {type: asha}\n"),
+               {"scheduler.type", "'epochs' cannot be searched"});
+  expect_error(parse(spec() + "resources: {max_concurrent_trials: 0}\n"),
+               {"resources.max_concurrent_trials"});
+}
+
+}  // namespace
+}  // namespace trellis

@@ -319,6 +319,27 @@ TEST_F(SweepTest, APromotionWhoseCheckpointIsMissingFailsThatTrialAndTheSweepGoe
   EXPECT_EQ(pruned, 4) << r.output;
 }
 
+// Two groups, but at most one trial at a time, and 5 epochs in all: two 2-epoch trials fit,
+// a third would overrun the budget and is never started.
+TEST_F(SweepTest, TheEpochBudgetAndTheConcurrencyLimitHold) {
+  std::string spec = write_spec("budget", 10, 1, kSpace, "epochs: 2, batch_size: 32");
+  std::string text = read_file(spec);
+  text.replace(text.find("  trials: 10\n"), 12, "  trials: 10\n  budget_epochs: 5\n");
+  text.replace(text.find("resources: {"), 12, "resources: {max_concurrent_trials: 1, ");
+  write_text(spec, text);
+  const Result r = run({kTrellis, "--store", file("budget.db"), "run", spec, "--groups", "2"},
+                       file("run.log"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  const json exported = export_json(file("budget.db"), "budget");
+  ASSERT_EQ(exported["trials"].size(), 2u) << r.output;
+  for (const json& t : exported["trials"]) EXPECT_EQ(t["state"], "completed") << t.dump();
+  // ISO 8601 UTC strings order as the times do: the second started after the first ended.
+  const json& first = exported["trials"][0];
+  const json& second = exported["trials"][1];
+  EXPECT_GE(second["started_at"].get<std::string>(), first["finished_at"].get<std::string>());
+  EXPECT_NE(r.output.find("epoch budget: 4 of 5 epochs assigned"), std::string::npos) << r.output;
+}
+
 TEST_F(SweepTest, BadSpecsStopWithFileLineAndField) {
   struct Case {
     std::string text;
