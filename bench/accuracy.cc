@@ -22,26 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace {
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Runs `command` through the shell, output to `log`; on failure prints the log.
-bool shell(const std::string& command, const std::string& log) {
-  const int rc = std::system((command + " >" + log + " 2>&1").c_str());
-  if (rc != 0) {
-    std::cerr << "bench_accuracy: failed (" << rc << "): " << command << "\n" << read_file(log);
-    return false;
-  }
-  return true;
-}
-
-}  // namespace
+#include "bench/sweep_run.h"
 
 int main(int argc, char** argv) {
   std::string spec = TRELLIS_SOURCE_DIR "/examples/fashion-mlp-accurate.yaml";
@@ -57,29 +38,14 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (getuid() == 0) {  // Open MPI refuses root unless told; this is a local benchmark
-    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
-    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
-  }
-  // Each rank owns one core here; OpenBLAS's pthread build would otherwise start one thread
-  // per core in every rank (measured 6x slower with 2 ranks on 2 cores).
-  setenv("OPENBLAS_NUM_THREADS", "1", 0);
-  char dir_template[] = "/tmp/trellis-bench-accuracy-XXXXXX";
-  if (mkdtemp(dir_template) == nullptr) {
-    std::perror("bench_accuracy: mkdtemp");
-    return 1;
-  }
-  const std::string dir = dir_template;
-  // --store and --log-level are the CLI's global options: before the subcommand.
-  const std::string trellis = bin + "/trellis --log-level info --store " + dir + "/acc.db ";
-
-  const auto t0 = std::chrono::steady_clock::now();
-  if (!shell(trellis + "run " + spec, dir + "/run.log")) return 1;
-  const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  trellis::bench::prepare_environment();
+  const std::string dir = trellis::bench::make_temp_dir("accuracy");
+  if (dir.empty()) return 1;
+  const std::string text = trellis::bench::read_file(spec);
   // `export` needs the experiment's name: the spec's `name:` line.
   std::string name;
   {
-    std::istringstream lines(read_file(spec));
+    std::istringstream lines(text);
     for (std::string line; std::getline(lines, line);)
       if (line.rfind("name:", 0) == 0) {
         name = line.substr(5);
@@ -92,12 +58,12 @@ int main(int argc, char** argv) {
     std::cerr << "bench_accuracy: no top-level 'name:' in " << spec << "\n";
     return 1;
   }
-  if (!shell(trellis + "export " + name + " --format json -o " + dir + "/export.json",
-             dir + "/export.log"))
-    return 1;
-  const auto doc = nlohmann::json::parse(read_file(dir + "/export.json"), nullptr, false);
-  if (doc.is_discarded() || !doc.contains("trials") || doc["trials"].empty()) {
-    std::cerr << "bench_accuracy: no trial in " << dir << "/export.json\n";
+  trellis::bench::SweepRun run;
+  if (!trellis::bench::run_sweep(bin, dir, name, text, {}, &run)) return 1;
+  const double wall_s = run.wall_s;
+  const auto& doc = run.exported;
+  if (doc["trials"].empty()) {
+    std::cerr << "bench_accuracy: no trial in " << dir << "\n";
     return 1;
   }
   // The spec holds one configuration; should it ever hold more, report the best test_acc.
@@ -109,7 +75,7 @@ int main(int argc, char** argv) {
       best = t;
   }
   if (best.is_null()) {
-    std::cerr << "bench_accuracy: no completed trial; run log:\n" << read_file(dir + "/run.log");
+    std::cerr << "bench_accuracy: no completed trial; see the run log in " << dir << "\n";
     return 1;
   }
   std::printf("spec %s\nparams %s\n", spec.c_str(), best["params"].dump().c_str());

@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/sweep_run.h"
+
 #include <algorithm>
 #include <chrono>
 #include <thread>
@@ -31,7 +33,6 @@ namespace {
 
 constexpr const char* kDefaultDataset = "/usr/share/datasets/fashion-mnist";
 constexpr int kDefaultEpochs = 2;
-constexpr const char* kExperiment = "bench-scaling";
 
 struct Args {
   std::string bin = TRELLIS_BIN_DIR;
@@ -79,9 +80,11 @@ bool parse_args(int argc, char** argv, Args* args) {
   return args->epochs >= 1 && args->hidden_units >= 1 && args->batch_size >= 2;
 }
 
+std::string experiment_name(int ranks) { return "bench-scaling-r" + std::to_string(ranks); }
+
 std::string spec_text(const Args& args, int ranks) {
   std::ostringstream out;
-  out << "name: " << kExperiment << "\n"
+  out << "name: " << experiment_name(ranks) << "\n"
       << "dataset:\n"
       << "  name: fashion-mnist\n"
       << "  format: idx\n"
@@ -103,50 +106,25 @@ std::string spec_text(const Args& args, int ranks) {
   return out.str();
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Runs `command` through the shell; on failure prints the log and returns false.
-bool shell(const std::string& command, const std::string& log) {
-  const int rc = std::system((command + " >" + log + " 2>&1").c_str());
-  if (rc != 0) {
-    std::cerr << "bench_scaling: failed (" << rc << "): " << command << "\n" << read_file(log);
-    return false;
-  }
-  return true;
-}
-
 bool train_once(const Args& args, const std::string& dir, int ranks, Run* run) {
-  const std::string tag = dir + "/r" + std::to_string(ranks);
-  std::ofstream(tag + ".yaml") << spec_text(args, ranks);
-  const auto t0 = std::chrono::steady_clock::now();
-  // --store and --log-level are the CLI's global options: before the subcommand.
-  const std::string trellis = args.bin + "/trellis --log-level warn --store " + tag + ".db ";
   // One core per rank in both runs: with --groups 1 a lone rank would own every core and run
   // that many BLAS threads, which is not the 1-rank baseline. The spec has one trial, so the
   // extra groups of the 1-rank run only idle.
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   const int groups = std::max(1, static_cast<int>(cores) / ranks);
-  if (!shell(trellis + "run " + tag + ".yaml --groups " + std::to_string(groups), tag + ".run.log")) {
+  trellis::bench::SweepRun sweep;
+  if (!trellis::bench::run_sweep(args.bin, dir, experiment_name(ranks), spec_text(args, ranks),
+                                 {"--groups", std::to_string(groups)}, &sweep))
     return false;
-  }
-  run->wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (!shell(trellis + "export " + kExperiment + " --format json -o " + tag + ".json",
-             tag + ".export.log")) {
-    return false;
-  }
-  const auto doc = nlohmann::json::parse(read_file(tag + ".json"), nullptr, false);
-  if (doc.is_discarded() || !doc.contains("trials") || doc["trials"].empty()) {
-    std::cerr << "bench_scaling: no trial in " << tag << ".json\n";
+  run->wall_s = sweep.wall_s;
+  const auto& doc = sweep.exported;
+  if (doc["trials"].empty()) {
+    std::cerr << "bench_scaling: no trial in " << dir << "\n";
     return false;
   }
   const auto& trial = doc["trials"][0];
   if (trial.value("state", "") != "completed" || !trial["metrics"].contains("samples_per_s")) {
-    std::cerr << "bench_scaling: trial not completed or no samples_per_s in " << tag << ".json\n";
+    std::cerr << "bench_scaling: trial not completed or no samples_per_s in " << dir << "\n";
     return false;
   }
   run->ranks = ranks;
@@ -165,16 +143,9 @@ int main(int argc, char** argv) {
     std::cerr << kUsage;
     return 2;
   }
-  if (getuid() == 0) {  // Open MPI refuses root unless told; this is a local benchmark
-    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0);
-    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0);
-  }
-  char dir_template[] = "/tmp/trellis-bench-scaling-XXXXXX";
-  if (mkdtemp(dir_template) == nullptr) {
-    std::perror("bench_scaling: mkdtemp");
-    return 1;
-  }
-  const std::string dir = dir_template;
+  trellis::bench::prepare_environment();
+  const std::string dir = trellis::bench::make_temp_dir("scaling");
+  if (dir.empty()) return 1;
 
   std::vector<Run> runs;
   for (int ranks : {1, 2}) {
