@@ -340,6 +340,33 @@ TEST_F(SweepTest, TheEpochBudgetAndTheConcurrencyLimitHold) {
   EXPECT_NE(r.output.find("epoch budget: 4 of 5 epochs assigned"), std::string::npos) << r.output;
 }
 
+// The median rule stops trials through the running group: the Stop reaches the agent, the
+// group ends the trial early (an epoch or so later on this tiny dataset), and the store keeps
+// its metrics with the reason.
+TEST_F(SweepTest, TheMedianRuleStopsTrialsWorseThanTheOthers) {
+  const std::string spec = write_spec(
+      "median", 8, 1, kSpace, "epochs: 6, batch_size: 32",
+      "scheduler: {type: median, min_epochs: 1, min_trials: 1}\n");
+  const Result r = run({kTrellis, "--store", file("median.db"), "run", spec, "--groups", "1"},
+                       file("run.log"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  const json exported = export_json(file("median.db"), "median");
+  int pruned = 0;
+  for (const json& t : exported["trials"]) {
+    if (t["state"] != "pruned") {
+      EXPECT_EQ(t["state"], "completed") << t.dump();
+      EXPECT_EQ(epochs_of(t).size(), 6u) << t.dump();
+      continue;
+    }
+    ++pruned;
+    EXPECT_NE(t["error"].get<std::string>().find("median stopping rule at epoch"), std::string::npos)
+        << t.dump();
+    EXPECT_GE(epochs_of(t).size(), 1u);
+    EXPECT_TRUE(t["final"].contains("test_acc")) << "a stopped trial is still evaluated";
+  }
+  EXPECT_GE(pruned, 1) << r.output;
+}
+
 TEST_F(SweepTest, BadSpecsStopWithFileLineAndField) {
   struct Case {
     std::string text;
