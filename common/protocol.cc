@@ -174,6 +174,14 @@ const msgpack::unpack_limit kLimits(/*array=*/1 << 16, /*map=*/1 << 16, /*str=*/
 
 const char* message_name(const Message& m) { return kNames[m.index()]; }
 
+bool is_report_frame(const void* data, std::size_t size) {
+  // encode() writes [version, type, body]: a fixarray of 3, then two positive fixints.
+  static_assert(kProtocolVersion < 0x80 && type_code<Report>() < 0x80);
+  const auto* bytes = static_cast<const unsigned char*>(data);
+  return size > 3 && bytes[0] == 0x93 && bytes[1] == kProtocolVersion &&
+         bytes[2] == type_code<Report>();
+}
+
 std::string encode(const Message& m) {
   Writer w;
   w.pk.pack_array(3);

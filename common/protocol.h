@@ -123,6 +123,11 @@ const char* message_name(const Message& m);
 
 [[nodiscard]] std::string encode(const Message& m);
 
+// True when the frame begins as encode() begins a Report of this protocol version: a cheap
+// look for the coordinator's scheduling (Reports may wait, the rest may not), not a check;
+// decode() still judges the whole frame.
+bool is_report_frame(const void* data, std::size_t size);
+
 // On failure `out` is untouched. `*peer_version` receives the version the frame claims, when it
 // got that far (0 otherwise), so a server can tell a stale peer apart from garbage.
 [[nodiscard]] Status decode(const void* data, std::size_t size, Message* out,

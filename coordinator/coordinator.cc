@@ -23,6 +23,18 @@ std::string exploit_snapshot(const std::string& base, std::int32_t epoch) {
   return base + ".pbt-" + std::to_string(epoch);
 }
 
+// A batch handles messages for at most this long (at least one) and at most this many, so
+// what it answers waits little for its commit, and a Done that arrives meanwhile little for
+// its turn.
+constexpr auto kBatchBudget = std::chrono::microseconds(500);
+constexpr int kMaxMessagesPerBatch = 1024;
+// Frames held in the inbox at most; beyond either bound they wait in ZeroMQ (whose high-water
+// marks then push back on the senders), so a flood cannot take the memory.
+constexpr std::size_t kMaxQueuedFrames = 16384;
+constexpr std::size_t kMaxQueuedBytes = 64 << 20;
+// Liveness, orphans and heartbeats have second-scale deadlines: no need to look every turn.
+constexpr auto kTimerInterval = std::chrono::milliseconds(10);
+
 std::string describe(const ParamMap& params) {
   std::string out;
   for (const auto& [k, v] : params) out += (out.empty() ? "" : " ") + k + "=" + trellis::to_string(v);
@@ -192,25 +204,18 @@ Status Coordinator::Run(const std::function<bool()>& keep_going) {
   check_finished();
   while (!finished_) {
     if (!keep_going()) return Status::Ok();
-    zmq::pollitem_t items[] = {{socket_->handle(), 0, ZMQ_POLLIN, 0}};
-    try {
-      zmq::poll(items, 1, options_.poll_interval);
-    } catch (const zmq::error_t& e) {
-      if (e.num() != EINTR) return Status::Error(std::string("poll failed: ") + e.what());
-      continue;  // a signal: keep_going() decides
-    }
-    std::vector<zmq::message_t> parts;
-    while (zmq::recv_multipart(*socket_, std::back_inserter(parts), zmq::recv_flags::dontwait)) {
-      if (parts.size() != 2) {
-        spdlog::warn("dropped a message of {} frames (expected identity + payload)", parts.size());
-      } else {
-        handle_frame(parts[0].to_string(), parts[1]);
+    // Wait for the socket only when nothing is queued: Reports left over from the last turn's
+    // budget are work to do now.
+    if (inbox_.empty()) {
+      zmq::pollitem_t items[] = {{socket_->handle(), 0, ZMQ_POLLIN, 0}};
+      try {
+        zmq::poll(items, 1, options_.poll_interval);
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) return Status::Error(std::string("poll failed: ") + e.what());
+        continue;  // a signal: keep_going() decides
       }
-      parts.clear();
     }
-    expire_silent_groups();
-    expire_orphans();
-    send_heartbeats();
+    if (Status s = serve_turn(); !s.ok()) return s;
     check_finished();
   }
   // What is still paused will not be continued: it stopped where the scheduler left it.
@@ -237,6 +242,73 @@ Status Coordinator::Run(const std::function<bool()>& keep_going) {
                progress_.failed, progress_.epochs_assigned);
   for (const auto& [identity, group] : groups_) send(identity, Shutdown{"sweep finished"});
   return Status::Ok();
+}
+
+Status Coordinator::serve_turn() {
+  receive();
+  // What waits for an Assign (Hello, Request, Done) has a commit of its own, so its answer
+  // leaves before the turn's Reports are written.
+  if (inbox_.has_urgent()) {
+    if (Status s = serve_batch(/*reports=*/false); !s.ok()) return s;
+  }
+  const auto now = std::chrono::steady_clock::now();
+  const bool timers_due = now - last_timers_ >= kTimerInterval;
+  // Reports wait while groups wait for work (1,000 Hellos at once, say); the timers do not.
+  if ((inbox_.has_urgent() || inbox_.empty()) && !timers_due) return Status::Ok();
+  return serve_batch(/*reports=*/true);
+}
+
+Status Coordinator::serve_batch(bool reports) {
+  ExperimentStore::Batch batch(store_);
+  if (Status s = batch.begin(); !s.ok()) return s.With("cannot write the store");
+  holding_sends_ = true;
+  // The budget bounds how long the answers of this batch wait for its commit; the rest waits
+  // for the next one, non-Reports first (Inbox).
+  const auto deadline = std::chrono::steady_clock::now() + kBatchBudget;
+  int handled = 0;
+  Inbox::Item item;
+  while (std::chrono::steady_clock::now() < deadline &&
+         inbox_.pop(reports && handled < kMaxMessagesPerBatch, &item)) {
+    ++handled;
+    handle_frame(item.identity, item.frame);
+  }
+  if (reports) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_timers_ >= kTimerInterval) {
+      last_timers_ = now;
+      expire_silent_groups();
+      expire_orphans();
+      send_heartbeats();
+    }
+  }
+  holding_sends_ = false;
+  if (Status s = batch.commit(); !s.ok()) {
+    // The in-memory state may be ahead of the store now; a restart resumes from the store,
+    // and the agents resend whatever was not acknowledged.
+    outbox_.clear();
+    return s.With("cannot commit to the store (nothing of it was acknowledged; restart to resume)");
+  }
+  flush_outbox();
+  return Status::Ok();
+}
+
+void Coordinator::receive() {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<zmq::message_t> parts;
+  while (inbox_.size() < kMaxQueuedFrames && inbox_.bytes() < kMaxQueuedBytes &&
+         zmq::recv_multipart(*socket_, std::back_inserter(parts), zmq::recv_flags::dontwait)) {
+    if (parts.size() != 2) {
+      spdlog::warn("dropped a message of {} frames (expected identity + payload)", parts.size());
+      parts.clear();
+      continue;
+    }
+    std::string identity = parts[0].to_string();
+    // Heard now, even if its message waits behind others.
+    if (auto it = groups_.find(identity); it != groups_.end()) it->second.last_seen = now;
+    const bool report = is_report_frame(parts[1].data(), parts[1].size());
+    inbox_.push(std::move(identity), std::move(parts[1]), report);
+    parts.clear();
+  }
 }
 
 Coordinator::Group& Coordinator::group_for(const std::string& identity) {
@@ -341,6 +413,10 @@ void Coordinator::on_report(Group& group, const Report& report) {
     }
   }
   const bool current = holds(group, report.trial, report.attempt);
+  if (!current && trials_.count(report.trial) == 0 && !ended_in_this_experiment(report.trial)) {
+    spdlog::warn("dropped report for unknown trial {} from '{}'", report.trial, group.name);
+    return;
+  }
   if (!current) {
     for (const auto& [identity, other] : groups_) {
       if (other.trial == report.trial && other.attempt == report.attempt) {
@@ -362,7 +438,11 @@ void Coordinator::on_report(Group& group, const Report& report) {
   send(group.name, Ack{report.trial, report.attempt, report.epoch});
   if (!current) return;
   Trial& t = trials_[report.trial];
-  spdlog::info("trial {} epoch {}: {}", t.number, report.epoch, describe(report.metrics));
+  // The first epoch at info says the trial trains; every epoch at info would be 100,000 lines
+  // a second under load, so the rest are debug (the store has them all anyway).
+  const auto level = report.epoch == 1 ? spdlog::level::info : spdlog::level::debug;
+  if (spdlog::should_log(level))
+    spdlog::log(level, "trial {} epoch {}: {}", t.number, report.epoch, describe(report.metrics));
   const std::optional<double> loss = objective(report.metrics);
   if (!loss) return;
   t.loss = loss;
@@ -371,6 +451,11 @@ void Coordinator::on_report(Group& group, const Report& report) {
   t.stop_reason = std::move(reason);
   spdlog::info("trial {} stopped: {}", t.number, t.stop_reason);
   send(group.name, Stop{report.trial, t.stop_reason});
+}
+
+bool Coordinator::ended_in_this_experiment(std::int64_t trial) {
+  TrialRecord record;
+  return store_->get_trial(trial, &record).ok() && record.experiment_id == experiment_.id;
 }
 
 void Coordinator::on_done(Group& group, const Done& done) {
@@ -767,13 +852,27 @@ void Coordinator::send_heartbeats() {
 }
 
 void Coordinator::send(const std::string& identity, const Message& message) {
-  const std::string frame = encode(message);
+  std::string frame = encode(message);
+  if (holding_sends_) {
+    outbox_.push_back({identity, std::move(frame), message_name(message)});
+    return;
+  }
+  send_frame(identity, frame, message_name(message));
+}
+
+void Coordinator::send_frame(const std::string& identity, const std::string& frame,
+                             const char* what) {
   std::array<zmq::const_buffer, 2> parts = {zmq::buffer(identity), zmq::buffer(frame)};
   try {
     zmq::send_multipart(*socket_, parts, zmq::send_flags::dontwait);
   } catch (const zmq::error_t& e) {
-    spdlog::warn("cannot send {} to '{}': {}", message_name(message), identity, e.what());
+    spdlog::warn("cannot send {} to '{}': {}", what, identity, e.what());
   }
+}
+
+void Coordinator::flush_outbox() {
+  for (const Outgoing& out : outbox_) send_frame(out.identity, out.frame, out.what);
+  outbox_.clear();
 }
 
 }  // namespace trellis::coordinator

@@ -18,6 +18,13 @@
 // restart on the same store, trials left running are orphans for one liveness period: a group
 // that reconnects still running one (its Hello, Report or Heartbeat names it) keeps it, and
 // the rest go back to pending.
+//
+// Group commit: each turn of the loop takes every frame waiting on the socket into the Inbox
+// (inbox.h), handles what waits for an Assign (Hello, Request, Done) inside one store batch,
+// commits it, and only then sends what it queued in its outbox (Acks, Assigns); then the same
+// for Reports, as many as a time budget allows. Nothing is acknowledged before it is durable,
+// a thousand reports cost one commit instead of a thousand, and a group waiting for work waits
+// for neither the Reports before it nor their commit.
 
 #include <chrono>
 #include <cstdint>
@@ -26,6 +33,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -35,6 +43,7 @@
 #include "common/status.h"
 #include "common/sweep_spec.h"
 #include "coordinator/experiment_store.h"
+#include "coordinator/inbox.h"
 #include "coordinator/schedulers/scheduler.h"
 #include "coordinator/search/searcher.h"
 #include "coordinator/zap_handler.h"
@@ -115,10 +124,22 @@ class Coordinator {
     std::chrono::steady_clock::time_point last_seen;
   };
 
+  // One turn of the loop: receive, then one batch for what waits for an Assign and one for the
+  // rest (see the top of this file).
+  [[nodiscard]] Status serve_turn();
+  // Handles queued messages (Reports too if `reports`) in one store batch, commits, then sends
+  // what they answered.
+  [[nodiscard]] Status serve_batch(bool reports);
+  // Moves every frame waiting on the socket into inbox_ (malformed envelopes are dropped).
+  void receive();
+  // Decodes one frame and handles it (forgetting the trial a Done ended); a malformed one is
+  // dropped and logged (and refused when it names another protocol version).
   void handle_frame(const std::string& identity, const zmq::message_t& payload);
   void handle(Group& group, const Message& message);
   void on_hello(Group& group, const Hello& hello);
   void on_report(Group& group, const Report& report);
+  // A trial not in trials_ that the store has in this experiment: it ended.
+  bool ended_in_this_experiment(std::int64_t trial);
   void on_done(Group& group, const Done& done);
   // True when `group` runs (trial, attempt), taking over an orphan of a previous coordinator
   // if need be.
@@ -153,7 +174,10 @@ class Coordinator {
   void send_heartbeats();
   // A trial's group is gone: back to pending (or failed at max_failures).
   void requeue(std::int64_t trial, const std::string& reason, Requeue why);
+  // Queued in outbox_ during a turn, sent when its batch is committed; sent at once otherwise.
   void send(const std::string& identity, const Message& message);
+  void send_frame(const std::string& identity, const std::string& frame, const char* what);
+  void flush_outbox();
   Status load_progress();
   Group& group_for(const std::string& identity);
 
@@ -173,12 +197,25 @@ class Coordinator {
   ExperimentRecord experiment_;
   SweepProgress progress_;
   std::vector<std::int64_t> pending_;  // trial ids waiting for a group, oldest first
-  std::map<std::int64_t, Trial> trials_;  // trials not yet ended, by id
+  // Trials of this experiment that have not ended, by id. An ended trial is forgotten (the
+  // store has it), so memory does not grow with the sweep; a late message about one is checked
+  // against the store.
+  std::map<std::int64_t, Trial> trials_;
   std::map<std::string, Group> groups_;         // by ZeroMQ identity
   // Trials a previous coordinator left running: trial id -> attempt, until the deadline.
   std::map<std::int64_t, std::int32_t> orphans_;
   std::chrono::steady_clock::time_point orphans_deadline_;
   std::chrono::steady_clock::time_point last_heartbeat_;
+  std::chrono::steady_clock::time_point last_timers_;
+
+  struct Outgoing {
+    std::string identity;
+    std::string frame;
+    const char* what;  // message_name(), for a failed send's warning
+  };
+  Inbox inbox_;
+  std::vector<Outgoing> outbox_;
+  bool holding_sends_ = false;  // a turn's batch is open: answers wait for its commit
 };
 
 }  // namespace trellis::coordinator

@@ -3,19 +3,30 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <string_view>
+#include <unordered_map>
+
+#include "coordinator/metrics_json.h"
+#include "coordinator/wal_checkpointer.h"
 
 namespace trellis::coordinator {
 
 namespace {
 
 // Bump when the schema changes; a store written by a newer Trellis is refused rather than
-// misread. Older versions are migrated in open_schema().
+// misread, and an older one is migrated by open_schema() when opened for writing.
+//   1: one metrics row per (trial, attempt, epoch, name), keyed by trial.
+//   2: one reports row per (trial, attempt, epoch) in arrival order; trials keep their latest
+//      metrics once they end; paused trials, the scheduler's target epoch, PBT warm starts and
+//      the lineage of exploits.
 constexpr int kSchemaVersion = 2;
 constexpr const char* kApplication = "trellis-experiment-store";
 // Long enough for a read-only `trellis trials` to wait out a coordinator's write transaction.
@@ -56,6 +67,10 @@ CREATE TABLE trials (
   resumable        INTEGER NOT NULL DEFAULT 0,
   -- Attempts lost with their worker group; at max_failures the trial fails.
   failures         INTEGER NOT NULL DEFAULT 0,
+  -- Set when the trial ends: each metric's latest value in its lineage (JSON) and the highest
+  -- epoch, so a listing of many trials reads no reports.
+  last_metrics     TEXT NOT NULL DEFAULT '{}',
+  epochs_run       INTEGER NOT NULL DEFAULT 0,
   -- The scheduler's budget for the trial: train through this epoch, then pause (0: to the end).
   target_epoch     INTEGER NOT NULL DEFAULT 0,
   -- PBT: the next attempt starts from this checkpoint of another trial (see lineage).
@@ -71,15 +86,6 @@ CREATE TABLE attempts (
   provenance   TEXT NOT NULL,
   started_at   TEXT NOT NULL,
   PRIMARY KEY (trial_id, attempt)
-) WITHOUT ROWID;
--- value is nullable: SQLite stores a NaN as NULL, and a diverged trial does report NaN.
-CREATE TABLE metrics (
-  trial_id INTEGER NOT NULL REFERENCES trials(id),
-  attempt  INTEGER NOT NULL,
-  epoch    INTEGER NOT NULL,
-  name     TEXT NOT NULL,
-  value    REAL,
-  PRIMARY KEY (trial_id, attempt, epoch, name)
 ) WITHOUT ROWID;
 -- PBT exploits: at `epoch`, the trial took the weights of `donor_id` after `donor_epoch` and
 -- changed its hyperparameters from params_before to params_after.
@@ -100,6 +106,24 @@ CREATE TABLE finals (
   value    REAL,
   PRIMARY KEY (trial_id, name)
 ) WITHOUT ROWID;
+)sql";
+
+// Schema 2's reports, also what migrating from 1 creates. Rows go in arrival order (rowid);
+// only the narrow index is keyed by trial. metrics: JSON (metrics_json.h), NaN as null.
+constexpr const char* kReportsSchema = R"sql(
+CREATE TABLE reports (
+  id       INTEGER PRIMARY KEY,
+  trial_id INTEGER NOT NULL REFERENCES trials(id),
+  attempt  INTEGER NOT NULL,
+  epoch    INTEGER NOT NULL,
+  metrics  TEXT NOT NULL
+);
+CREATE UNIQUE INDEX reports_by_trial ON reports (trial_id, attempt, epoch);
+-- Schema 1's table, as a view, for whoever reads the file with sqlite3.
+CREATE VIEW metrics AS
+  SELECT r.trial_id AS trial_id, r.attempt AS attempt, r.epoch AS epoch, j.key AS name,
+         j.value AS value
+  FROM reports r, json_each(r.metrics) j;
 )sql";
 
 std::string now_iso8601() {
@@ -126,11 +150,63 @@ std::string db_error(sqlite3* db) {
          std::to_string(sqlite3_extended_errcode(db)) + ")";
 }
 
-// One prepared statement, finalized on every path out.
+}  // namespace
+
+// Prepared statements by SQL text, prepared once per connection: preparing costs more than
+// running most of these statements, and the coordinator runs them 100,000 times a second.
+class StatementCache {
+ public:
+  explicit StatementCache(sqlite3* db) : db_(db) {}
+  ~StatementCache() {
+    for (auto& [sql, entry] : entries_) sqlite3_finalize(entry.stmt);
+  }
+  StatementCache(const StatementCache&) = delete;
+  StatementCache& operator=(const StatementCache&) = delete;
+
+  // The statement for `sql`, marked in use; nullptr when it is already in use (the caller
+  // then prepares its own) or cannot be prepared (*status says why).
+  sqlite3_stmt* acquire(const std::string& sql, Status* status) {
+    auto it = entries_.find(sql);
+    if (it == entries_.end()) {
+      sqlite3_stmt* stmt = nullptr;
+      if (sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) !=
+          SQLITE_OK) {
+        *status = Status::Error("preparing \"" + sql + "\": " + db_error(db_));
+        return nullptr;
+      }
+      it = entries_.emplace(sql, Entry{stmt, false}).first;
+    }
+    if (it->second.in_use) return nullptr;
+    it->second.in_use = true;
+    return it->second.stmt;
+  }
+  void release(const std::string& sql) { entries_[sql].in_use = false; }
+
+ private:
+  struct Entry {
+    sqlite3_stmt* stmt = nullptr;
+    bool in_use = false;
+  };
+  sqlite3* db_;
+  std::unordered_map<std::string, Entry> entries_;
+};
+
+namespace {
+
+// One prepared statement: owned and finalized, or borrowed from a StatementCache and reset
+// for its next use, on every path out.
 class Statement {
  public:
   Statement() = default;
-  ~Statement() { sqlite3_finalize(stmt_); }
+  ~Statement() {
+    if (cache_ != nullptr) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+      cache_->release(sql_);
+    } else {
+      sqlite3_finalize(stmt_);
+    }
+  }
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
 
@@ -140,6 +216,17 @@ class Statement {
       return Status::Error(std::string("preparing \"") + sql + "\": " + db_error(db));
     }
     return Status::Ok();
+  }
+  Status prepare(sqlite3* db, StatementCache* cache, std::string sql) {
+    Status s;
+    if (sqlite3_stmt* stmt = cache->acquire(sql, &s)) {
+      db_ = db;
+      stmt_ = stmt;
+      cache_ = cache;
+      sql_ = std::move(sql);
+      return Status::Ok();
+    }
+    return s.ok() ? prepare(db, sql.c_str()) : s;  // in use further up the stack: a copy
   }
 
   void bind(int i, std::int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
@@ -174,6 +261,12 @@ class Statement {
                            static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
              : std::string();
   }
+  std::string_view view(int col) const {
+    const auto* p = sqlite3_column_text(stmt_, col);
+    return p ? std::string_view(reinterpret_cast<const char*>(p),
+                                static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
+             : std::string_view();
+  }
   double real(int col) const {
     if (sqlite3_column_type(stmt_, col) == SQLITE_NULL) {
       return std::numeric_limits<double>::quiet_NaN();
@@ -184,6 +277,8 @@ class Statement {
  private:
   sqlite3* db_ = nullptr;
   sqlite3_stmt* stmt_ = nullptr;
+  StatementCache* cache_ = nullptr;
+  std::string sql_;
 };
 
 // Statements without values (pragmas, DDL, BEGIN/COMMIT) only; values always go through bind.
@@ -198,31 +293,47 @@ Status exec(sqlite3* db, const char* sql) {
   return Status::Ok();
 }
 
-// BEGIN IMMEDIATE takes the write lock up front, so a check-then-update cannot interleave
-// with another writer. Rolls back unless commit() succeeded.
+// Makes one store call all-or-nothing. Alone, it is its own transaction: BEGIN IMMEDIATE
+// takes the write lock up front, so a check-then-update cannot interleave with another
+// writer. Inside a batch, which already holds the write lock, it issues no SQL: a savepoint
+// per call would make SQLite journal every page the call changes, which costs more than the
+// call. Every call checks before it writes, and SQLite undoes a failed statement by itself, so
+// only a call that fails after a successful write (wrote()) can leave part of itself behind:
+// it marks the batch failed, and commit_batch() then rolls the whole batch back.
 class Transaction {
  public:
-  explicit Transaction(sqlite3* db) : db_(db) {}
+  // `batch_failed`: the open batch's flag, or nullptr when the call stands alone.
+  explicit Transaction(sqlite3* db, bool* batch_failed = nullptr)
+      : db_(db), batch_failed_(batch_failed) {}
   ~Transaction() {
-    if (open_) (void)exec(db_, "ROLLBACK");
+    if (!open_) return;
+    if (batch_failed_ != nullptr) {
+      if (wrote_) *batch_failed_ = true;
+    } else {
+      (void)exec(db_, "ROLLBACK");
+    }
   }
   Transaction(const Transaction&) = delete;
   Transaction& operator=(const Transaction&) = delete;
 
   Status begin() {
-    Status s = exec(db_, "BEGIN IMMEDIATE");
+    Status s = batch_failed_ ? Status::Ok() : exec(db_, "BEGIN IMMEDIATE");
     open_ = s.ok();
     return s;
   }
+  // After each statement that changed the store.
+  void wrote() { wrote_ = true; }
   Status commit() {
-    Status s = exec(db_, "COMMIT");
+    Status s = batch_failed_ ? Status::Ok() : exec(db_, "COMMIT");
     if (s.ok()) open_ = false;
     return s;
   }
 
  private:
   sqlite3* db_;
+  bool* batch_failed_;
   bool open_ = false;
+  bool wrote_ = false;
 };
 
 Status params_to_json(const ParamMap& params, std::string* out) {
@@ -320,90 +431,57 @@ Status read_trial(const Statement& st, TrialRecord* r) {
 
 // A trial's series is its lineage: the latest attempt's epochs, and before the epoch that
 // attempt resumed from, the epochs of the attempts whose checkpoints it continues (for each
-// epoch, the newest attempt that reported it). A fresh restart (resume_epoch 0) hides every
-// older attempt. Callers append "WHERE ..." on t and an ORDER BY.
-constexpr const char* kLineageSeries =
-    "SELECT m.trial_id, m.epoch, m.name, m.value FROM metrics m "
-    "JOIN trials t ON t.id = m.trial_id "
+// epoch and metric, the newest attempt that reported it). A fresh restart (resume_epoch 0)
+// hides every older attempt. Callers append a condition on t; rows come grouped by trial.
+constexpr const char* kLineageRows =
+    "SELECT r.trial_id, r.epoch, r.attempt, r.metrics FROM trials t "
     "JOIN attempts a ON a.trial_id = t.id AND a.attempt = t.attempt "
-    "AND (m.attempt = t.attempt OR (m.attempt < t.attempt AND m.epoch <= a.resume_epoch)) "
-    "AND m.attempt = (SELECT MAX(m2.attempt) FROM metrics m2 WHERE m2.trial_id = m.trial_id "
-    "AND m2.epoch = m.epoch AND m2.name = m.name AND (m2.attempt = t.attempt OR "
-    "(m2.attempt < t.attempt AND m2.epoch <= a.resume_epoch))) ";
+    "JOIN reports r ON r.trial_id = t.id "
+    "AND (r.attempt = t.attempt OR (r.attempt < t.attempt AND r.epoch <= a.resume_epoch)) "
+    "WHERE ";
+constexpr const char* kLineageOrder = " ORDER BY t.experiment_id, t.number";
 
-// Reads (trial_id, epoch, name, value) rows into per-trial series. Rows must arrive ordered by
-// epoch within each (trial, name), which the queries guarantee.
-Status read_series(Statement& st, std::map<std::int64_t, MetricSeries>* out) {
-  Status s;
-  while (st.next_row(&s)) {
-    (*out)[st.i64(0)][st.text(2)].emplace_back(static_cast<std::int32_t>(st.i64(1)), st.real(3));
-  }
-  return s;
+constexpr const char* kTerminalStates = "('completed', 'pruned', 'failed')";
+
+bool is_terminal(TrialState state) {
+  return state == TrialState::kCompleted || state == TrialState::kPruned ||
+         state == TrialState::kFailed;
 }
 
 // An attempt ends completed, pruned or failed, or paused where the scheduler decides later.
-bool ends_attempt(TrialState state) {
-  return state == TrialState::kPaused || state == TrialState::kCompleted ||
-         state == TrialState::kPruned || state == TrialState::kFailed;
-}
+bool ends_attempt(TrialState state) { return state == TrialState::kPaused || is_terminal(state); }
 
 // Current state and attempt of one trial, for the transition checks.
-Status trial_state(sqlite3* db, std::int64_t trial_id, TrialState* state, std::int32_t* attempt) {
+Status trial_state(sqlite3* db, StatementCache* cache, std::int64_t trial_id, TrialState* state,
+                   std::int32_t* attempt) {
   Statement st;
-  Status s = st.prepare(db, "SELECT state, attempt FROM trials WHERE id = ?1");
+  Status s = st.prepare(db, cache, "SELECT state, attempt FROM trials WHERE id = ?1");
   if (!s.ok()) return s;
   st.bind(1, trial_id);
   if (!st.next_row(&s)) {
-    return s.ok() ? Status::Error("unknown trial " + std::to_string(trial_id)) : s;
+    return s.ok() ? Status::Error("no trial with id " + std::to_string(trial_id)) : s;
   }
-  if (!parse_trial_state(st.text(0), state)) {
+  const std::string_view text = st.view(0);
+  if (!parse_trial_state(std::string(text), state)) {
     return Status::Error("trial " + std::to_string(trial_id) + " has unknown state '" +
-                         st.text(0) + "'");
+                         std::string(text) + "'");
   }
   *attempt = static_cast<std::int32_t>(st.i64(1));
   return Status::Ok();
 }
 
-// Version 2 added paused trials (a CHECK constraint, so the table is rebuilt: SQLite's
-// 12-step recipe), the scheduler's target epoch, PBT warm starts and the lineage table. The
-// rebuild keeps every row and id, which foreign_key_check confirms before the commit.
-Status migrate_from_v1(sqlite3* db) {
-  const std::string schema = kSchema;
-  const auto table = [&](const std::string& name) {
-    const auto begin = schema.find("CREATE TABLE " + name + " (");
-    // The statement ends at the first ';' after its closing parenthesis (comments hold some).
-    return schema.substr(begin, schema.find(';', schema.find("\n)", begin)) - begin);
-  };
-  std::string trials = table("trials");
-  trials.replace(0, std::string("CREATE TABLE trials").size(), "CREATE TABLE trials_v2");
-  const std::string sql =
-      trials + ";" +
-      "INSERT INTO trials_v2 (id, experiment_id, number, state, params, seed, attempt, grp, error, "
-      "started_at, finished_at, checkpoint_epoch, resumable, failures) SELECT id, experiment_id, "
-      "number, state, params, seed, attempt, grp, error, started_at, finished_at, "
-      "checkpoint_epoch, resumable, failures FROM trials;"
-      "DROP TABLE trials; ALTER TABLE trials_v2 RENAME TO trials;" +
-      table("lineage") + ";" +
-      "UPDATE meta SET value = '2' WHERE key = 'schema_version';";
-  if (Status s = exec(db, "PRAGMA foreign_keys = OFF"); !s.ok()) return s;
-  Transaction txn(db);
-  Status s = txn.begin();
-  if (s.ok()) s = exec(db, sql.c_str());
-  if (s.ok()) {
-    Statement check;
-    s = check.prepare(db, "PRAGMA foreign_key_check");
-    Status rows;
-    if (s.ok() && check.next_row(&rows)) s = Status::Error("foreign key check failed on " + check.text(0));
-    if (s.ok()) s = rows;
-  }
-  if (s.ok()) s = txn.commit();
-  if (Status on = exec(db, "PRAGMA foreign_keys = ON"); s.ok()) s = on;
-  return s;
+Status put_meta(sqlite3* db, const std::string& key, const std::string& value) {
+  Statement put;
+  Status s = put.prepare(db, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)");
+  if (!s.ok()) return s;
+  put.bind(1, key);
+  put.bind(2, value);
+  return put.run();
 }
 
 // Creates the schema in an empty file, or checks that an existing file is a Trellis store this
-// build can read.
-Status open_schema(sqlite3* db, bool read_only) {
+// build can read; *version is the file's schema version (kSchemaVersion for a new file).
+Status open_schema(sqlite3* db, bool read_only, int* version) {
   Transaction txn(db);
   // A read-only connection cannot take the write lock; its reads are consistent anyway.
   if (!read_only) {
@@ -424,18 +502,11 @@ Status open_schema(sqlite3* db, bool read_only) {
 
   if (table_count == 0) {
     if (read_only) return Status::Error("empty database, not a Trellis store");
-    s = exec(db, kSchema);
-    if (!s.ok()) return s.With("creating schema");
-    Statement put;
-    s = put.prepare(db, "INSERT INTO meta (key, value) VALUES (?1, ?2)");
-    if (!s.ok()) return s;
-    put.bind(1, std::string("application"));
-    put.bind(2, std::string(kApplication));
-    if (s = put.run(); !s.ok()) return s;
-    put.reset();
-    put.bind(1, std::string("schema_version"));
-    put.bind(2, std::to_string(kSchemaVersion));
-    if (s = put.run(); !s.ok()) return s;
+    if (s = exec(db, kSchema); !s.ok()) return s.With("creating schema");
+    if (s = exec(db, kReportsSchema); !s.ok()) return s.With("creating schema");
+    if (s = put_meta(db, "application", kApplication); !s.ok()) return s;
+    if (s = put_meta(db, "schema_version", std::to_string(kSchemaVersion)); !s.ok()) return s;
+    *version = kSchemaVersion;
     return txn.commit();
   }
   if (!has_meta) return Status::Error("SQLite database without a meta table, not a Trellis store");
@@ -452,26 +523,22 @@ Status open_schema(sqlite3* db, bool read_only) {
     return Status::Error("meta table does not name a Trellis store (application '" +
                          application + "')");
   }
-  int version = 0;
   try {
-    version = std::stoi(version_text);
+    *version = std::stoi(version_text);
   } catch (const std::exception&) {
     return Status::Error("unreadable schema version '" + version_text + "'");
   }
-  if (version > kSchemaVersion) {
-    return Status::Error("schema version " + std::to_string(version) +
+  if (*version > kSchemaVersion) {
+    return Status::Error("schema version " + std::to_string(*version) +
                          " is newer than this build supports (" + std::to_string(kSchemaVersion) +
                          "); use a newer trellis");
   }
-  if (version < 1) return Status::Error("invalid schema version " + std::to_string(version));
-  if (version < kSchemaVersion) {
-    if (read_only)
-      return Status::Error("schema version " + std::to_string(version) +
-                           " predates this build's; open it once with `trellis run` or `serve` "
-                           "to upgrade it");
-    // The rebuild needs foreign keys off, which SQLite ignores inside a transaction.
-    if (s = txn.commit(); !s.ok()) return s;
-    return migrate_from_v1(db).With("upgrading schema 1 to 2");
+  if (*version < 1) return Status::Error("invalid schema version " + std::to_string(*version));
+  if (*version < kSchemaVersion && read_only) {
+    // Reading it would need the old layout's queries; upgrading needs the write lock.
+    return Status::Error("written by an older trellis (schema version " +
+                         std::to_string(*version) + "); `trellis serve` or `trellis run` on it "
+                         "upgrades it, then it can be read");
   }
   return read_only ? Status::Ok() : txn.commit();
 }
@@ -504,6 +571,11 @@ bool parse_trial_state(const std::string& text, TrialState* out) {
   return false;
 }
 
+struct ExperimentStore::Lineage {
+  MetricSeries series;  // filled only when asked for
+  MetricFold fold;
+};
+
 Status ExperimentStore::Open(const std::string& path, bool read_only,
                              std::unique_ptr<ExperimentStore>* out) {
   const std::string where = "experiment store " + path;
@@ -535,19 +607,161 @@ Status ExperimentStore::Open(const std::string& path, bool read_only,
   }
   s = exec(db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON");
   if (!s.ok()) return s.With(where);
-  s = open_schema(db, read_only);
+  int version = 0;
+  s = open_schema(db, read_only, &version);
   if (!s.ok()) return s.With(where);
+  if (version == 1) {
+    if (s = store->upgrade_from_schema_1(); !s.ok()) return s.With(where + ": upgrading schema 1");
+  }
+  if (!read_only) {
+    if (s = WalCheckpointer::Start(path, db, &store->checkpointer_); !s.ok()) return s.With(where);
+  }
   *out = std::move(store);
   return Status::Ok();
 }
 
-ExperimentStore::ExperimentStore(sqlite3* db) : db_(db) {}
+ExperimentStore::ExperimentStore(sqlite3* db)
+    : db_(db), statements_(std::make_unique<StatementCache>(db)) {}
 
-ExperimentStore::~ExperimentStore() { sqlite3_close_v2(db_); }
+ExperimentStore::~ExperimentStore() {
+  rollback_batch();
+  checkpointer_.reset();  // its thread stops before the connection it hooks closes
+  statements_.reset();  // finalized before the connection closes
+  sqlite3_close_v2(db_);
+}
 
 std::string ExperimentStore::path() const {
   const char* name = sqlite3_db_filename(db_, "main");
   return name ? name : "";
+}
+
+// The trials table is rebuilt (SQLite's 12-step recipe: its CHECK constraint gains 'paused'),
+// which needs foreign keys off, a pragma SQLite ignores inside a transaction; the rebuild keeps
+// every id, and foreign_key_check confirms it before the commit.
+Status ExperimentStore::upgrade_from_schema_1() {
+  if (Status s = exec(db_, "PRAGMA foreign_keys = OFF"); !s.ok()) return s;
+  struct ForeignKeysBackOn {
+    sqlite3* db;
+    ~ForeignKeysBackOn() { (void)exec(db, "PRAGMA foreign_keys = ON"); }
+  } back_on{db_};
+  Transaction txn(db_);
+  Status s = txn.begin();
+  if (!s.ok()) return s;
+  const std::string schema = kSchema;
+  const auto table = [&](const std::string& name) {
+    const auto begin = schema.find("CREATE TABLE " + name + " (");
+    // The statement ends at the first ';' after its closing parenthesis (comments hold some).
+    return schema.substr(begin, schema.find(';', schema.find("\n)", begin)) - begin);
+  };
+  std::string trials = table("trials");
+  trials.replace(0, std::string("CREATE TABLE trials").size(), "CREATE TABLE trials_v2");
+  s = exec(db_, (trials + ";" +
+                 "INSERT INTO trials_v2 (id, experiment_id, number, state, params, seed, attempt, "
+                 "grp, error, started_at, finished_at, checkpoint_epoch, resumable, failures) "
+                 "SELECT id, experiment_id, number, state, params, seed, attempt, grp, error, "
+                 "started_at, finished_at, checkpoint_epoch, resumable, failures FROM trials;"
+                 "DROP TABLE trials; ALTER TABLE trials_v2 RENAME TO trials;" +
+                 table("lineage") + ";" + "ALTER TABLE metrics RENAME TO metrics_v1")
+                    .c_str());
+  if (!s.ok()) return s;
+  if (s = exec(db_, kReportsSchema); !s.ok()) return s;
+
+  // One report per (trial, attempt, epoch); the primary key's order groups them.
+  Statement rows, insert;
+  if (s = rows.prepare(db_, "SELECT trial_id, attempt, epoch, name, value FROM metrics_v1 "
+                            "ORDER BY trial_id, attempt, epoch");
+      !s.ok())
+    return s;
+  if (s = insert.prepare(db_, "INSERT INTO reports (trial_id, attempt, epoch, metrics) "
+                              "VALUES (?1, ?2, ?3, ?4)");
+      !s.ok())
+    return s;
+  std::int64_t trial = -1, attempt = -1, epoch = -1;
+  MetricMap metrics;
+  const auto flush = [&]() -> Status {
+    if (trial < 0) return Status::Ok();
+    insert.reset();
+    insert.bind(1, trial);
+    insert.bind(2, attempt);
+    insert.bind(3, epoch);
+    insert.bind(4, encode_metrics(metrics));
+    metrics.clear();
+    return insert.run();
+  };
+  while (rows.next_row(&s)) {
+    if (rows.i64(0) != trial || rows.i64(1) != attempt || rows.i64(2) != epoch) {
+      if (Status f = flush(); !f.ok()) return f;
+      trial = rows.i64(0);
+      attempt = rows.i64(1);
+      epoch = rows.i64(2);
+    }
+    metrics[rows.text(3)] = rows.real(4);
+  }
+  if (!s.ok()) return s;
+  if (s = flush(); !s.ok()) return s;
+  if (s = exec(db_, "DROP TABLE metrics_v1"); !s.ok()) return s;
+
+  std::map<std::int64_t, Lineage> ended;
+  if (s = read_lineage((std::string("t.state IN ") + kTerminalStates + " AND ?1 = ?1").c_str(), 0,
+                       false, &ended);
+      !s.ok())
+    return s;
+  Statement update;
+  if (s = update.prepare(db_, "UPDATE trials SET last_metrics = ?1, epochs_run = ?2 WHERE id = ?3");
+      !s.ok())
+    return s;
+  for (const auto& [id, lineage] : ended) {
+    update.reset();
+    update.bind(1, encode_metrics(lineage.fold.last()));
+    update.bind(2, static_cast<std::int64_t>(lineage.fold.epochs_run()));
+    update.bind(3, id);
+    if (s = update.run(); !s.ok()) return s;
+  }
+  if (s = put_meta(db_, "schema_version", std::to_string(kSchemaVersion)); !s.ok()) return s;
+  Statement check;
+  if (s = check.prepare(db_, "PRAGMA foreign_key_check"); !s.ok()) return s;
+  if (check.next_row(&s)) return Status::Error("foreign key check failed on " + check.text(0));
+  if (!s.ok()) return s;
+  return txn.commit();
+}
+
+Status ExperimentStore::begin_batch() {
+  if (batch_open_) return Status::Error("begin_batch: a batch is already open");
+  if (Status s = exec(db_, "BEGIN IMMEDIATE"); !s.ok()) return s.With("begin_batch");
+  batch_open_ = true;
+  batch_failed_ = false;
+  return Status::Ok();
+}
+
+Status ExperimentStore::commit_batch() {
+  if (!batch_open_) return Status::Error("commit_batch: no batch is open");
+  batch_open_ = false;
+  // An I/O error or a full disk inside the batch makes SQLite roll the transaction back by
+  // itself; what the calls after that wrote was not part of the batch.
+  if (sqlite3_get_autocommit(db_)) {
+    live_folds_.clear();
+    return Status::Error("commit_batch: SQLite rolled the batch back after an error");
+  }
+  if (batch_failed_) {
+    (void)exec(db_, "ROLLBACK");
+    live_folds_.clear();
+    return Status::Error("commit_batch: a call failed after writing part of its changes, so "
+                         "the batch was rolled back");
+  }
+  if (Status s = exec(db_, "COMMIT"); !s.ok()) {
+    (void)exec(db_, "ROLLBACK");
+    live_folds_.clear();
+    return s.With("commit_batch");
+  }
+  if (checkpointer_) checkpointer_->after_commit();
+  return Status::Ok();
+}
+
+void ExperimentStore::rollback_batch() {
+  if (!batch_open_) return;
+  batch_open_ = false;
+  live_folds_.clear();  // they may hold rolled-back reports; the store has the truth
+  if (!sqlite3_get_autocommit(db_)) (void)exec(db_, "ROLLBACK");
 }
 
 Status ExperimentStore::find_experiment(const std::string& name,
@@ -632,16 +846,18 @@ Status ExperimentStore::set_experiment_state(std::int64_t experiment_id,
 }
 
 Status ExperimentStore::add_trial(TrialRecord* record) {
-  const std::string where = "add_trial " + std::to_string(record->number) + " of experiment " +
-                            std::to_string(record->experiment_id);
+  const auto where = [&] {
+    return "add_trial " + std::to_string(record->number) + " of experiment " +
+           std::to_string(record->experiment_id);
+  };
   std::string params;
   Status s = params_to_json(record->params, &params);
-  if (!s.ok()) return s.With(where);
+  if (!s.ok()) return s.With(where());
   Statement st;
-  s = st.prepare(db_,
+  s = st.prepare(db_, statements_.get(),
                  "INSERT INTO trials (experiment_id, number, state, params, seed, target_epoch) "
                  "VALUES (?1, ?2, 'pending', ?3, ?4, ?5)");
-  if (!s.ok()) return s.With(where);
+  if (!s.ok()) return s.With(where());
   st.bind(1, record->experiment_id);
   st.bind(2, static_cast<std::int64_t>(record->number));
   st.bind(3, params);
@@ -651,12 +867,12 @@ Status ExperimentStore::add_trial(TrialRecord* record) {
   if (!s.ok()) {
     const int code = sqlite3_extended_errcode(db_);
     if (code == SQLITE_CONSTRAINT_UNIQUE) {
-      return Status::Error(where + ": trial number already exists");
+      return Status::Error(where() + ": trial number already exists");
     }
     if (code == SQLITE_CONSTRAINT_FOREIGNKEY) {
-      return Status::Error(where + ": no such experiment");
+      return Status::Error(where() + ": no such experiment");
     }
-    return s.With(where);
+    return s.With(where());
   }
   record->id = sqlite3_last_insert_rowid(db_);
   record->state = TrialState::kPending;
@@ -678,7 +894,7 @@ Status ExperimentStore::list_trials(std::int64_t experiment_id, std::vector<Tria
                                  .c_str());
   if (!s.ok()) return s.With(where);
   st.bind(1, experiment_id);
-  std::map<std::int64_t, std::size_t> index_of;
+  std::unordered_map<std::int64_t, std::size_t> index_of;
   while (st.next_row(&s)) {
     TrialRecord r;
     Status rs = read_trial(st, &r);
@@ -699,6 +915,69 @@ Status ExperimentStore::list_trials(std::int64_t experiment_id, std::vector<Tria
     if (it != index_of.end()) (*out)[it->second].final_metrics[finals.text(1)] = finals.real(2);
   }
   return s.With(where);
+}
+
+Status ExperimentStore::trial_summaries(std::int64_t experiment_id,
+                                        std::vector<TrialSummary>* out) {
+  const std::string where = "trial_summaries of experiment " + std::to_string(experiment_id);
+  out->clear();
+  Statement st;
+  Status s = st.prepare(db_,
+                        "SELECT id, number, state, params, last_metrics, epochs_run, attempt "
+                        "FROM trials WHERE experiment_id = ?1 ORDER BY number");
+  if (!s.ok()) return s.With(where);
+  st.bind(1, experiment_id);
+  std::unordered_map<std::int64_t, std::size_t> index_of;
+  bool any_live = false;  // not ended, and started at least once: its reports say the rest
+  while (st.next_row(&s)) {
+    TrialSummary r;
+    r.id = st.i64(0);
+    r.number = static_cast<std::int32_t>(st.i64(1));
+    const std::string state = st.text(2);
+    if (!parse_trial_state(state, &r.state)) {
+      return Status::Error(where + ": trial " + std::to_string(r.id) + " has unknown state '" +
+                           state + "'");
+    }
+    Status rs = params_from_json(st.text(3), &r.params);
+    if (!rs.ok()) return rs.With(where + ": trial " + std::to_string(r.id));
+    if (is_terminal(r.state)) {
+      if (rs = decode_metrics(st.view(4), &r.last_metrics); !rs.ok()) {
+        return rs.With(where + ": trial " + std::to_string(r.id));
+      }
+      r.epochs_run = static_cast<std::int32_t>(st.i64(5));
+    } else if (st.i64(6) > 0) {
+      any_live = true;
+    }
+    index_of[r.id] = out->size();
+    out->push_back(std::move(r));
+  }
+  if (!s.ok()) return s.With(where);
+
+  Statement finals;
+  s = finals.prepare(db_,
+                     "SELECT f.trial_id, f.name, f.value FROM finals f "
+                     "JOIN trials t ON t.id = f.trial_id WHERE t.experiment_id = ?1");
+  if (!s.ok()) return s.With(where);
+  finals.bind(1, experiment_id);
+  while (finals.next_row(&s)) {
+    auto it = index_of.find(finals.i64(0));
+    if (it != index_of.end()) (*out)[it->second].final_metrics[finals.text(1)] = finals.real(2);
+  }
+  if (!s.ok()) return s.With(where);
+
+  if (!any_live) return Status::Ok();
+  std::map<std::int64_t, Lineage> live;
+  s = read_lineage((std::string("t.experiment_id = ?1 AND t.state NOT IN ") + kTerminalStates)
+                       .c_str(),
+                   experiment_id, false, &live);
+  if (!s.ok()) return s.With(where);
+  for (auto& [id, lineage] : live) {
+    auto it = index_of.find(id);
+    if (it == index_of.end()) continue;
+    (*out)[it->second].last_metrics = lineage.fold.last();
+    (*out)[it->second].epochs_run = lineage.fold.epochs_run();
+  }
+  return Status::Ok();
 }
 
 Status ExperimentStore::get_trial(std::int64_t trial_id, TrialRecord* out) {
@@ -729,46 +1008,68 @@ Status ExperimentStore::start_trial(std::int64_t trial_id, const std::string& gr
 
 Status ExperimentStore::start_trial(std::int64_t trial_id, const std::string& group,
                                     const std::string& provenance, StartedAttempt* started) {
-  const std::string where = "start_trial " + std::to_string(trial_id);
-  Transaction txn(db_);
+  const auto where = [&] { return "start_trial " + std::to_string(trial_id); };
+  Transaction txn(db_, batch_open_ ? &batch_failed_ : nullptr);
   Status s = txn.begin();
-  if (!s.ok()) return s.With(where);
+  if (!s.ok()) return s.With(where());
   TrialState state;
-  std::int32_t current = 0;
-  if (s = trial_state(db_, trial_id, &state, &current); !s.ok()) return s.With(where);
+  std::int32_t current = 0, resume_epoch = 0;
+  bool resume = false;
+  {
+    Statement st;
+    s = st.prepare(db_, statements_.get(),
+                   "SELECT state, attempt, checkpoint_epoch, resumable, warm_start FROM trials "
+                   "WHERE id = ?1");
+    if (!s.ok()) return s.With(where());
+    st.bind(1, trial_id);
+    if (!st.next_row(&s)) return (s.ok() ? Status::Error("no such trial") : s).With(where());
+    const std::string text = st.text(0);
+    if (!parse_trial_state(text, &state)) {
+      return Status::Error(where() + ": unknown state '" + text + "'");
+    }
+    current = static_cast<std::int32_t>(st.i64(1));
+    resume_epoch = static_cast<std::int32_t>(st.i64(2));
+    resume = st.i64(3) != 0;
+    started->warm_start = st.text(4);
+  }
   if (state != TrialState::kPending) {
-    return Status::Error(where + ": trial is " + to_string(state) + ", not pending");
+    return Status::Error(where() + ": trial is " + to_string(state) + ", not pending");
   }
   const std::string now = now_iso8601();
-  Statement st;
-  s = st.prepare(db_,
-                 "UPDATE trials SET state = 'running', attempt = ?1, grp = ?2, started_at = ?3, "
-                 "finished_at = '' WHERE id = ?4 RETURNING checkpoint_epoch, resumable, "
-                 "warm_start");
-  if (!s.ok()) return s.With(where);
-  st.bind(1, static_cast<std::int64_t>(current + 1));
-  st.bind(2, group);
-  st.bind(3, now);
-  st.bind(4, trial_id);
-  if (!st.next_row(&s)) return (s.ok() ? Status::Error("trial vanished") : s).With(where);
-  const auto resume_epoch = static_cast<std::int32_t>(st.i64(0));
-  const bool resume = st.i64(1) != 0;
-  started->warm_start = st.text(2);
-  st.reset();  // completes the RETURNING statement before the next one
+  {
+    // No RETURNING: it would make SQLite open a statement journal for this one-row update.
+    Statement st;
+    s = st.prepare(db_, statements_.get(),
+                   "UPDATE trials SET state = 'running', attempt = ?1, grp = ?2, started_at = ?3, "
+                   "finished_at = '' WHERE id = ?4");
+    if (!s.ok()) return s.With(where());
+    st.bind(1, static_cast<std::int64_t>(current + 1));
+    st.bind(2, group);
+    st.bind(3, now);
+    st.bind(4, trial_id);
+    if (s = st.run(); !s.ok()) return s.With(where());
+    txn.wrote();
+  }
 
   Statement insert;
-  s = insert.prepare(db_,
+  s = insert.prepare(db_, statements_.get(),
                      "INSERT INTO attempts (trial_id, attempt, resume_epoch, grp, provenance, "
                      "started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
-  if (!s.ok()) return s.With(where);
+  if (!s.ok()) return s.With(where());
   insert.bind(1, trial_id);
   insert.bind(2, static_cast<std::int64_t>(current + 1));
   insert.bind(3, static_cast<std::int64_t>(resume_epoch));
   insert.bind(4, group);
   insert.bind(5, provenance);
   insert.bind(6, now);
-  if (s = insert.run(); !s.ok()) return s.With(where);
-  if (s = txn.commit(); !s.ok()) return s.With(where);
+  if (s = insert.run(); !s.ok()) return s.With(where());
+  txn.wrote();
+  if (s = txn.commit(); !s.ok()) return s.With(where());
+  if (resume_epoch == 0) {
+    live_folds_[trial_id] = LiveFold{current + 1, {}};
+  } else {
+    live_folds_.erase(trial_id);  // its lineage reaches into older attempts: fold from the store
+  }
   started->attempt = current + 1;
   started->resume_epoch = resume_epoch;
   started->resume = resume;
@@ -778,141 +1079,180 @@ Status ExperimentStore::start_trial(std::int64_t trial_id, const std::string& gr
 Status ExperimentStore::append_report(std::int64_t trial_id, std::int32_t attempt,
                                       std::int32_t epoch, const MetricMap& metrics,
                                       bool checkpointed) {
-  const std::string where = "append_report trial " + std::to_string(trial_id) + " attempt " +
-                            std::to_string(attempt) + " epoch " + std::to_string(epoch);
-  Transaction txn(db_);
+  // Built only on failure: this runs for every report.
+  const auto where = [&] {
+    return "append_report trial " + std::to_string(trial_id) + " attempt " +
+           std::to_string(attempt) + " epoch " + std::to_string(epoch);
+  };
+  Transaction txn(db_, batch_open_ ? &batch_failed_ : nullptr);
   Status s = txn.begin();
-  if (!s.ok()) return s.With(where);
+  if (!s.ok()) return s.With(where());
   TrialState state;
   std::int32_t current = 0;
-  if (s = trial_state(db_, trial_id, &state, &current); !s.ok()) return s.With(where);
+  if (s = trial_state(db_, statements_.get(), trial_id, &state, &current); !s.ok()) {
+    return s.With(where());
+  }
   // A late report of an older attempt is kept (metric_series hides it); one of an attempt that
   // was never started is a protocol error.
   if (attempt < 1 || attempt > current) {
-    return Status::Error(where + ": attempt was never started (current attempt " +
+    return Status::Error(where() + ": attempt was never started (current attempt " +
                          std::to_string(current) + ")");
   }
   Statement st;
-  s = st.prepare(db_,
-                 "INSERT OR IGNORE INTO metrics (trial_id, attempt, epoch, name, value) "
-                 "VALUES (?1, ?2, ?3, ?4, ?5)");
-  if (!s.ok()) return s.With(where);
-  for (const auto& [name, value] : metrics) {
-    st.reset();
-    st.bind(1, trial_id);
-    st.bind(2, static_cast<std::int64_t>(attempt));
-    st.bind(3, static_cast<std::int64_t>(epoch));
-    st.bind(4, name);
-    st.bind(5, value);
-    if (s = st.run(); !s.ok()) return s.With(where + " metric " + name);
-  }
+  s = st.prepare(db_, statements_.get(),
+                 "INSERT OR IGNORE INTO reports (trial_id, attempt, epoch, metrics) "
+                 "VALUES (?1, ?2, ?3, ?4)");
+  if (!s.ok()) return s.With(where());
+  st.bind(1, trial_id);
+  st.bind(2, static_cast<std::int64_t>(attempt));
+  st.bind(3, static_cast<std::int64_t>(epoch));
+  st.bind(4, encode_metrics(metrics));
+  if (s = st.run(); !s.ok()) return s.With(where());
+  txn.wrote();
+  const bool inserted = sqlite3_changes(db_) > 0;
   // Only the current attempt's checkpoint is the one its successor resumes from.
   if (checkpointed && attempt == current) {
     Statement mark;
-    // From here on the trial's own checkpoint is newer than any warm start it began from.
-    s = mark.prepare(db_, "UPDATE trials SET checkpoint_epoch = ?1, resumable = 1, "
-                          "warm_start = '' WHERE id = ?2");
-    if (!s.ok()) return s.With(where);
+    s = mark.prepare(db_, statements_.get(),
+                     // From here on the trial's own checkpoint is newer than any warm start.
+                     "UPDATE trials SET checkpoint_epoch = ?1, resumable = 1, warm_start = '' "
+                     "WHERE id = ?2");
+    if (!s.ok()) return s.With(where());
     mark.bind(1, static_cast<std::int64_t>(epoch));
     mark.bind(2, trial_id);
-    if (s = mark.run(); !s.ok()) return s.With(where);
+    if (s = mark.run(); !s.ok()) return s.With(where());
   }
-  return txn.commit().With(where);
+  // Resent after the trial ended (its Done overtook it through a reconnect).
+  if (inserted && is_terminal(state)) {
+    if (s = refresh_summary(trial_id, current); !s.ok()) return s.With(where());
+  }
+  if (s = txn.commit(); !s.ok()) return s.With(where());
+  if (inserted) {
+    if (auto live = live_folds_.find(trial_id);
+        live != live_folds_.end() && live->second.attempt == attempt) {
+      live->second.fold.add(epoch, attempt, metrics);
+    }
+  }
+  return Status::Ok();
 }
 
 Status ExperimentStore::finish_trial(std::int64_t trial_id, std::int32_t attempt,
                                      TrialState state, const std::string& error,
                                      const MetricMap& final_metrics) {
-  const std::string where = "finish_trial " + std::to_string(trial_id) + " attempt " +
-                            std::to_string(attempt) + " as " + to_string(state);
+  const auto where = [&] {
+    return "finish_trial " + std::to_string(trial_id) + " attempt " + std::to_string(attempt) +
+           " as " + to_string(state);
+  };
   if (!ends_attempt(state)) {
-    return Status::Error(where + ": an attempt can only end paused, completed, pruned or failed");
+    return Status::Error(where() + ": an attempt can only end paused, completed, pruned or failed");
   }
-  Transaction txn(db_);
+  Transaction txn(db_, batch_open_ ? &batch_failed_ : nullptr);
   Status s = txn.begin();
-  if (!s.ok()) return s.With(where);
+  if (!s.ok()) return s.With(where());
   TrialState current_state;
   std::int32_t current = 0;
-  if (s = trial_state(db_, trial_id, &current_state, &current); !s.ok()) return s.With(where);
+  if (s = trial_state(db_, statements_.get(), trial_id, &current_state, &current); !s.ok()) {
+    return s.With(where());
+  }
   if (current_state != TrialState::kRunning) {
-    return Status::Error(where + ": trial is " + to_string(current_state) + ", not running");
+    return Status::Error(where() + ": trial is " + to_string(current_state) + ", not running");
   }
   if (current != attempt) {
-    return Status::Error(where + ": stale attempt, the trial is on attempt " +
+    return Status::Error(where() + ": stale attempt, the trial is on attempt " +
                          std::to_string(current));
   }
+  MetricFold fold;
+  if (s = fold_of(trial_id, attempt, &fold); !s.ok()) return s.With(where());
   Statement update;
-  s = update.prepare(db_,
-                     "UPDATE trials SET state = ?1, error = ?2, finished_at = ?3 WHERE id = ?4");
-  if (!s.ok()) return s.With(where);
+  s = update.prepare(db_, statements_.get(),
+                     "UPDATE trials SET state = ?1, error = ?2, finished_at = ?3, "
+                     "last_metrics = ?4, epochs_run = ?5 WHERE id = ?6");
+  if (!s.ok()) return s.With(where());
   update.bind(1, std::string(to_string(state)));
   update.bind(2, error);
   update.bind(3, now_iso8601());
-  update.bind(4, trial_id);
-  if (s = update.run(); !s.ok()) return s.With(where);
+  update.bind(4, encode_metrics(fold.last()));
+  update.bind(5, static_cast<std::int64_t>(fold.epochs_run()));
+  update.bind(6, trial_id);
+  if (s = update.run(); !s.ok()) return s.With(where());
+  txn.wrote();
 
   Statement insert;
-  s = insert.prepare(db_, "INSERT OR REPLACE INTO finals (trial_id, name, value) VALUES (?1, ?2, ?3)");
-  if (!s.ok()) return s.With(where);
+  s = insert.prepare(db_, statements_.get(),
+                     "INSERT OR REPLACE INTO finals (trial_id, name, value) VALUES (?1, ?2, ?3)");
+  if (!s.ok()) return s.With(where());
   for (const auto& [name, value] : final_metrics) {
     insert.reset();
     insert.bind(1, trial_id);
     insert.bind(2, name);
     insert.bind(3, value);
-    if (s = insert.run(); !s.ok()) return s.With(where + " final " + name);
+    if (s = insert.run(); !s.ok()) return s.With(where() + " final " + name);
   }
-  return txn.commit().With(where);
+  if (s = txn.commit(); !s.ok()) return s.With(where());
+  live_folds_.erase(trial_id);
+  return Status::Ok();
 }
 
 Status ExperimentStore::requeue_trial(std::int64_t trial_id, const std::string& reason,
                                       Requeue why, std::int32_t max_failures, bool* failed) {
   const std::string where = "requeue_trial " + std::to_string(trial_id);
   if (failed != nullptr) *failed = false;
-  Transaction txn(db_);
+  Transaction txn(db_, batch_open_ ? &batch_failed_ : nullptr);
   Status s = txn.begin();
   if (!s.ok()) return s.With(where);
   TrialState state;
   std::int32_t current = 0;
-  if (s = trial_state(db_, trial_id, &state, &current); !s.ok()) return s.With(where);
+  if (s = trial_state(db_, statements_.get(), trial_id, &state, &current); !s.ok()) {
+    return s.With(where);
+  }
   if (state != TrialState::kRunning) {
     return Status::Error(where + ": trial is " + to_string(state) + ", not running");
   }
-  Statement st;
-  switch (why) {
-    case Requeue::kLost:
-      // The failure counter decides between another attempt and giving up.
-      s = st.prepare(db_,
-                     "UPDATE trials SET failures = failures + 1, error = ?1, "
-                     "state = CASE WHEN failures + 1 >= ?3 THEN 'failed' ELSE 'pending' END, "
-                     "finished_at = CASE WHEN failures + 1 >= ?3 THEN ?4 ELSE '' END "
-                     "WHERE id = ?2 RETURNING state");
-      break;
-    case Requeue::kPreemptedWithCheckpoint:
-      s = st.prepare(db_, "UPDATE trials SET state = 'pending', error = ?1, resumable = 1 "
-                          "WHERE id = ?2 RETURNING state");
-      break;
-    case Requeue::kNotTheTrialsFault:
-      s = st.prepare(db_, "UPDATE trials SET state = 'pending', error = ?1 WHERE id = ?2 "
-                          "RETURNING state");
-      break;
+  bool gave_up = false;
+  {
+    Statement st;
+    switch (why) {
+      case Requeue::kLost:
+        // The failure counter decides between another attempt and giving up.
+        s = st.prepare(db_,
+                       "UPDATE trials SET failures = failures + 1, error = ?1, "
+                       "state = CASE WHEN failures + 1 >= ?3 THEN 'failed' ELSE 'pending' END, "
+                       "finished_at = CASE WHEN failures + 1 >= ?3 THEN ?4 ELSE '' END "
+                       "WHERE id = ?2 RETURNING state");
+        break;
+      case Requeue::kPreemptedWithCheckpoint:
+        s = st.prepare(db_, "UPDATE trials SET state = 'pending', error = ?1, resumable = 1 "
+                            "WHERE id = ?2 RETURNING state");
+        break;
+      case Requeue::kNotTheTrialsFault:
+        s = st.prepare(db_, "UPDATE trials SET state = 'pending', error = ?1 WHERE id = ?2 "
+                            "RETURNING state");
+        break;
+    }
+    if (!s.ok()) return s.With(where);
+    st.bind(1, reason);
+    st.bind(2, trial_id);
+    if (why == Requeue::kLost) {
+      st.bind(3, static_cast<std::int64_t>(std::max(1, max_failures)));
+      st.bind(4, now_iso8601());
+    }
+    if (!st.next_row(&s)) return (s.ok() ? Status::Error("trial vanished") : s).With(where);
+    txn.wrote();
+    gave_up = st.text(0) == "failed";
   }
-  if (!s.ok()) return s.With(where);
-  st.bind(1, reason);
-  st.bind(2, trial_id);
-  if (why == Requeue::kLost) {
-    st.bind(3, static_cast<std::int64_t>(std::max(1, max_failures)));
-    st.bind(4, now_iso8601());
+  if (gave_up) {
+    if (s = refresh_summary(trial_id, current); !s.ok()) return s.With(where);
   }
-  if (!st.next_row(&s)) return (s.ok() ? Status::Error("trial vanished") : s).With(where);
-  if (failed != nullptr) *failed = st.text(0) == "failed";
-  st.reset();
-  return txn.commit().With(where);
+  if (s = txn.commit(); !s.ok()) return s.With(where);
+  live_folds_.erase(trial_id);
+  if (failed != nullptr) *failed = gave_up;
+  return Status::Ok();
 }
 
 Status ExperimentStore::continue_trial(std::int64_t trial_id, std::int32_t target_epoch) {
   const std::string where = "continue_trial " + std::to_string(trial_id);
   Statement st;
-  Status s = st.prepare(db_,
+  Status s = st.prepare(db_, statements_.get(),
                         "UPDATE trials SET state = 'pending', target_epoch = ?1, error = '' "
                         "WHERE id = ?2 AND state = 'paused'");
   if (!s.ok()) return s.With(where);
@@ -930,10 +1270,10 @@ Status ExperimentStore::exploit_trial(const LineageRecord& exploit, std::int32_t
   Status s = params_to_json(exploit.params_before, &before);
   if (s.ok()) s = params_to_json(exploit.params_after, &after);
   if (!s.ok()) return s.With(where);
-  Transaction txn(db_);
+  Transaction txn(db_, batch_open_ ? &batch_failed_ : nullptr);
   if (s = txn.begin(); !s.ok()) return s.With(where);
   Statement update;
-  s = update.prepare(db_,
+  s = update.prepare(db_, statements_.get(),
                      "UPDATE trials SET state = 'pending', target_epoch = ?1, error = '', "
                      "params = ?2, checkpoint_epoch = ?3, resumable = 1, warm_start = ?4 "
                      "WHERE id = ?5 AND state = 'paused'");
@@ -945,8 +1285,9 @@ Status ExperimentStore::exploit_trial(const LineageRecord& exploit, std::int32_t
   update.bind(5, exploit.trial_id);
   if (s = update.run(); !s.ok()) return s.With(where);
   if (sqlite3_changes(db_) == 0) return Status::Error(where + ": trial is not paused");
+  txn.wrote();
   Statement insert;
-  s = insert.prepare(db_,
+  s = insert.prepare(db_, statements_.get(),
                      "INSERT OR REPLACE INTO lineage (trial_id, epoch, donor_id, donor_epoch, "
                      "params_before, params_after, reason, created_at) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
@@ -966,19 +1307,30 @@ Status ExperimentStore::exploit_trial(const LineageRecord& exploit, std::int32_t
 Status ExperimentStore::end_paused_trial(std::int64_t trial_id, TrialState state,
                                          const std::string& reason) {
   const std::string where = "end_paused_trial " + std::to_string(trial_id);
-  if (state != TrialState::kPruned && state != TrialState::kFailed && state != TrialState::kCompleted)
+  if (!is_terminal(state))
     return Status::Error(where + ": a paused trial ends completed, pruned or failed");
+  Transaction txn(db_, batch_open_ ? &batch_failed_ : nullptr);
+  Status s = txn.begin();
+  if (!s.ok()) return s.With(where);
+  TrialState current_state;
+  std::int32_t attempt = 0;
+  if (s = trial_state(db_, statements_.get(), trial_id, &current_state, &attempt); !s.ok())
+    return s.With(where);
+  if (current_state != TrialState::kPaused) return Status::Error(where + ": trial is not paused");
   Statement st;
-  Status s = st.prepare(db_,
-                        "UPDATE trials SET state = ?1, error = ?2, finished_at = ?3 "
-                        "WHERE id = ?4 AND state = 'paused'");
+  s = st.prepare(db_, statements_.get(),
+                 "UPDATE trials SET state = ?1, error = ?2, finished_at = ?3 WHERE id = ?4");
   if (!s.ok()) return s.With(where);
   st.bind(1, std::string(to_string(state)));
   st.bind(2, reason);
   st.bind(3, now_iso8601());
   st.bind(4, trial_id);
   if (s = st.run(); !s.ok()) return s.With(where);
-  if (sqlite3_changes(db_) == 0) return Status::Error(where + ": trial is not paused");
+  txn.wrote();
+  // Ended: listings read its summary instead of its reports.
+  if (s = refresh_summary(trial_id, attempt); !s.ok()) return s.With(where);
+  if (s = txn.commit(); !s.ok()) return s.With(where);
+  live_folds_.erase(trial_id);
   return Status::Ok();
 }
 
@@ -1008,17 +1360,92 @@ Status ExperimentStore::list_lineage(std::int64_t experiment_id, std::vector<Lin
   return s.With(where);
 }
 
+Status ExperimentStore::fold_of(std::int64_t trial_id, std::int32_t attempt, MetricFold* out) {
+  if (auto live = live_folds_.find(trial_id);
+      live != live_folds_.end() && live->second.attempt == attempt) {
+    *out = live->second.fold;
+    return Status::Ok();
+  }
+  std::map<std::int64_t, Lineage> lineage;
+  Status s = read_lineage("t.id = ?1", trial_id, false, &lineage);
+  if (!s.ok()) return s;
+  auto it = lineage.find(trial_id);
+  *out = it != lineage.end() ? std::move(it->second.fold) : MetricFold();
+  return Status::Ok();
+}
+
+Status ExperimentStore::refresh_summary(std::int64_t trial_id, std::int32_t attempt) {
+  MetricFold fold;
+  Status s = fold_of(trial_id, attempt, &fold);
+  if (!s.ok()) return s;
+  Statement update;
+  s = update.prepare(db_, statements_.get(),
+                     "UPDATE trials SET last_metrics = ?1, epochs_run = ?2 WHERE id = ?3");
+  if (!s.ok()) return s;
+  update.bind(1, encode_metrics(fold.last()));
+  update.bind(2, static_cast<std::int64_t>(fold.epochs_run()));
+  update.bind(3, trial_id);
+  return update.run();
+}
+
+Status ExperimentStore::read_lineage(const char* filter, std::int64_t key, bool series,
+                                     std::map<std::int64_t, Lineage>* out) {
+  Statement st;
+  Status s = st.prepare(db_, statements_.get(),
+                        std::string(kLineageRows) + filter + kLineageOrder);
+  if (!s.ok()) return s;
+  st.bind(1, key);
+  struct Row {
+    std::int32_t epoch;
+    std::int32_t attempt;
+    MetricMap metrics;
+  };
+  std::vector<Row> rows;
+  std::int64_t trial = -1;
+  // The series takes, per epoch, each metric from the newest attempt that reported it.
+  const auto finish_series = [&] {
+    if (!series || rows.empty()) return;
+    std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
+      return a.epoch != b.epoch ? a.epoch < b.epoch : a.attempt < b.attempt;
+    });
+    MetricSeries& out_series = (*out)[trial].series;
+    MetricMap merged;
+    for (std::size_t i = 0; i < rows.size();) {
+      const std::int32_t epoch = rows[i].epoch;
+      merged.clear();
+      for (; i < rows.size() && rows[i].epoch == epoch; ++i) {
+        for (auto& [name, value] : rows[i].metrics) merged[name] = value;
+      }
+      for (const auto& [name, value] : merged) out_series[name].emplace_back(epoch, value);
+    }
+    rows.clear();
+  };
+  while (st.next_row(&s)) {
+    const std::int64_t id = st.i64(0);
+    if (id != trial) {
+      finish_series();
+      trial = id;
+    }
+    Row row{static_cast<std::int32_t>(st.i64(1)), static_cast<std::int32_t>(st.i64(2)), {}};
+    if (Status d = decode_metrics(st.view(3), &row.metrics); !d.ok()) {
+      return d.With("trial " + std::to_string(id) + " epoch " + std::to_string(row.epoch));
+    }
+    (*out)[id].fold.add(row.epoch, row.attempt, row.metrics);
+    if (series) rows.push_back(std::move(row));
+  }
+  if (!s.ok()) return s;
+  finish_series();
+  return Status::Ok();
+}
+
 Status ExperimentStore::metric_series(std::int64_t trial_id, MetricSeries* out) {
   const std::string where = "metric_series of trial " + std::to_string(trial_id);
   out->clear();
-  Statement st;
-  // The trial's attempt column is its latest attempt; older attempts' reports stay hidden.
-  Status s = st.prepare(db_, (std::string(kLineageSeries) + "WHERE t.id = ?1 ORDER BY m.name, m.epoch").c_str());
-  if (!s.ok()) return s.With(where);
-  st.bind(1, trial_id);
-  std::map<std::int64_t, MetricSeries> by_trial;
-  if (s = read_series(st, &by_trial); !s.ok()) return s.With(where);
-  if (auto it = by_trial.find(trial_id); it != by_trial.end()) *out = std::move(it->second);
+  std::map<std::int64_t, Lineage> lineage;
+  if (Status s = read_lineage("t.id = ?1", trial_id, true, &lineage); !s.ok()) {
+    return s.With(where);
+  }
+  if (auto it = lineage.find(trial_id); it != lineage.end()) *out = std::move(it->second.series);
   return Status::Ok();
 }
 
@@ -1026,13 +1453,14 @@ Status ExperimentStore::experiment_metrics(std::int64_t experiment_id,
                                            std::map<std::int64_t, MetricSeries>* out) {
   const std::string where = "experiment_metrics of experiment " + std::to_string(experiment_id);
   out->clear();
-  Statement st;
-  Status s = st.prepare(db_, (std::string(kLineageSeries) +
-                             "WHERE t.experiment_id = ?1 ORDER BY m.trial_id, m.name, m.epoch")
-                                .c_str());
-  if (!s.ok()) return s.With(where);
-  st.bind(1, experiment_id);
-  return read_series(st, out).With(where);
+  std::map<std::int64_t, Lineage> lineage;
+  if (Status s = read_lineage("t.experiment_id = ?1", experiment_id, true, &lineage); !s.ok()) {
+    return s.With(where);
+  }
+  for (auto& [id, l] : lineage) {
+    if (!l.series.empty()) (*out)[id] = std::move(l.series);
+  }
+  return Status::Ok();
 }
 
 Status resolve_experiment(ExperimentStore& store, const std::string& name,

@@ -3,19 +3,31 @@
 // file. Only the coordinator writes it; read-only commands (trials, export) open it too.
 //
 // Every write is its own transaction, committed before the call returns, so whatever the
-// coordinator acknowledges has reached the file. Reports are idempotent: a metric is keyed by
-// (trial, attempt, epoch, name), and a duplicate report changes nothing.
+// coordinator acknowledges has reached the file -- unless the caller opened a batch
+// (begin_batch / Batch): then every write until commit_batch() joins one transaction, and
+// nothing of it is durable or visible to another connection before commit_batch() returns OK.
+// That is group commit: the coordinator handles the messages it has, commits once, and only
+// then sends the Acks and Assigns. The WAL is copied back into the file by a thread of its own
+// (wal_checkpointer.h), so no commit waits for that. One thread uses a store at a time.
+//
+// Reports are idempotent: one row per (trial, attempt, epoch), metrics as JSON text
+// (metrics_json.h), and a duplicate report changes nothing. Rows are appended in arrival order
+// (only a small index is keyed by trial), so a commit of a thousand reports from a thousand
+// running trials writes a few pages rather than one per trial. When a trial ends, its latest
+// metrics are kept with it, so listing 100,000 trials reads no reports.
 
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "common/param_value.h"
 #include "common/status.h"
+#include "coordinator/metric_fold.h"
 
 struct sqlite3;
 
@@ -88,6 +100,20 @@ enum class Requeue {
 
 using MetricSeries = std::map<std::string, std::vector<std::pair<std::int32_t, double>>>;
 
+// What a listing of many trials shows of each, read without its metric series.
+struct TrialSummary {
+  std::int64_t id = 0;
+  std::int32_t number = 0;
+  TrialState state = TrialState::kPending;
+  ParamMap params;
+  MetricMap final_metrics;
+  MetricMap last_metrics;       // each metric's value at the last epoch of the lineage that has it
+  std::int32_t epochs_run = 0;  // the highest epoch of the lineage
+};
+
+class StatementCache;
+class WalCheckpointer;
+
 class ExperimentStore {
  public:
   // Opens (creating if needed) the store at `path`. `read_only` opens without creating.
@@ -99,6 +125,39 @@ class ExperimentStore {
 
   // The file this store was opened from, for messages ("no experiments in PATH").
   std::string path() const;
+
+  // Group commit (see the top of this file). Batches do not nest; a failed commit_batch()
+  // has rolled the batch back, and so has rollback_batch(). A call that fails inside a batch
+  // leaves nothing behind, as alone, or, when it failed half-way (an I/O error between two of
+  // its writes), makes commit_batch() fail.
+  [[nodiscard]] Status begin_batch();
+  [[nodiscard]] Status commit_batch();
+  void rollback_batch();
+  bool in_batch() const { return batch_open_; }
+
+  // A batch that rolls back when it goes out of scope uncommitted (an early return).
+  class Batch {
+   public:
+    explicit Batch(ExperimentStore* store) : store_(store) {}
+    ~Batch() {
+      if (open_) store_->rollback_batch();
+    }
+    Batch(const Batch&) = delete;
+    Batch& operator=(const Batch&) = delete;
+    [[nodiscard]] Status begin() {
+      Status s = store_->begin_batch();
+      open_ = s.ok();
+      return s;
+    }
+    [[nodiscard]] Status commit() {
+      open_ = false;
+      return store_->commit_batch();
+    }
+
+   private:
+    ExperimentStore* store_;
+    bool open_ = false;
+  };
 
   [[nodiscard]] Status find_experiment(const std::string& name,
                                        std::optional<ExperimentRecord>* out);
@@ -112,6 +171,9 @@ class ExperimentStore {
   // Inserts a pending trial; fills record->id.
   [[nodiscard]] Status add_trial(TrialRecord* record);
   [[nodiscard]] Status list_trials(std::int64_t experiment_id, std::vector<TrialRecord>* out);
+  // Every trial of the experiment in number order, as TrialSummary: one pass over the trials
+  // and their final metrics; only trials that have not ended read their reports.
+  [[nodiscard]] Status trial_summaries(std::int64_t experiment_id, std::vector<TrialSummary>* out);
   [[nodiscard]] Status get_trial(std::int64_t trial_id, TrialRecord* out);
 
   // pending -> running with attempt + 1, resuming from the trial's last checkpoint epoch;
@@ -121,7 +183,9 @@ class ExperimentStore {
   // The same without provenance, returning only the attempt number.
   [[nodiscard]] Status start_trial(std::int64_t trial_id, const std::string& group,
                                    std::int32_t* attempt);
-  // Idempotent on (trial, attempt, epoch): a second report of the same epoch is ignored.
+  // Idempotent on (trial, attempt, epoch): a second report of the same epoch is ignored. A
+  // report that arrives after its trial ended still counts (it refreshes the trial's latest
+  // metrics if it belongs to the lineage).
   // `checkpointed`: the worker durably checkpointed this epoch, so a later attempt resumes
   // after it.
   [[nodiscard]] Status append_report(std::int64_t trial_id, std::int32_t attempt,
@@ -158,7 +222,35 @@ class ExperimentStore {
 
  private:
   explicit ExperimentStore(sqlite3* db);
+  // Schema 1 kept one row per metric; moves them into reports and fills the trials' latest
+  // metrics, in one transaction.
+  [[nodiscard]] Status upgrade_from_schema_1();
+  // A trial's latest metrics: its live fold if that is of `attempt`, else folded from its
+  // lineage in the store.
+  [[nodiscard]] Status fold_of(std::int64_t trial_id, std::int32_t attempt, MetricFold* out);
+  // Writes them as the trial's last_metrics and epochs_run (when it ends otherwise than by
+  // finish_trial, or a report comes after its end).
+  [[nodiscard]] Status refresh_summary(std::int64_t trial_id, std::int32_t attempt);
+  // The lineage (see metric_series) of every trial `filter` (SQL on trials t, with ?1 = key)
+  // selects, folded per trial into its series (when `series`) and its latest values.
+  struct Lineage;
+  [[nodiscard]] Status read_lineage(const char* filter, std::int64_t key, bool series,
+                                    std::map<std::int64_t, Lineage>* out);
+
   sqlite3* db_;
+  std::unique_ptr<StatementCache> statements_;
+  std::unique_ptr<WalCheckpointer> checkpointer_;  // writable stores only
+  bool batch_open_ = false;
+  bool batch_failed_ = false;  // a call in the batch failed half-way (see Transaction)
+  // The fold of each running trial's current attempt, when that attempt started from scratch
+  // (so its reports are its whole lineage), kept as reports are written: ending a trial then
+  // writes its latest metrics without reading its reports back. Bounded by the running trials;
+  // cleared when a batch rolls back. A trial not here is folded from the store.
+  struct LiveFold {
+    std::int32_t attempt = 0;
+    MetricFold fold;
+  };
+  std::unordered_map<std::int64_t, LiveFold> live_folds_;
 };
 
 // The experiment a read-only command means: `name`, or the latest one when `name` is empty.

@@ -283,11 +283,14 @@ int main(int argc, char** argv) {
       ->required();
 
   TrialTableOptions table;
+  bool all_trials = false;
   auto* trials_cmd = app.add_subcommand("trials", "list an experiment's trials, best first");
   trials_cmd->add_option("experiment", table.experiment, "experiment name (default: the latest)");
   trials_cmd->add_option("--sort", table.sort_metric,
                          "metric to rank by (default: the experiment's metric)");
-  trials_cmd->add_option("--limit", table.limit, "show only the best N trials");
+  trials_cmd->add_option("--limit", table.limit, "show the best N trials (0: all)")
+      ->capture_default_str();
+  trials_cmd->add_flag("--all", all_trials, "show every trial (as --limit 0)");
 
   std::string export_name, export_format = "json", export_output;
   auto* export_cmd = app.add_subcommand(
@@ -317,6 +320,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<ExperimentStore> store;
   if (Status s = open_store(common, /*read_only=*/true, &store); !s.ok()) return fail(s);
   if (*trials_cmd) {
+    if (all_trials) table.limit = 0;
     if (Status s = print_trials(*store, table, std::cout); !s.ok()) return fail(s);
     return 0;
   }

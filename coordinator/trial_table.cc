@@ -20,49 +20,42 @@ bool ends_with(const std::string& text, const std::string& suffix) {
          text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::optional<double> metric_value(const TrialRecord& trial, const MetricSeries* series,
-                                   const std::string& metric) {
+std::optional<double> metric_value(const TrialSummary& trial, const std::string& metric) {
   std::optional<double> value;
   if (auto f = trial.final_metrics.find(metric); f != trial.final_metrics.end()) {
     value = f->second;
-  } else if (series) {
-    if (auto s = series->find(metric); s != series->end() && !s->second.empty()) {
-      value = s->second.back().second;  // series are in epoch order
-    }
+  } else if (auto l = trial.last_metrics.find(metric); l != trial.last_metrics.end()) {
+    value = l->second;
   }
   // NaN has no place in an order; a diverged trial ranks with the unvalued ones.
   if (value && std::isnan(*value)) value.reset();
   return value;
 }
 
-struct Loaded {
-  std::vector<RankedTrial> ranked;
-  std::map<std::int64_t, MetricSeries> series;  // by trial id
-};
-
 Status load_ranked(ExperimentStore& store, const ExperimentRecord& experiment,
-                   const std::string& metric, Loaded* out) {
-  std::vector<TrialRecord> trials;
-  Status s = store.list_trials(experiment.id, &trials);
+                   const std::string& metric, std::vector<RankedTrial>* out) {
+  std::vector<TrialSummary> trials;
+  Status s = store.trial_summaries(experiment.id, &trials);
   if (!s.ok()) return s;
-  if (s = store.experiment_metrics(experiment.id, &out->series); !s.ok()) return s;
-
-  out->ranked.clear();
-  for (auto& trial : trials) {
-    auto it = out->series.find(trial.id);
-    const MetricSeries* series = it == out->series.end() ? nullptr : &it->second;
-    std::optional<double> value = metric_value(trial, series, metric);
-    out->ranked.push_back({std::move(trial), value});
+  std::vector<std::optional<double>> values(trials.size());
+  std::vector<std::size_t> order(trials.size());
+  for (std::size_t i = 0; i < trials.size(); ++i) {
+    values[i] = metric_value(trials[i], metric);
+    order[i] = i;
   }
   const bool higher = higher_is_better(experiment, metric);
-  std::stable_sort(out->ranked.begin(), out->ranked.end(),
-                   [higher](const RankedTrial& a, const RankedTrial& b) {
-                     if (a.value.has_value() != b.value.has_value()) return a.value.has_value();
-                     if (a.value && *a.value != *b.value) {
-                       return higher ? *a.value > *b.value : *a.value < *b.value;
-                     }
-                     return a.trial.number < b.trial.number;
-                   });
+  // Trials come in number order, so a stable sort keeps ties in it. Indices, not summaries,
+  // move around: 100,000 of them are sorted in a few milliseconds.
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t i, std::size_t j) {
+    const auto& a = values[i];
+    const auto& b = values[j];
+    if (a.has_value() != b.has_value()) return a.has_value();
+    if (a && *a != *b) return higher ? *a > *b : *a < *b;
+    return false;
+  });
+  out->clear();
+  out->reserve(trials.size());
+  for (std::size_t i : order) out->push_back({std::move(trials[i]), values[i]});
   return Status::Ok();
 }
 
@@ -102,6 +95,20 @@ std::string state_counts(const std::vector<RankedTrial>& ranked) {
   return parts.empty() ? text : text + " (" + parts + ")";
 }
 
+// How the sort metric is spread over all trials, for when most rows are left out:
+// "val_acc over 99,995 trials with a value: best 0.9213, median 0.8120, worst 0.1033".
+// `ranked` is best first, unvalued trials last.
+std::string spread(const std::vector<RankedTrial>& ranked, const std::string& metric) {
+  std::size_t valued = 0;
+  while (valued < ranked.size() && ranked[valued].value) ++valued;
+  if (valued == 0) return metric + ": no trial has a value";
+  return metric + " over " + std::to_string(valued) +
+         (valued == 1 ? " trial" : " trials") + " with a value: best " +
+         format_value(*ranked.front().value) + ", median " +
+         format_value(*ranked[valued / 2].value) + ", worst " +
+         format_value(*ranked[valued - 1].value);
+}
+
 // Left-aligned text columns, right-aligned numeric ones, two spaces apart.
 void print_table(const std::vector<std::string>& header, const std::vector<bool>& right_align,
                  const std::vector<std::vector<std::string>>& rows, std::ostream& out) {
@@ -137,11 +144,8 @@ bool higher_is_better(const ExperimentRecord& experiment, const std::string& met
 
 Status rank_trials(ExperimentStore& store, const ExperimentRecord& experiment,
                    const std::string& metric, std::vector<RankedTrial>* out) {
-  Loaded loaded;
-  Status s = load_ranked(store, experiment, metric, &loaded);
-  if (!s.ok()) return s.With("ranking trials of '" + experiment.name + "' by " + metric);
-  *out = std::move(loaded.ranked);
-  return Status::Ok();
+  Status s = load_ranked(store, experiment, metric, out);
+  return s.With("ranking trials of '" + experiment.name + "' by " + metric);
 }
 
 Status print_trials(ExperimentStore& store, const TrialTableOptions& options,
@@ -153,35 +157,33 @@ Status print_trials(ExperimentStore& store, const TrialTableOptions& options,
   if (metric.empty()) {
     return Status::Error("experiment '" + experiment.name + "' has no metric; pass --sort METRIC");
   }
-  Loaded loaded;
-  if (s = load_ranked(store, experiment, metric, &loaded); !s.ok()) {
+  std::vector<RankedTrial> ranked;
+  if (s = load_ranked(store, experiment, metric, &ranked); !s.ok()) {
     return s.With("trials of '" + experiment.name + "'");
   }
 
   std::set<std::string> reported;  // every metric name any trial has
   std::set<std::string> param_names;
-  for (const auto& r : loaded.ranked) {
+  for (const auto& r : ranked) {
     for (const auto& [name, v] : r.trial.final_metrics) reported.insert(name);
+    for (const auto& [name, v] : r.trial.last_metrics) reported.insert(name);
     for (const auto& [name, v] : r.trial.params) param_names.insert(name);
   }
   // A parameter with one value in every trial (fixed in the spec) is said once, above the
   // table, so the columns show only what the search varied.
   ParamMap same_everywhere;
-  if (loaded.ranked.size() > 1) {
+  if (ranked.size() > 1) {
     for (const auto& name : param_names) {
-      const auto first = loaded.ranked.front().trial.params.find(name);
+      const auto first = ranked.front().trial.params.find(name);
       const bool constant =
-          first != loaded.ranked.front().trial.params.end() &&
-          std::all_of(loaded.ranked.begin(), loaded.ranked.end(), [&](const RankedTrial& r) {
+          first != ranked.front().trial.params.end() &&
+          std::all_of(ranked.begin(), ranked.end(), [&](const RankedTrial& r) {
             const auto p = r.trial.params.find(name);
             return p != r.trial.params.end() && p->second == first->second;
           });
       if (constant) same_everywhere[name] = first->second;
     }
     for (const auto& [name, v] : same_everywhere) param_names.erase(name);
-  }
-  for (const auto& [id, series] : loaded.series) {
-    for (const auto& [name, points] : series) reported.insert(name);
   }
   std::vector<std::string> context;
   for (const char* name : kContextMetrics) {
@@ -190,9 +192,9 @@ Status print_trials(ExperimentStore& store, const TrialTableOptions& options,
 
   const bool higher = higher_is_better(experiment, metric);
   out << "experiment " << experiment.name << " (" << experiment.state
-      << "): " << state_counts(loaded.ranked) << "; sorted by " << metric << " ("
+      << "): " << state_counts(ranked) << "; sorted by " << metric << " ("
       << (higher ? "max, higher is better" : "min, lower is better") << ")\n";
-  if (loaded.ranked.empty()) return Status::Ok();
+  if (ranked.empty()) return Status::Ok();
   if (!same_everywhere.empty()) {
     out << "same in every trial:";
     for (const auto& [name, v] : same_everywhere) out << " " << name << "=" << trellis::to_string(v);
@@ -212,29 +214,18 @@ Status print_trials(ExperimentStore& store, const TrialTableOptions& options,
     right.push_back(false);
   }
 
-  const std::size_t shown =
-      options.limit > 0 ? std::min<std::size_t>(options.limit, loaded.ranked.size())
-                        : loaded.ranked.size();
+  const std::size_t shown = options.limit > 0
+                                ? std::min<std::size_t>(options.limit, ranked.size())
+                                : ranked.size();
   std::vector<std::vector<std::string>> rows;
   for (std::size_t i = 0; i < shown; ++i) {
-    const RankedTrial& r = loaded.ranked[i];
-    auto it = loaded.series.find(r.trial.id);
-    const MetricSeries* series = it == loaded.series.end() ? nullptr : &it->second;
+    const RankedTrial& r = ranked[i];
     // Unvalued trials are listed but not ranked.
     std::vector<std::string> row = {r.value ? std::to_string(i + 1) : kMissing,
                                     std::to_string(r.trial.number), to_string(r.trial.state),
                                     format_optional(r.value)};
-    for (const auto& name : context) {
-      row.push_back(format_optional(metric_value(r.trial, series, name)));
-    }
-    // Epochs are 1-based, so the last one reported is how many the latest attempt reached.
-    std::int32_t epochs = 0;
-    if (series) {
-      for (const auto& [name, points] : *series) {
-        if (!points.empty()) epochs = std::max(epochs, points.back().first);
-      }
-    }
-    row.push_back(std::to_string(epochs));
+    for (const auto& name : context) row.push_back(format_optional(metric_value(r.trial, name)));
+    row.push_back(std::to_string(r.trial.epochs_run));
     for (const auto& name : param_names) {
       auto p = r.trial.params.find(name);
       row.push_back(p == r.trial.params.end() ? kMissing : trellis::to_string(p->second));
@@ -242,8 +233,10 @@ Status print_trials(ExperimentStore& store, const TrialTableOptions& options,
     rows.push_back(std::move(row));
   }
   print_table(header, right, rows, out);
-  if (shown < loaded.ranked.size()) {
-    out << "(" << loaded.ranked.size() - shown << " more; --limit 0 shows all)\n";
+  if (shown < ranked.size()) {
+    out << "(" << ranked.size() - shown
+        << " more; --limit N shows the best N, --all every trial)\n";
+    out << spread(ranked, metric) << "\n";
   }
   return Status::Ok();
 }

@@ -1,11 +1,14 @@
 #pragma once
-// TrialTable: ranks an experiment's trials by one metric and prints them as an aligned text
-// table, for `trellis trials [EXPERIMENT] --sort METRIC` and the summary at the end of
-// `trellis run`.
+// TrialTable: ranks an experiment's trials by one metric and prints the best of them as an
+// aligned text table, for `trellis trials [EXPERIMENT] --sort METRIC` and the summary at the
+// end of `trellis run`.
 //
 // A trial's value for a metric is its final value if it has one, else the value of the last
-// epoch its latest attempt reported. Trials without a value (or with NaN) rank after all
-// others; ties and unvalued trials go in trial-number order.
+// epoch its lineage reported. Trials without a value (or with NaN) rank after all others; ties
+// and unvalued trials go in trial-number order. The table reads one summary per trial
+// (ExperimentStore::trial_summaries), never the metric series, so 100,000 trials take well
+// under a second; it prints the best `limit` of them (a researcher wants the top of a big
+// sweep, not 100,000 lines) with a line saying how the rest are spread.
 
 #include <optional>
 #include <ostream>
@@ -18,7 +21,7 @@
 namespace trellis::coordinator {
 
 struct RankedTrial {
-  TrialRecord trial;
+  TrialSummary trial;
   std::optional<double> value;  // of the metric ranked by
 };
 
@@ -31,15 +34,20 @@ bool higher_is_better(const ExperimentRecord& experiment, const std::string& met
 [[nodiscard]] Status rank_trials(ExperimentStore& store, const ExperimentRecord& experiment,
                                  const std::string& metric, std::vector<RankedTrial>* out);
 
+// Rows `trellis trials` and `trellis run` print unless told otherwise.
+inline constexpr int kDefaultTrialRows = 20;
+
 struct TrialTableOptions {
   std::string experiment;   // empty: the latest experiment
   std::string sort_metric;  // empty: the experiment's metric
-  int limit = 0;            // rows to print; 0: all
+  int limit = kDefaultTrialRows;  // rows to print; 0: all
 };
 
-// A header line (experiment, state, trial counts by state, sort metric and direction), then
-// rank, trial, state, the sort metric, test_acc/val_acc/val_loss where present, epochs, and
-// each param. Fails clearly when the store has no experiment or the name is unknown.
+// A header line (experiment, state, trial counts by state, sort metric and direction), the
+// params every trial shares, then rank, trial, state, the sort metric, test_acc/val_acc/val_loss
+// where present, epochs, and each param that varies. When rows are left out, a last line says
+// how many and how the sort metric is spread over all trials (best, median, worst). Fails
+// clearly when the store has no experiment or the name is unknown.
 [[nodiscard]] Status print_trials(ExperimentStore& store, const TrialTableOptions& options,
                                   std::ostream& out);
 

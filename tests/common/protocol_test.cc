@@ -126,5 +126,22 @@ TEST(Protocol, RefusesHostileSizesWithoutAllocatingThem) {
   EXPECT_FALSE(decode_string(deep).ok());
 }
 
+TEST(Protocol, TellsReportFramesApartWithoutDecoding) {
+  const auto is_report = [](const Message& m) {
+    const std::string frame = encode(m);
+    return is_report_frame(frame.data(), frame.size());
+  };
+  EXPECT_TRUE(is_report(Report{3, 1, 2, {{"val_acc", 0.5}}}));
+  EXPECT_FALSE(is_report(Done{}));
+  EXPECT_FALSE(is_report(Hello{}));
+  EXPECT_FALSE(is_report(Request{}));
+  EXPECT_FALSE(is_report(Heartbeat{}));
+  std::string other_version = encode(Report{});
+  other_version[1] = static_cast<char>(kProtocolVersion + 1);
+  EXPECT_FALSE(is_report_frame(other_version.data(), other_version.size()));
+  EXPECT_FALSE(is_report_frame("", 0));
+  EXPECT_FALSE(is_report_frame("\x93", 1));
+}
+
 }  // namespace
 }  // namespace trellis

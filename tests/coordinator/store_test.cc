@@ -747,7 +747,7 @@ TEST(ExperimentStoreTest, ASchemaOneStoreIsUpgradedKeepingItsTrials) {
   }
   std::unique_ptr<ExperimentStore> read_only;
   const Status refused = ExperimentStore::Open(path, true, &read_only);
-  EXPECT_NE(refused.message().find("to upgrade it"), std::string::npos) << refused.message();
+  EXPECT_NE(refused.message().find("upgrades it"), std::string::npos) << refused.message();
 
   auto store = open_store(path);
   ASSERT_TRUE(store);

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <limits>
 #include <sstream>
 
 #include "tests/coordinator/temp_store.h"
@@ -188,7 +191,8 @@ TEST_F(TrialTableTest, SortMetricAndLimit) {
     for (std::string c; row >> c;) f.push_back(c);
     rows.push_back(f);
   }
-  ASSERT_EQ(rows.size(), 1u + 1u + 2u + 1u) << text;  // header, columns, 2 rows, "more"
+  // header, columns, 2 rows, "more", and how the metric is spread over all of them
+  ASSERT_EQ(rows.size(), 1u + 1u + 2u + 2u) << text;
   EXPECT_EQ(rows[1][3], "val_loss");
   EXPECT_EQ(rows[2][0], "1");
   EXPECT_EQ(rows[2][1], "4");
@@ -197,6 +201,133 @@ TEST_F(TrialTableTest, SortMetricAndLimit) {
   EXPECT_EQ(rows[2][2], "pruned");
   EXPECT_EQ(rows[3][2], "running");  // trials 0 and 3 (completed) are cut off
   EXPECT_NE(text.find("3 more"), std::string::npos) << text;
+  EXPECT_NE(text.find("val_loss over 4 trials with a value: best 0.1000, median 0.5000, worst "
+                      "0.9000"),
+            std::string::npos)
+      << text;
+}
+
+// A sweep of 2,500 trials: every tenth never started, every tenth+8 still running (ranked by its
+// last epoch), the rest completed with a final val_acc; trial 7 diverged (final NaN). Values
+// are distinct, so the expected order is known exactly.
+class ManyTrialsTest : public ::testing::Test {
+ protected:
+  static constexpr int kTrials = 2500;
+  static double value(int n) { return ((n * 7919) % kTrials) / double(kTrials); }
+
+  void SetUp() override {
+    Status s = ExperimentStore::Open(dir_.file("store.db"), false, &store_);
+    ASSERT_TRUE(s.ok()) << s.message();
+    experiment_.name = "big";
+    experiment_.metric = "val_acc";
+    ASSERT_TRUE(store_->create_experiment(&experiment_).ok());
+    ASSERT_TRUE(store_->begin_batch().ok());  // one commit, as the coordinator would
+    for (int n = 0; n < kTrials; ++n) {
+      TrialRecord t;
+      t.experiment_id = experiment_.id;
+      t.number = n;
+      t.params = {{"lr", 0.001 * (n + 1)}, {"epochs", std::int64_t{5}}};
+      ASSERT_TRUE(store_->add_trial(&t).ok());
+      if (n % 10 == 9) continue;
+      std::int32_t attempt = 0;
+      ASSERT_TRUE(store_->start_trial(t.id, "g", &attempt).ok());
+      const int epochs = n % 10 == 8 ? 3 : 5;
+      for (int e = 1; e <= epochs; ++e) {
+        const double acc = value(n) - 0.01 * (epochs - e);
+        const MetricMap metrics = {{"val_acc", acc}, {"val_loss", 1 - acc}};
+        ASSERT_TRUE(store_->append_report(t.id, attempt, e, metrics).ok());
+      }
+      if (n % 10 == 8) continue;
+      const double final = n == 7 ? std::numeric_limits<double>::quiet_NaN() : value(n);
+      ASSERT_TRUE(store_->finish_trial(t.id, attempt, TrialState::kCompleted, "",
+                                       {{"val_acc", final}})
+                      .ok());
+    }
+    ASSERT_TRUE(store_->commit_batch().ok());
+
+    for (int n = 0; n < kTrials; ++n) {
+      if (n % 10 == 9 || n == 7) {
+        unvalued_.push_back(n);
+      } else {
+        valued_.push_back(n);
+      }
+    }
+    std::sort(valued_.begin(), valued_.end(), [](int a, int b) { return value(a) > value(b); });
+  }
+
+  // The whitespace-separated fields of each line of `text`.
+  static std::vector<std::vector<std::string>> lines_of(const std::string& text) {
+    std::vector<std::vector<std::string>> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+      std::istringstream words(line);
+      std::vector<std::string> f;
+      for (std::string w; words >> w;) f.push_back(w);
+      out.push_back(f);
+    }
+    return out;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<ExperimentStore> store_;
+  ExperimentRecord experiment_;
+  std::vector<int> valued_;    // best first
+  std::vector<int> unvalued_;  // number order
+};
+
+TEST_F(ManyTrialsTest, ShowsTheBestRowsAndSaysHowTheRestAreSpread) {
+  std::ostringstream out;
+  ASSERT_TRUE(print_trials(*store_, {}, out).ok());
+  const std::string text = out.str();
+  const auto lines = lines_of(text);
+  // summary, shared params, columns, kDefaultTrialRows rows, "more", spread
+  ASSERT_EQ(lines.size(), 3u + kDefaultTrialRows + 2u) << text;
+  EXPECT_NE(text.find("2500 trials (2000 completed, 250 running, 250 pending)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("same in every trial: epochs=5"), std::string::npos) << text;
+  EXPECT_EQ(lines[2], (std::vector<std::string>{"rank", "trial", "state", "val_acc", "val_loss",
+                                                "epochs_run", "lr"}));
+  for (int i = 0; i < kDefaultTrialRows; ++i) {
+    const auto& row = lines[3 + i];
+    const int n = valued_[i];
+    EXPECT_EQ(row[0], std::to_string(i + 1)) << text;
+    EXPECT_EQ(row[1], std::to_string(n)) << text;
+    EXPECT_EQ(row[2], n % 10 == 8 ? "running" : "completed") << text;
+    EXPECT_EQ(row[5], n % 10 == 8 ? "3" : "5") << text;
+  }
+  EXPECT_EQ(lines[3][3], "0.9996");  // 2499/2500, the best value there is
+  EXPECT_NE(text.find("(2480 more; --limit N shows the best N, --all every trial)"),
+            std::string::npos)
+      << text;
+  // Trial 0 has the worst value there is, 0.
+  char spread[160];
+  std::snprintf(spread, sizeof spread,
+                "val_acc over %zu trials with a value: best 0.9996, median %.4f, worst 0\n",
+                valued_.size(), value(valued_[valued_.size() / 2]));
+  EXPECT_NE(text.find(spread), std::string::npos) << spread << text;
+}
+
+TEST_F(ManyTrialsTest, LimitZeroListsEveryTrialInRankOrder) {
+  std::ostringstream out;
+  TrialTableOptions options;
+  options.limit = 0;
+  ASSERT_TRUE(print_trials(*store_, options, out).ok());
+  const auto lines = lines_of(out.str());
+  ASSERT_EQ(lines.size(), 3u + kTrials);
+  std::vector<int> expected = valued_;
+  expected.insert(expected.end(), unvalued_.begin(), unvalued_.end());
+  for (int i = 0; i < kTrials; ++i) {
+    const auto& row = lines[3 + i];
+    ASSERT_EQ(row[1], std::to_string(expected[i])) << "row " << i;
+    EXPECT_EQ(row[0], i < static_cast<int>(valued_.size()) ? std::to_string(i + 1) : "-");
+  }
+  // Unvalued: the diverged trial still shows its epochs, a pending one none.
+  EXPECT_EQ(lines[3 + valued_.size()][1], "7");
+  EXPECT_EQ(lines[3 + valued_.size()][5], "5");
+  EXPECT_EQ(lines[3 + valued_.size() + 1][1], "9");
+  EXPECT_EQ(lines[3 + valued_.size() + 1][2], "pending");
+  EXPECT_EQ(lines[3 + valued_.size() + 1][5], "0");
 }
 
 TEST(TrialTableErrorsTest, EmptyStoreAndUnknownExperiment) {
