@@ -923,8 +923,8 @@ Status ExperimentStore::trial_summaries(std::int64_t experiment_id,
   out->clear();
   Statement st;
   Status s = st.prepare(db_,
-                        "SELECT id, number, state, params, last_metrics, epochs_run, attempt "
-                        "FROM trials WHERE experiment_id = ?1 ORDER BY number");
+                        "SELECT id, number, state, params, last_metrics, epochs_run, attempt, "
+                        "error FROM trials WHERE experiment_id = ?1 ORDER BY number");
   if (!s.ok()) return s.With(where);
   st.bind(1, experiment_id);
   std::unordered_map<std::int64_t, std::size_t> index_of;
@@ -948,6 +948,7 @@ Status ExperimentStore::trial_summaries(std::int64_t experiment_id,
     } else if (st.i64(6) > 0) {
       any_live = true;
     }
+    r.error = st.text(7);
     index_of[r.id] = out->size();
     out->push_back(std::move(r));
   }

@@ -109,6 +109,7 @@ struct TrialSummary {
   MetricMap final_metrics;
   MetricMap last_metrics;       // each metric's value at the last epoch of the lineage that has it
   std::int32_t epochs_run = 0;  // the highest epoch of the lineage
+  std::string error;            // why it failed, was pruned, or is paused
 };
 
 class StatementCache;

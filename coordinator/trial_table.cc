@@ -217,6 +217,17 @@ Status print_trials(ExperimentStore& store, const TrialTableOptions& options,
   const std::size_t shown = options.limit > 0
                                 ? std::min<std::size_t>(options.limit, ranked.size())
                                 : ranked.size();
+  // Why a trial stopped early goes last: the sentence is long, and only some rows have one.
+  const auto why = [](const TrialSummary& t) {
+    return t.state == TrialState::kCompleted || t.state == TrialState::kRunning ? std::string()
+                                                                                : t.error;
+  };
+  bool any_why = false;
+  for (std::size_t i = 0; i < shown; ++i) any_why = any_why || !why(ranked[i].trial).empty();
+  if (any_why) {
+    header.push_back("why");
+    right.push_back(false);
+  }
   std::vector<std::vector<std::string>> rows;
   for (std::size_t i = 0; i < shown; ++i) {
     const RankedTrial& r = ranked[i];
@@ -230,6 +241,7 @@ Status print_trials(ExperimentStore& store, const TrialTableOptions& options,
       auto p = r.trial.params.find(name);
       row.push_back(p == r.trial.params.end() ? kMissing : trellis::to_string(p->second));
     }
+    if (any_why) row.push_back(why(r.trial));
     rows.push_back(std::move(row));
   }
   print_table(header, right, rows, out);

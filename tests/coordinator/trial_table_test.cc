@@ -43,7 +43,7 @@ class TrialTableTest : public ::testing::Test {
     std::int32_t attempt = 0;
     ASSERT_TRUE(store_->start_trial(id_[4], "g", &attempt).ok());
     ASSERT_TRUE(store_->append_report(id_[4], attempt, 1, {{"val_loss", 0.1}}).ok());
-    ASSERT_TRUE(store_->finish_trial(id_[4], attempt, TrialState::kPruned, "rung", {}).ok());
+    ASSERT_TRUE(store_->finish_trial(id_[4], attempt, TrialState::kPruned, "not promoted past epoch 1", {}).ok());
   }
 
   struct Epoch {
@@ -146,8 +146,9 @@ TEST_F(TrialTableTest, PrintsHeaderAndRankedRows) {
   std::istringstream header(lines[1]);
   std::vector<std::string> columns;
   for (std::string c; header >> c;) columns.push_back(c);
+  // A trial stopped early says why, in the last column.
   EXPECT_EQ(columns, (std::vector<std::string>{"rank", "trial", "state", "val_acc", "val_loss",
-                                               "epochs_run", "lr", "opt"}));
+                                               "epochs_run", "lr", "opt", "why"}));
 
   auto fields = [&](std::size_t i) {
     std::istringstream row(lines[i]);
@@ -165,6 +166,8 @@ TEST_F(TrialTableTest, PrintsHeaderAndRankedRows) {
   EXPECT_EQ(fields(5)[2], "pending");
   EXPECT_EQ(fields(6)[1], "4");
   EXPECT_EQ(fields(6)[4], "0.1000");
+  EXPECT_NE(lines[6].find("not promoted past epoch 1"), std::string::npos) << lines[6];
+  EXPECT_EQ(fields(3).size(), 8u) << "a completed trial has nothing to explain";
 
   // Aligned: every row has the header's column start for "state".
   const auto state_col = lines[1].find("state");
