@@ -15,6 +15,7 @@
 #include <unordered_map>
 
 #include "coordinator/metrics_json.h"
+#include "coordinator/store_filesystem.h"
 #include "coordinator/wal_checkpointer.h"
 
 namespace trellis::coordinator {
@@ -578,7 +579,21 @@ struct ExperimentStore::Lineage {
 
 Status ExperimentStore::Open(const std::string& path, bool read_only,
                              std::unique_ptr<ExperimentStore>* out) {
+  StoreOptions options;
+  options.read_only = read_only;
+  return Open(path, options, out);
+}
+
+Status ExperimentStore::Open(const std::string& path, const StoreOptions& options,
+                             std::unique_ptr<ExperimentStore>* out) {
+  const bool read_only = options.read_only;
   const std::string where = "experiment store " + path;
+  StoreFilesystem filesystem;
+  if (!options.filesystem.empty()) {
+    filesystem = StoreFilesystemNamed(options.filesystem);
+  } else if (Status s = DetectStoreFilesystem(path, &filesystem); !s.ok()) {
+    return s.With(where);
+  }
   if (read_only) {
     // SQLite's own message ("unable to open database file") does not say which file.
     struct stat info {};
@@ -598,22 +613,38 @@ Status ExperimentStore::Open(const std::string& path, bool read_only,
   sqlite3_extended_result_codes(db, 1);
 
   // The first statement that reads the header is where a non-SQLite file shows up.
-  Status s = exec(db, read_only ? "PRAGMA schema_version" : "PRAGMA journal_mode = WAL");
+  const std::string journal_mode = JournalModeFor(filesystem);
+  const std::string first =
+      read_only ? "PRAGMA schema_version" : "PRAGMA journal_mode = " + journal_mode;
+  Status s = exec(db, first.c_str());
   if (!s.ok()) {
     if ((sqlite3_extended_errcode(db) & 0xff) == SQLITE_NOTADB) {
       return Status::Error(where + ": not a Trellis store (not an SQLite database)");
     }
     return s.With(where);
   }
-  s = exec(db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON");
+  store->filesystem_ = filesystem;
+  // FULL: a commit returns only once it is on disk (in WAL mode, the WAL is fsynced at every
+  // commit), so what the coordinator acknowledges after a commit survives power loss. Group
+  // commit makes that one fsync per batch of messages, not one per report.
+  s = exec(db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON");
   if (!s.ok()) return s.With(where);
+  if (!read_only) {
+    Durability durability;
+    if (s = store->durability(&durability); !s.ok()) return s.With(where);
+    if (durability.journal_mode != journal_mode) {
+      return Status::Error(where + ": SQLite runs journal_mode " + durability.journal_mode +
+                           " where " + journal_mode + " was asked for (" + filesystem.name +
+                           " filesystem)");
+    }
+  }
   int version = 0;
   s = open_schema(db, read_only, &version);
   if (!s.ok()) return s.With(where);
   if (version == 1) {
     if (s = store->upgrade_from_schema_1(); !s.ok()) return s.With(where + ": upgrading schema 1");
   }
-  if (!read_only) {
+  if (!read_only && journal_mode == "wal") {
     if (s = WalCheckpointer::Start(path, db, &store->checkpointer_); !s.ok()) return s.With(where);
   }
   *out = std::move(store);
@@ -628,6 +659,29 @@ ExperimentStore::~ExperimentStore() {
   checkpointer_.reset();  // its thread stops before the connection it hooks closes
   statements_.reset();  // finalized before the connection closes
   sqlite3_close_v2(db_);
+}
+
+Status ExperimentStore::durability(Durability* out) {
+  const auto pragma = [this](const char* sql, std::string* value) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db_, sql, -1, &st, nullptr) != SQLITE_OK)
+      return Status::Error(std::string(sql) + ": " + db_error(db_));
+    Status s = Status::Ok();
+    if (sqlite3_step(st) == SQLITE_ROW) {
+      const unsigned char* text = sqlite3_column_text(st, 0);
+      *value = text ? reinterpret_cast<const char*>(text) : "";
+    } else {
+      s = Status::Error(std::string(sql) + ": " + db_error(db_));
+    }
+    sqlite3_finalize(st);
+    return s;
+  };
+  std::string synchronous;
+  if (Status s = pragma("PRAGMA journal_mode", &out->journal_mode); !s.ok()) return s;
+  if (Status s = pragma("PRAGMA synchronous", &synchronous); !s.ok()) return s;
+  out->synchronous = std::atoi(synchronous.c_str());
+  out->filesystem = filesystem_;
+  return Status::Ok();
 }
 
 std::string ExperimentStore::path() const {
@@ -1111,13 +1165,15 @@ Status ExperimentStore::append_report(std::int64_t trial_id, std::int32_t attemp
   if (s = st.run(); !s.ok()) return s.With(where());
   txn.wrote();
   const bool inserted = sqlite3_changes(db_) > 0;
-  // Only the current attempt's checkpoint is the one its successor resumes from.
-  if (checkpointed && attempt == current) {
+  // Only the current attempt's checkpoint is the one its successor resumes from, and only a
+  // new, later epoch moves it: a duplicate or an older report resent after a lost Ack names a
+  // checkpoint file the worker has already deleted.
+  if (inserted && checkpointed && attempt == current) {
     Statement mark;
     s = mark.prepare(db_, statements_.get(),
                      // From here on the trial's own checkpoint is newer than any warm start.
                      "UPDATE trials SET checkpoint_epoch = ?1, resumable = 1, warm_start = '' "
-                     "WHERE id = ?2");
+                     "WHERE id = ?2 AND checkpoint_epoch < ?1");
     if (!s.ok()) return s.With(where());
     mark.bind(1, static_cast<std::int64_t>(epoch));
     mark.bind(2, trial_id);

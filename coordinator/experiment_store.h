@@ -2,13 +2,15 @@
 // ExperimentStore: the durable record of experiments, trials and their metrics, in one SQLite
 // file. Only the coordinator writes it; read-only commands (trials, export) open it too.
 //
-// Every write is its own transaction, committed before the call returns, so whatever the
-// coordinator acknowledges has reached the file -- unless the caller opened a batch
-// (begin_batch / Batch): then every write until commit_batch() joins one transaction, and
-// nothing of it is durable or visible to another connection before commit_batch() returns OK.
-// That is group commit: the coordinator handles the messages it has, commits once, and only
-// then sends the Acks and Assigns. The WAL is copied back into the file by a thread of its own
-// (wal_checkpointer.h), so no commit waits for that. One thread uses a store at a time.
+// Every write is its own transaction, committed and fsynced (synchronous = FULL) before the
+// call returns, so whatever the coordinator acknowledges is on disk and survives power loss --
+// unless the caller opened a batch (begin_batch / Batch): then every write until
+// commit_batch() joins one transaction, and nothing of it is durable or visible to another
+// connection before commit_batch() returns OK. That is group commit: the coordinator handles
+// the messages it has, commits once (one fsync), and only then sends the Acks and Assigns.
+// On a local filesystem the store runs WAL, and the WAL is copied back into the file by a
+// thread of its own (wal_checkpointer.h), so no commit waits for that; on a network one it
+// runs a rollback journal (store_filesystem.h). One thread uses a store at a time.
 //
 // Reports are idempotent: one row per (trial, attempt, epoch), metrics as JSON text
 // (metrics_json.h), and a duplicate report changes nothing. Rows are appended in arrival order
@@ -28,6 +30,7 @@
 #include "common/param_value.h"
 #include "common/status.h"
 #include "coordinator/metric_fold.h"
+#include "coordinator/store_filesystem.h"
 
 struct sqlite3;
 
@@ -115,10 +118,25 @@ struct TrialSummary {
 class StatementCache;
 class WalCheckpointer;
 
+struct StoreOptions {
+  bool read_only = false;  // open without creating or writing
+  // The filesystem to assume, by name ("nfs", "ext4"; see store_filesystem.h); empty: detect.
+  std::string filesystem;
+};
+
+// How commits reach the disk, as the connection runs it (PRAGMA journal_mode, synchronous).
+struct Durability {
+  std::string journal_mode;  // "wal" on a local filesystem, "delete" on a network one
+  int synchronous = 0;       // 2: FULL, a commit is fsynced before it returns
+  StoreFilesystem filesystem;
+};
+
 class ExperimentStore {
  public:
   // Opens (creating if needed) the store at `path`. `read_only` opens without creating.
   [[nodiscard]] static Status Open(const std::string& path, bool read_only,
+                                   std::unique_ptr<ExperimentStore>* out);
+  [[nodiscard]] static Status Open(const std::string& path, const StoreOptions& options,
                                    std::unique_ptr<ExperimentStore>* out);
   ~ExperimentStore();
   ExperimentStore(const ExperimentStore&) = delete;
@@ -126,6 +144,8 @@ class ExperimentStore {
 
   // The file this store was opened from, for messages ("no experiments in PATH").
   std::string path() const;
+  // What the connection runs with, read back from SQLite rather than remembered.
+  [[nodiscard]] Status durability(Durability* out);
 
   // Group commit (see the top of this file). Batches do not nest; a failed commit_batch()
   // has rolled the batch back, and so has rollback_batch(). A call that fails inside a batch
@@ -239,6 +259,7 @@ class ExperimentStore {
                                     std::map<std::int64_t, Lineage>* out);
 
   sqlite3* db_;
+  StoreFilesystem filesystem_;
   std::unique_ptr<StatementCache> statements_;
   std::unique_ptr<WalCheckpointer> checkpointer_;  // writable stores only
   bool batch_open_ = false;

@@ -368,6 +368,36 @@ TEST(ExperimentStoreTest, ResumedAttemptsFormOneContiguousSeries) {
   EXPECT_EQ(got.provenance, R"({"host":"n3"})");
 }
 
+// The resume point only moves forward: a duplicate of an older checkpointed report (its Ack
+// was lost, so the agent sent it again) or an older epoch arriving after a newer one names a
+// checkpoint the worker has already deleted, and resuming from it would fail the trial.
+TEST(ExperimentStoreTest, CheckpointEpochNeverMovesBackwards) {
+  TempDir dir;
+  auto store = open_store(dir.file("store.db"));
+  ASSERT_TRUE(store);
+  ExperimentRecord e = make_experiment(*store, "alpha");
+  TrialRecord t = make_trial(*store, e.id, 0);
+  StartedAttempt started;
+  ASSERT_TRUE(store->start_trial(t.id, "g0", "{}", &started).ok());
+  ASSERT_TRUE(store->append_report(t.id, 1, 1, {{"val_acc", 0.1}}, true).ok());
+  ASSERT_TRUE(store->append_report(t.id, 1, 3, {{"val_acc", 0.3}}, true).ok());
+  // Epoch 2 overtaken by epoch 3, then epoch 1 again as a duplicate.
+  ASSERT_TRUE(store->append_report(t.id, 1, 2, {{"val_acc", 0.2}}, true).ok());
+  ASSERT_TRUE(store->append_report(t.id, 1, 1, {{"val_acc", 0.1}}, true).ok());
+  TrialRecord got;
+  ASSERT_TRUE(store->get_trial(t.id, &got).ok());
+  EXPECT_EQ(got.checkpoint_epoch, 3);
+  ASSERT_TRUE(store->requeue_trial(t.id, "lost").ok());
+  ASSERT_TRUE(store->start_trial(t.id, "g1", "{}", &started).ok());
+  EXPECT_TRUE(started.resume);
+  EXPECT_EQ(started.resume_epoch, 3);
+  // The new attempt repeats nothing the old one checkpointed.
+  ASSERT_TRUE(store->append_report(t.id, 2, 4, {{"val_acc", 0.4}}, true).ok());
+  ASSERT_TRUE(store->append_report(t.id, 2, 4, {{"val_acc", 0.4}}, true).ok());
+  ASSERT_TRUE(store->get_trial(t.id, &got).ok());
+  EXPECT_EQ(got.checkpoint_epoch, 4);
+}
+
 // A trial whose group vanishes is requeued until it was lost max_failures times, then fails
 // with the reason; preemption and coordinator restarts never count against it.
 TEST(ExperimentStoreTest, LostAttemptsCountTowardMaxFailures) {
