@@ -217,6 +217,7 @@ Status Coordinator::Run(const std::function<bool()>& keep_going) {
     }
     if (Status s = serve_turn(); !s.ok()) return s;
     check_finished();
+    if (!fatal_.ok()) return fatal_;
   }
   // What is still paused will not be continued: it stopped where the scheduler left it.
   for (auto it = trials_.begin(); it != trials_.end();) {
@@ -267,12 +268,12 @@ Status Coordinator::serve_batch(bool reports) {
   const auto deadline = std::chrono::steady_clock::now() + kBatchBudget;
   int handled = 0;
   Inbox::Item item;
-  while (std::chrono::steady_clock::now() < deadline &&
+  while (fatal_.ok() && std::chrono::steady_clock::now() < deadline &&
          inbox_.pop(reports && handled < kMaxMessagesPerBatch, &item)) {
     ++handled;
     handle_frame(item.identity, item.frame);
   }
-  if (reports) {
+  if (reports && fatal_.ok()) {
     const auto now = std::chrono::steady_clock::now();
     if (now - last_timers_ >= kTimerInterval) {
       last_timers_ = now;
@@ -282,6 +283,12 @@ Status Coordinator::serve_batch(bool reports) {
     }
   }
   holding_sends_ = false;
+  if (!fatal_.ok()) {
+    // Nothing of this batch is acknowledged: the batch rolls back, and a restart resumes from
+    // the store while the agents resend what was not acknowledged.
+    outbox_.clear();
+    return fatal_;
+  }
   if (Status s = batch.commit(); !s.ok()) {
     // The in-memory state may be ahead of the store now; a restart resumes from the store,
     // and the agents resend whatever was not acknowledged.
@@ -413,8 +420,35 @@ void Coordinator::on_report(Group& group, const Report& report) {
     }
   }
   const bool current = holds(group, report.trial, report.attempt);
-  if (!current && trials_.count(report.trial) == 0 && !ended_in_this_experiment(report.trial)) {
-    spdlog::warn("dropped report for unknown trial {} from '{}'", report.trial, group.name);
+  // Through which epoch the report's trial may train, and its newest attempt.
+  std::int32_t last_epoch = 0;
+  std::int32_t newest_attempt = 0;
+  if (const auto live = trials_.find(report.trial); current && live != trials_.end()) {
+    last_epoch = effective_target(live->second, live->second.target_epoch);
+    newest_attempt = report.attempt;
+  } else {
+    TrialRecord record;
+    if (!store_->get_trial(report.trial, &record).ok() ||
+        record.experiment_id != experiment_.id) {
+      spdlog::warn("dropped report for unknown trial {} from '{}'", report.trial, group.name);
+      return;
+    }
+    Trial view;
+    view.params = record.params;
+    // Targets only grow, so no older attempt was given more than the trial's current one.
+    last_epoch = effective_target(view, record.target_epoch);
+    newest_attempt = record.attempt;
+  }
+  if (report.attempt < 1 || report.attempt > newest_attempt) {
+    spdlog::warn("dropped report of trial {} from '{}': attempt {} was never started (newest "
+                 "attempt {})",
+                 report.trial, group.name, report.attempt, newest_attempt);
+    return;
+  }
+  if (report.epoch > last_epoch) {
+    spdlog::warn("dropped report of trial {} attempt {} epoch {} from '{}': the trial trains "
+                 "through epoch {}",
+                 report.trial, report.attempt, report.epoch, group.name, last_epoch);
     return;
   }
   if (!current) {
@@ -429,10 +463,11 @@ void Coordinator::on_report(Group& group, const Report& report) {
   // A late report of an older attempt, or of a trial that ended meanwhile (resent after a
   // reconnect), is stored but stays out of the trial's series; the store refuses unknown
   // trials and attempts that never started.
+  // Checked above: what fails now is the store itself.
   if (Status s = store_->append_report(report.trial, report.attempt, report.epoch, report.metrics,
                                        report.checkpointed);
       !s.ok()) {
-    spdlog::warn("dropped report from '{}': {}", group.name, s.message());
+    stop_on(s.With("cannot store a report from '" + group.name + "'"));
     return;
   }
   send(group.name, Ack{report.trial, report.attempt, report.epoch});
@@ -451,11 +486,6 @@ void Coordinator::on_report(Group& group, const Report& report) {
   t.stop_reason = std::move(reason);
   spdlog::info("trial {} stopped: {}", t.number, t.stop_reason);
   send(group.name, Stop{report.trial, t.stop_reason});
-}
-
-bool Coordinator::ended_in_this_experiment(std::int64_t trial) {
-  TrialRecord record;
-  return store_->get_trial(trial, &record).ok() && record.experiment_id == experiment_.id;
 }
 
 void Coordinator::on_done(Group& group, const Done& done) {
@@ -499,8 +529,8 @@ void Coordinator::on_done(Group& group, const Done& done) {
   }
   if (Status s = store_->finish_trial(done.trial, done.attempt, state, why, done.final_metrics);
       !s.ok()) {
-    // Not acknowledged: the agent sends it again after its next reconnect.
-    spdlog::error("cannot record the end of trial {}: {}", done.trial, s.message());
+    // Not acknowledged: the agent sends it again to the restarted coordinator.
+    stop_on(s.With("cannot record the end of trial id " + std::to_string(done.trial)));
     return;
   }
   send(group.name, Ack{done.trial, done.attempt, 0});
@@ -550,11 +580,17 @@ void Coordinator::ended(std::int64_t id, TrialState state) {
   trials_.erase(it);
 }
 
+void Coordinator::stop_on(const Status& error) {
+  if (!fatal_.ok()) return;
+  spdlog::error("stopping: {}", error.message());
+  fatal_ = error;
+}
+
 void Coordinator::requeue(std::int64_t trial, const std::string& reason, Requeue why) {
   bool failed = false;
   if (Status s = store_->requeue_trial(trial, reason, why, options_.max_failures, &failed);
       !s.ok()) {
-    spdlog::error("{}", s.message());
+    stop_on(s.With("cannot requeue trial id " + std::to_string(trial)));
     return;
   }
   Trial& t = trials_[trial];
@@ -567,7 +603,7 @@ void Coordinator::requeue(std::int64_t trial, const std::string& reason, Requeue
     return;
   }
   t.state = TrialState::kPending;
-  pending_.insert(pending_.begin(), trial);
+  pending_.push_front(trial);
   spdlog::warn("trial {} requeued: {}", t.number, reason);
 }
 
@@ -629,7 +665,7 @@ std::optional<std::int64_t> Coordinator::new_trial(const Job& job) {
   record.seed = derive_seed(spec_.seed, {static_cast<std::uint64_t>(record.number)});
   record.target_epoch = job.until_epoch;
   if (Status s = store_->add_trial(&record); !s.ok()) {
-    spdlog::error("cannot add trial {}: {}", record.number, s.message());
+    stop_on(s.With("cannot add trial " + std::to_string(record.number)));
     return std::nullopt;
   }
   ++progress_.proposed;
@@ -644,7 +680,9 @@ std::optional<std::int64_t> Coordinator::new_trial(const Job& job) {
 bool Coordinator::continue_trial(const Job& job) {
   const auto it = trials_.find(job.trial);
   if (it == trials_.end() || it->second.state != TrialState::kPaused) {
-    spdlog::error("scheduler asked to continue trial id {}, which is not paused", job.trial);
+    // The scheduler's state disagrees with ours; asking it again would return the same job.
+    stop_on(Status::Error("the " + spec_.scheduler.type + " scheduler asked to continue trial id " +
+                          std::to_string(job.trial) + ", which is not paused"));
     return false;
   }
   Trial& t = it->second;
@@ -666,8 +704,10 @@ bool Coordinator::continue_trial(const Job& job) {
                                " (" + job.reason + "): checkpoint " +
                                (from.empty() ? std::string("of trial id ") + std::to_string(job.donor) : from) +
                                " is missing";
-    if (Status s = store_->end_paused_trial(job.trial, TrialState::kFailed, reason); !s.ok())
-      spdlog::error("{}", s.message());
+    if (Status s = store_->end_paused_trial(job.trial, TrialState::kFailed, reason); !s.ok()) {
+      stop_on(s.With("cannot fail trial " + std::to_string(t.number)));
+      return false;
+    }
     spdlog::error("trial {} failed: {}", t.number, reason);
     --progress_.paused;
     ++progress_.failed;
@@ -690,7 +730,7 @@ bool Coordinator::continue_trial(const Job& job) {
     s = store_->continue_trial(job.trial, job.until_epoch);
   }
   if (!s.ok()) {
-    spdlog::error("cannot continue trial {}: {}", t.number, s.message());
+    stop_on(s.With("cannot continue trial " + std::to_string(t.number)));
     return false;
   }
   progress_.epochs_assigned += effective_target(t, job.until_epoch) - paused_at;
@@ -705,6 +745,7 @@ bool Coordinator::continue_trial(const Job& job) {
 void Coordinator::assign_or_wait(Group& group) {
   const Wait wait{static_cast<std::int32_t>(options_.wait_retry.count())};
   for (;;) {
+    if (!fatal_.ok()) return;
     check_finished();
     if (finished_) {
       send(group.name, Shutdown{"sweep finished"});
@@ -712,7 +753,7 @@ void Coordinator::assign_or_wait(Group& group) {
     }
     if (!pending_.empty()) {
       const std::int64_t id = pending_.front();
-      pending_.erase(pending_.begin());
+      pending_.pop_front();
       start(group, id);
       return;
     }
@@ -743,6 +784,7 @@ void Coordinator::assign_or_wait(Group& group) {
     std::optional<std::int64_t> id;
     if (job.kind == Job::Kind::kNew) {
       id = new_trial(job);
+      if (!fatal_.ok()) return;
       if (!id) {
         searcher_exhausted_ = true;
         continue;
@@ -750,8 +792,10 @@ void Coordinator::assign_or_wait(Group& group) {
       progress_.epochs_assigned += effective_target(trials_[*id], job.until_epoch);
     } else if (continue_trial(job)) {
       id = job.trial;
+    } else if (!fatal_.ok()) {
+      return;
     } else {
-      continue;
+      continue;  // it failed on a missing checkpoint, and the scheduler has forgotten it
     }
     scheduler_->on_assigned(*id, job, trials_[*id].params);
     start(group, *id);
@@ -773,9 +817,7 @@ void Coordinator::check_finished() {
 void Coordinator::start(Group& group, std::int64_t id) {
   StartedAttempt started;
   if (Status s = store_->start_trial(id, group.name, provenance(group), &started); !s.ok()) {
-    spdlog::error("cannot start trial id {}: {}", id, s.message());
-    pending_.push_back(id);
-    send(group.name, Wait{static_cast<std::int32_t>(options_.wait_retry.count())});
+    stop_on(s.With("cannot start trial id " + std::to_string(id)));
     return;
   }
   Trial& t = trials_[id];

@@ -27,6 +27,7 @@
 // for neither the Reports before it nor their commit.
 
 #include <chrono>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -138,8 +139,6 @@ class Coordinator {
   void handle(Group& group, const Message& message);
   void on_hello(Group& group, const Hello& hello);
   void on_report(Group& group, const Report& report);
-  // A trial not in trials_ that the store has in this experiment: it ended.
-  bool ended_in_this_experiment(std::int64_t trial);
   void on_done(Group& group, const Done& done);
   // True when `group` runs (trial, attempt), taking over an orphan of a previous coordinator
   // if need be.
@@ -172,6 +171,10 @@ class Coordinator {
   void expire_silent_groups();
   void expire_orphans();
   void send_heartbeats();
+  // A store write failed or our state disagrees with the scheduler's: the turn's batch is not
+  // committed, nothing of it is acknowledged, and Run() returns `error` (the first one). The
+  // store is as of the last commit, so a restart continues from there.
+  void stop_on(const Status& error);
   // A trial's group is gone: back to pending (or failed at max_failures).
   void requeue(std::int64_t trial, const std::string& reason, Requeue why);
   // Queued in outbox_ during a turn, sent when its batch is committed; sent at once otherwise.
@@ -190,13 +193,14 @@ class Coordinator {
   bool searcher_exhausted_ = false;
   bool budget_spent_ = false;
   bool finished_ = false;
+  Status fatal_;  // see stop_on()
   zmq::context_t context_;
   std::unique_ptr<ZapHandler> zap_;  // before socket_: the handshake needs it first
   std::unique_ptr<zmq::socket_t> socket_;
   std::string endpoint_;
   ExperimentRecord experiment_;
   SweepProgress progress_;
-  std::vector<std::int64_t> pending_;  // trial ids waiting for a group, oldest first
+  std::deque<std::int64_t> pending_;  // trial ids waiting for a group; requeued ones first
   // Trials of this experiment that have not ended, by id. An ended trial is forgotten (the
   // store has it), so memory does not grow with the sweep; a late message about one is checked
   // against the store.

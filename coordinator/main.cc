@@ -115,6 +115,12 @@ Status start_coordinator(const CommonArgs& common, const ServeArgs& args,
   if (Status s = load_security(args, &options); !s.ok()) return s;
   if (Status s = load_sweep_spec(args.spec, spec); !s.ok()) return s;
   if (Status s = open_store(common, false, store); !s.ok()) return s;
+  Durability durability;
+  if (Status s = (*store)->durability(&durability); !s.ok()) return s;
+  if (durability.filesystem.network)
+    spdlog::warn("store {} is on {}, where SQLite's WAL is unsafe: using a rollback journal "
+                 "(slower commits); a local disk is faster (--store /local/path.db)",
+                 common.store, durability.filesystem.name);
   options.bind = args.bind;
   options.liveness = std::chrono::milliseconds(static_cast<long>(args.liveness_s * 1000));
   options.checkpoint_dir = checkpoint_dir(common, args);
@@ -137,7 +143,9 @@ int cmd_serve(const CommonArgs& common, const ServeArgs& args) {
     return fail(s);
   spdlog::info("workers join with: mpirun -np {} trellis-worker --connect {}",
                spec.ranks_per_trial, coordinator->endpoint());
-  if (Status s = coordinator->Run([] { return g_signal == 0; }); !s.ok()) return fail(s);
+  if (Status s = coordinator->Run([] { return g_signal == 0; }); !s.ok())
+    return fail(s.With("the sweep stopped (the store keeps what was acknowledged; serve the same "
+                       "spec and store again to resume)"));
   if (g_signal != 0) {
     spdlog::warn("interrupted: running trials will be requeued when the sweep is resumed");
     return 130;
@@ -176,8 +184,11 @@ int cmd_run(const CommonArgs& common, RunArgs args) {
     if (!launcher.any_running()) workers_gone = true;
     return !workers_gone;
   });
-  if (!s.ok()) return fail(s);
-  launcher.Stop(std::chrono::seconds(15));
+  // After an error the groups are told at once (SIGTERM: they checkpoint and exit); after the
+  // sweep they are given time to exit by themselves.
+  launcher.Stop(s.ok() ? std::chrono::milliseconds(15000) : std::chrono::milliseconds(0));
+  if (!s.ok()) return fail(s.With("the sweep stopped (the store keeps what was acknowledged; "
+                                  "rerun the same command to resume)"));
   if (g_signal != 0) {
     spdlog::warn("interrupted: `trellis run` with the same spec and store resumes the sweep");
     return 130;

@@ -142,5 +142,58 @@ TEST(MalformedTest, EveryBadFrameIsRejectedAndTheSweepStillCompletes) {
   if (!::testing::Test::HasFailure() && !getenv("KEEP")) fs::remove_all(dir);
 }
 
+// A group may report only epochs its trial trains through: a report of epoch 9 of a 3-epoch
+// trial, flagged as checkpointed, once moved the resume point to a checkpoint that never
+// existed, and the trial's next attempt failed on it.
+TEST(MalformedTest, AReportBeyondTheTrialsLastEpochIsDroppedAndMovesNoResumePoint) {
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  const fs::path dir = worker::testing::fresh_dir("beyond_target");
+  fs::create_directories(dir / "data");
+  worker::testing::write_dataset(dir / "data", worker::testing::make_pattern_data(600, 8, 1),
+                                 worker::testing::make_pattern_data(200, 8, 2), /*gz=*/false);
+  const std::string spec = (dir / "b.yaml").string();
+  write_text(spec, "name: b\ndataset: {path: " + (dir / "data").string() + "}\n"
+                   "search: {seed: 3, trials: 1}\ntrain: {epochs: 3, batch_size: 32}\n");
+  const std::string store = (dir / "b.db").string();
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
+  // A short liveness, so the rogue group below is soon declared lost.
+  Process serve({kTrellis, "--store", store, "serve", spec, "--bind", endpoint, "--insecure",
+                 "--liveness", "2"},
+                (dir / "serve.log").string());
+  ASSERT_TRUE(wait_for(serve, "listening", 30s)) << serve.log();
+
+  zmq::context_t context;
+  RawClient rogue(context, endpoint, "rogue");
+  rogue.send(Hello{"rogue", 1, "h", 1, "", "", -1, 0});
+  const auto assign = rogue.receive<Assign>(10000ms);
+  ASSERT_TRUE(assign.has_value()) << serve.log();
+  Report beyond{assign->trial, assign->attempt, 9, {{"val_acc", kPlanted}}, true};
+  rogue.send(beyond);
+  // Then it falls silent: lost, requeued, and a real group takes the trial.
+  ASSERT_TRUE(wait_for(serve, "requeued", 30s)) << serve.log();
+  Process workers({"mpirun", "-np", "1", "--bind-to", "none", kWorker, "--connect", endpoint,
+                   "--insecure"},
+                  (dir / "workers.log").string());
+  ASSERT_EQ(serve.wait(300s), 0) << serve.log();
+  EXPECT_EQ(workers.wait(60s), 0) << workers.log();
+  EXPECT_NE(serve.log().find("the trial trains through epoch 3"), std::string::npos)
+      << serve.log();
+
+  const Result exported = run({kTrellis, "--store", store, "export", "b", "--format", "json", "-o",
+                               (dir / "b.json").string()},
+                              (dir / "export.log").string(), 60s);
+  ASSERT_EQ(exported.code, 0) << exported.output;
+  const json doc = json::parse(read_file((dir / "b.json").string()));
+  ASSERT_EQ(doc["trials"].size(), 1u);
+  const json& trial = doc["trials"][0];
+  EXPECT_EQ(trial["state"], "completed") << trial.dump();
+  EXPECT_EQ(doc.dump().find("12345"), std::string::npos) << "the planted report was stored";
+  const json& series = trial["metrics"]["val_acc"];
+  ASSERT_EQ(series.size(), 3u) << trial.dump();
+  for (int e = 0; e < 3; ++e) EXPECT_EQ(series[e][0], e + 1);
+  if (!::testing::Test::HasFailure() && !getenv("KEEP")) fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace trellis::testing
