@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <set>
+
 #include "coordinator/schedulers/asha_scheduler.h"
 #include "coordinator/schedulers/fifo_scheduler.h"
 #include "coordinator/schedulers/hyperband_scheduler.h"
@@ -288,6 +291,54 @@ TEST_F(PbtSchedulerTest, ExploreStaysInTheSpaceAndMovesCategoricalsToANeighbour)
   EXPECT_GT(perturbed, 120);
   EXPECT_LT(perturbed, 180);
   EXPECT_EQ(pbt.explore(donor, 7), pbt.explore(donor, 7));
+}
+
+// Without resampling, explore is exactly the perturbation: every float is the donor's times 0.8
+// or 1.2 (clamped into [low, high)), an int moves by that factor rounded and at least 1, a
+// categorical to the neighbouring choice, and what defines the weights stays the donor's.
+TEST_F(PbtSchedulerTest, WithoutResamplingExploreIsExactlyThePerturbation) {
+  SchedulerOptions o = pbt_options();
+  o.spec.resample_probability = 0;
+  Domain units;
+  units.kind = Domain::Kind::kInt;
+  units.low = 1;
+  units.high = 40;
+  o.space.push_back({"batch_size", units, {}});
+  PbtScheduler pbt(o);
+  const ParamMap donor = {{"lr", 0.01},
+                         {"lr_schedule", std::string("step")},
+                         {"activation", std::string("tanh")},
+                         {"batch_size", std::int64_t{2}}};
+  const ParamMap at_the_top = {{"lr", 0.09},
+                               {"lr_schedule", std::string("cosine")},
+                               {"activation", std::string("tanh")},
+                               {"batch_size", std::int64_t{40}}};
+  std::set<double> lrs, top_lrs;
+  for (std::uint64_t seed = 0; seed < 100; ++seed) {
+    const ParamMap p = pbt.explore(donor, seed);
+    ASSERT_EQ(p.size(), donor.size());
+    EXPECT_EQ(p.at("activation"), donor.at("activation"));
+    const double lr = std::get<double>(p.at("lr"));
+    EXPECT_TRUE(lr == 0.01 * 0.8 || lr == 0.01 * 1.2) << lr;
+    lrs.insert(lr);
+    const auto& schedule = std::get<std::string>(p.at("lr_schedule"));
+    EXPECT_TRUE(schedule == "constant" || schedule == "cosine") << schedule;
+    // 2 * 0.8 and 2 * 1.2 both round back to 2, so it moves by one either way.
+    const std::int64_t batch = std::get<std::int64_t>(p.at("batch_size"));
+    EXPECT_TRUE(batch == 1 || batch == 3) << batch;
+
+    const ParamMap q = pbt.explore(at_the_top, seed);
+    const double top_lr = std::get<double>(q.at("lr"));
+    EXPECT_TRUE(top_lr == 0.09 * 0.8 || top_lr == std::nextafter(1e-1, 1e-4)) << top_lr;
+    top_lrs.insert(top_lr);
+    const auto& top_schedule = std::get<std::string>(q.at("lr_schedule"));
+    EXPECT_TRUE(top_schedule == "step" || top_schedule == "cosine") << top_schedule;
+    const std::int64_t top_batch = std::get<std::int64_t>(q.at("batch_size"));
+    EXPECT_TRUE(top_batch == 32 || top_batch == 40) << top_batch;
+  }
+  // Both directions are drawn.
+  EXPECT_EQ(lrs.size(), 2u);
+  EXPECT_EQ(top_lrs.size(), 2u);
 }
 
 }  // namespace

@@ -207,18 +207,27 @@ double best_of(const std::string& algorithm, const bench::HpoFunction& fn, std::
   return best;
 }
 
+// On every function, over 20 seeds of 50 trials, TPE's median best is lower than random
+// search's and TPE does better on most seeds. Both searchers draw their first 10 trials from the
+// same seeded stream, so each seed is a paired comparison. Measured at this budget (median best,
+// TPE vs random; seeds where TPE is lower): branin 0.450 vs 1.224, 19/20; hartmann6 -2.748 vs
+// -1.889, 16/20; rosenbrock4 90.7 vs 3070, 20/20. Over 100 seeds: 85, 91 and 98 of 100.
 TEST(TpeSearcher, FindsLowerValuesThanRandomSearch) {
+  constexpr int kSeeds = 20, kTrials = 50;
   for (const auto& fn : bench::hpo_functions()) {
-    if (fn.name == "rosenbrock4") continue;
     std::vector<double> tpe, random;
-    for (std::uint64_t seed = 0; seed < 10; ++seed) {
-      tpe.push_back(best_of("tpe", fn, seed, 50));
-      random.push_back(best_of("random", fn, seed, 50));
+    int tpe_lower = 0;
+    for (std::uint64_t seed = 0; seed < kSeeds; ++seed) {
+      tpe.push_back(best_of("tpe", fn, seed, kTrials));
+      random.push_back(best_of("random", fn, seed, kTrials));
+      if (tpe.back() < random.back()) ++tpe_lower;
     }
     std::sort(tpe.begin(), tpe.end());
     std::sort(random.begin(), random.end());
     // Median over seeds, as the regret's spread is wide.
-    EXPECT_LT(tpe[4] + tpe[5], random[4] + random[5]) << fn.name;
+    EXPECT_LT(tpe[kSeeds / 2 - 1] + tpe[kSeeds / 2], random[kSeeds / 2 - 1] + random[kSeeds / 2])
+        << fn.name;
+    EXPECT_GT(tpe_lower, kSeeds / 2) << fn.name;
   }
 }
 

@@ -2,9 +2,9 @@
 //
 // One undisturbed `trellis run` and one disturbed sweep (`trellis serve` plus two 1-rank
 // `mpirun` groups, of which the test preempts a group with SIGTERM once, kills a group with
-// SIGKILL twice and the coordinator once, starting each again) run the same spec and seed. Training is deterministic, so every trial of the
-// disturbed sweep must end with exactly the undisturbed metrics, each series contiguous with
-// no epoch lost or stored twice.
+// SIGKILL twice and the coordinator once, starting each again) run the same spec and seed.
+// Training is deterministic, so every trial of the disturbed sweep must complete with exactly
+// the undisturbed metrics, each series contiguous with no epoch lost or stored twice.
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -161,15 +161,14 @@ TEST_F(ChaosTest, KilledWorkersAndCoordinatorLoseNothing) {
   EXPECT_NE(serve_logs.find("lost"), std::string::npos) << "no group was ever declared lost";
   EXPECT_NE(serve_logs.find("preempted"), std::string::npos) << "the SIGTERM was not reported";
 
+  // No trial may fail: each disturbance costs a trial at most one of its max_failures (3)
+  // lives, the SIGTERM and the coordinator's restart none, so a failed trial is a lost one.
+  ASSERT_EQ(undisturbed["trials"].size(), static_cast<std::size_t>(kTrials));
+  for (const json& t : undisturbed["trials"]) ASSERT_EQ(t["state"], "completed") << t.dump();
   const json disturbed = export_json(store);
   ASSERT_EQ(disturbed["trials"].size(), static_cast<std::size_t>(kTrials));
   for (const json& t : disturbed["trials"]) {
-    const std::string state = t["state"];
-    ASSERT_TRUE(state == "completed" || state == "failed") << t.dump();
-    if (state == "failed") {
-      EXPECT_FALSE(t["error"].get<std::string>().empty()) << t.dump();
-      continue;
-    }
+    EXPECT_EQ(t["state"], "completed") << t.dump();
     for (const auto& [name, series] : t["metrics"].items()) {
       ASSERT_EQ(series.size(), static_cast<std::size_t>(kEpochs)) << name << " " << t.dump();
       for (int e = 0; e < kEpochs; ++e) EXPECT_EQ(series[e][0], e + 1) << name << " " << t.dump();
@@ -187,7 +186,7 @@ TEST_F(ChaosTest, KilledWorkersAndCoordinatorLoseNothing) {
     int id = -1;
     double acc = -1;
     for (const json& t : doc["trials"])
-      if (t["state"] == "completed" && t["final"]["val_acc"].get<double>() > acc)
+      if (t["final"]["val_acc"].get<double>() > acc)
         acc = t["final"]["val_acc"], id = t["id"];
     return id;
   };
