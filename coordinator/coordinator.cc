@@ -67,6 +67,9 @@ Coordinator::Coordinator(ExperimentStore* store, SweepSpec spec, CoordinatorOpti
 Coordinator::~Coordinator() = default;
 
 Status Coordinator::Start() {
+  // checkpoint_base() puts the name in a path; a spec not parsed from YAML was never checked.
+  if (std::string why = experiment_name_problem(spec_.name); !why.empty())
+    return Status::Error("experiment name: " + why);
   scheduler_options_.spec = spec_.scheduler;
   scheduler_options_.max_epochs = spec_.scheduler.max_epochs;
   if (scheduler_options_.max_epochs == 0) {
