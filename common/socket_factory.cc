@@ -56,7 +56,11 @@ Status make_coordinator_socket(zmq::context_t& context, const SocketSecurity& se
   }
   zmq::socket_t socket(context, zmq::socket_type::router);
   apply_common_options(socket);
-  socket.set(zmq::sockopt::router_handover, 1);
+  // No router_handover: with it, any authorized key connecting under a group's identity takes
+  // the group's route, and the group's own connection goes dead without noticing (libzmq drops
+  // its pipe but keeps the TCP connection). Without it, libzmq ignores a second connection
+  // under a connected identity; the coordinator binds each identity to its key for the rest.
+  socket.set(zmq::sockopt::router_handover, 0);
   if (security.curve) {
     socket.set(zmq::sockopt::curve_server, 1);
     socket.set(zmq::sockopt::curve_secretkey, security.secret_key);

@@ -30,8 +30,10 @@ bool is_loopback_endpoint(const std::string& endpoint);
 // The coordinator's ROUTER, a CURVE server when security.curve (needs secret_key). Its ZAP
 // handler (coordinator/zap_handler.h) decides who gets in and must be bound on `context` before
 // the socket binds: without one, libzmq admits any CURVE client that knows the server key.
-// A reconnecting agent with the same identity takes over its route. A missing or malformed
-// key is an error, never a silent fallback to plaintext.
+// A second connection under an identity that is still connected is ignored (no
+// router_handover: it would let one key take over another's group); an agent reconnecting after
+// its connection closed is served again. A missing or malformed key is an error, never a silent
+// fallback to plaintext.
 [[nodiscard]] Status make_coordinator_socket(zmq::context_t& context, const SocketSecurity& security,
                                              zmq::socket_t* out);
 

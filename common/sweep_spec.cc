@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -41,6 +42,11 @@ std::string did_you_mean(const std::string& word, const std::vector<std::string>
   std::string all;
   for (const auto& k : known) all += (all.empty() ? "" : ", ") + k;
   return " (expected one of: " + all + ")";
+}
+
+bool name_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '-';
 }
 
 // Walks the YAML tree, turning every problem into "file:line:col: field: what".
@@ -478,6 +484,29 @@ std::string SweepSpec::hash() const {
   return buf;
 }
 
+std::string experiment_name_problem(const std::string& name) {
+  static const std::string kRule =
+      " (the name becomes the checkpoint directory: 1 to " + std::to_string(kMaxExperimentName) +
+      " letters, digits, '.', '_' or '-', starting with a letter or digit, without '..')";
+  if (name.empty()) return "must not be empty" + kRule;
+  if (name.size() > kMaxExperimentName)
+    return "is " + std::to_string(name.size()) + " characters long" + kRule;
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(name[i]);
+    if (name_char(static_cast<char>(c))) continue;
+    char shown[16];
+    if (c >= 0x20 && c < 0x7f)
+      std::snprintf(shown, sizeof shown, "'%c'", c);
+    else
+      std::snprintf(shown, sizeof shown, "byte 0x%02x", c);
+    return "'" + name + "' has " + shown + " at character " + std::to_string(i + 1) + kRule;
+  }
+  if (!std::isalnum(static_cast<unsigned char>(name[0])))
+    return "'" + name + "' starts with '" + name[0] + "'" + kRule;
+  if (name.find("..") != std::string::npos) return "'" + name + "' contains '..'" + kRule;
+  return "";
+}
+
 Status load_sweep_spec(const std::string& path, SweepSpec* out) {
   std::ifstream in(path);
   if (!in) return Status::Error(path + ": cannot open the sweep spec");
@@ -508,7 +537,8 @@ Status parse_sweep_spec(const std::string& text, const std::string& source, Swee
     for (const char* key : {"name", "dataset", "search"})
       if (!root[key]) return r.error(root, "", std::string("missing required key '") + key + "'");
     if (Status s = r.string(root["name"], "name", &spec.name); !s.ok()) return s;
-    if (spec.name.empty()) return r.error(root["name"], "name", "must not be empty");
+    if (std::string why = experiment_name_problem(spec.name); !why.empty())
+      return r.error(root["name"], "name", why);
     if (Status s = read_dataset(r, root["dataset"], &spec.dataset); !s.ok()) return s;
     if (root["metric"])
       if (Status s = read_metric(r, root["metric"], &spec); !s.ok()) return s;

@@ -73,6 +73,13 @@ const std::vector<std::string>& known_metrics();
 // searcher for each (coordinator/search/searcher.h) and takes its names from here.
 const std::vector<std::string>& search_algorithms();
 
+// An experiment's name becomes a directory (checkpoints go to DIR/NAME/trial-N.ckpt), so it
+// is 1 to kMaxExperimentName characters of [A-Za-z0-9._-], starting with a letter or digit and
+// without "..": no '/', no leading dot, nothing a path could climb out of. Returns what is
+// wrong with `name`, or "" when it is safe.
+constexpr std::size_t kMaxExperimentName = 128;
+std::string experiment_name_problem(const std::string& name);
+
 [[nodiscard]] Status load_sweep_spec(const std::string& path, SweepSpec* out);
 [[nodiscard]] Status parse_sweep_spec(const std::string& text, const std::string& source,
                                       SweepSpec* out);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <cmath>
+#include <string_view>
 #include <vector>
 
 #include "common/checkpoint_path.h"
@@ -51,6 +52,13 @@ std::string describe(const MetricMap& metrics) {
   return out;
 }
 
+// The CURVE key that sent `frame`, as the ZAP handler named it (User-Id); empty without CURVE.
+// Valid while `frame` lives; a view, so checking every frame costs no allocation.
+std::string_view sender_key(const zmq::message_t& frame) {
+  const char* key = zmq_msg_gets(frame.handle(), "User-Id");
+  return key != nullptr ? std::string_view(key) : std::string_view();
+}
+
 }  // namespace
 
 Coordinator::Coordinator(ExperimentStore* store, SweepSpec spec, CoordinatorOptions options)
@@ -59,6 +67,9 @@ Coordinator::Coordinator(ExperimentStore* store, SweepSpec spec, CoordinatorOpti
 Coordinator::~Coordinator() = default;
 
 Status Coordinator::Start() {
+  // checkpoint_base() puts the name in a path; a spec not parsed from YAML was never checked.
+  if (std::string why = experiment_name_problem(spec_.name); !why.empty())
+    return Status::Error("experiment name: " + why);
   scheduler_options_.spec = spec_.scheduler;
   scheduler_options_.max_epochs = spec_.scheduler.max_epochs;
   if (scheduler_options_.max_epochs == 0) {
@@ -310,8 +321,11 @@ void Coordinator::receive() {
       continue;
     }
     std::string identity = parts[0].to_string();
-    // Heard now, even if its message waits behind others.
-    if (auto it = groups_.find(identity); it != groups_.end()) it->second.last_seen = now;
+    // Heard now, even if its message waits behind others; another key's frames under its
+    // identity (dropped in handle_frame) must not keep a lost group alive.
+    if (auto it = groups_.find(identity);
+        it != groups_.end() && it->second.key == sender_key(parts[1]))
+      it->second.last_seen = now;
     const bool report = is_report_frame(parts[1].data(), parts[1].size());
     inbox_.push(std::move(identity), std::move(parts[1]), report);
     parts.clear();
@@ -326,6 +340,18 @@ Coordinator::Group& Coordinator::group_for(const std::string& identity) {
 }
 
 void Coordinator::handle_frame(const std::string& identity, const zmq::message_t& payload) {
+  const std::string_view key = sender_key(payload);
+  if (auto it = groups_.find(identity); it != groups_.end() && it->second.key != key) {
+    // The socket refuses a second connection under a connected identity (no router_handover),
+    // so this comes from another key after the group's connection dropped. Logged at powers of
+    // two: a flood of them costs a few lines.
+    const std::uint64_t n = ++it->second.foreign_frames;
+    if ((n & (n - 1)) == 0)
+      spdlog::warn("dropped a frame from CURVE key {} under group identity '{}', which belongs to "
+                   "key {}: another key may not speak for a group ({} such frame(s) so far)",
+                   key.empty() ? std::string_view("(none)") : key, identity, it->second.key, n);
+    return;
+  }
   Message message;
   std::uint32_t peer_version = 0;
   if (Status s = decode(payload.data(), payload.size(), &message, &peer_version); !s.ok()) {
@@ -334,7 +360,9 @@ void Coordinator::handle_frame(const std::string& identity, const zmq::message_t
     if (peer_version != 0 && peer_version != kProtocolVersion) send(identity, Refuse{s.message()});
     return;
   }
-  handle(group_for(identity), message);
+  Group& group = group_for(identity);
+  group.key = key;  // the first key binds the identity (checked above for every later frame)
+  handle(group, message);
 }
 
 void Coordinator::handle(Group& group, const Message& message) {

@@ -123,6 +123,10 @@ class Coordinator {
     Assign assignment;  // the last one sent
     bool joined = false;  // said Hello or asked for work: only such groups are given trials
     std::chrono::steady_clock::time_point last_seen;
+    // The CURVE public key (ZAP User-Id, Z85) that first spoke under this identity; empty
+    // without CURVE. The identity is the client's choice, so only this key may speak for it.
+    std::string key;
+    std::uint64_t foreign_frames = 0;  // dropped because another key sent them
   };
 
   // One turn of the loop: receive, then one batch for what waits for an Assign and one for the
@@ -134,7 +138,8 @@ class Coordinator {
   // Moves every frame waiting on the socket into inbox_ (malformed envelopes are dropped).
   void receive();
   // Decodes one frame and handles it (forgetting the trial a Done ended); a malformed one is
-  // dropped and logged (and refused when it names another protocol version).
+  // dropped and logged (and refused when it names another protocol version), and so is one
+  // sent under a group's identity by another CURVE key than the group's.
   void handle_frame(const std::string& identity, const zmq::message_t& payload);
   void handle(Group& group, const Message& message);
   void on_hello(Group& group, const Hello& hello);

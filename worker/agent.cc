@@ -137,6 +137,7 @@ void Agent::io_loop() {
     }
   };
   bool connected = false;
+  bool said_hello = false;
   auto last_heard = Clock::now();
   auto last_heartbeat = last_heard;
   auto next_hello = last_heard;
@@ -151,6 +152,17 @@ void Agent::io_loop() {
                    options_.endpoint, options_.liveness.count());
     }
     if (!connected && now >= next_hello) {
+      if (said_hello) {
+        // Our identity may still hold a stale connection at the coordinator, which then ignores
+        // this one (it refuses to hand an identity over): a fresh connection gets another look.
+        try {
+          socket.disconnect(options_.endpoint);
+          socket.connect(options_.endpoint);
+        } catch (const zmq::error_t& e) {
+          spdlog::warn("cannot reconnect to '{}': {}", options_.endpoint, e.what());
+        }
+      }
+      said_hello = true;
       Hello hello = options_.hello;
       hello.trial = current_trial_;
       hello.attempt = current_attempt_;

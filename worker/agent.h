@@ -5,7 +5,9 @@
 // and never blocks on the network:
 //   * It says Hello until the coordinator answers, and again (backing off from 1 s to 10 s)
 //     whenever the coordinator has been silent for `liveness`: a restarted coordinator learns
-//     which trial this group is running and re-adopts it.
+//     which trial this group is running and re-adopts it. Each repeated Hello goes down a fresh
+//     connection: the coordinator ignores a connection under an identity it still holds a
+//     (stale) connection for, rather than let one key take over another's group.
 //   * Every Report and Done stays in an outbox until the coordinator's Ack, and goes again
 //     after half a liveness period without one (the store ignores duplicates): a frame lost
 //     with a coordinator that restarted faster than the agent could notice is still delivered.

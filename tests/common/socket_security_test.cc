@@ -206,7 +206,9 @@ class CurveTest : public ::testing::Test {
     spdlog::set_default_logger(std::make_shared<spdlog::logger>("zap-test", log_));
     server_keys_ = fresh_pair();
     worker_keys_ = fresh_pair();
-    ASSERT_TRUE(coordinator::ZapHandler::Start(server_context_, {worker_keys_.public_key}, &zap_)
+    other_keys_ = fresh_pair();
+    ASSERT_TRUE(coordinator::ZapHandler::Start(
+                    server_context_, {worker_keys_.public_key, other_keys_.public_key}, &zap_)
                     .ok());
     SocketSecurity security;
     security.public_key = server_keys_.public_key;
@@ -255,6 +257,7 @@ class CurveTest : public ::testing::Test {
   std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> log_;
   std::shared_ptr<spdlog::logger> previous_;
   KeyPair server_keys_, worker_keys_;
+  KeyPair other_keys_;  // authorized too: another worker node's key
   zmq::context_t server_context_;
   std::unique_ptr<coordinator::ZapHandler> zap_;
   zmq::socket_t server_;
@@ -285,6 +288,82 @@ TEST_F(CurveTest, AnAuthorizedWorkerExchangesMessages) {
   EXPECT_EQ(reply.to_string(), "welcome");
   EXPECT_EQ(zap_->admitted(), 1u);
   EXPECT_EQ(zap_->refused(), 0u);
+}
+
+// With router_handover, a second connection under a connected identity takes its route: any
+// authorized key could then receive another group's messages while the group's own connection
+// silently stops delivering. The coordinator's socket must keep the first connection.
+TEST_F(CurveTest, AnotherAuthorizedKeyCannotTakeOverAConnectedIdentity) {
+  zmq::context_t context;
+  zmq::socket_t group, thief;
+  ASSERT_TRUE(make_agent_socket(context, "group-1", worker_security(worker_keys_), &group).ok());
+  group.set(zmq::sockopt::linger, 0);
+  group.connect(endpoint_);
+  group.send(zmq::str_buffer("mine"), zmq::send_flags::none);
+  std::vector<zmq::message_t> parts = server_receive(20s);
+  ASSERT_EQ(parts.size(), 2u);
+  EXPECT_EQ(parts[1].to_string(), "mine");
+
+  ASSERT_TRUE(make_agent_socket(context, "group-1", worker_security(other_keys_), &thief).ok());
+  thief.set(zmq::sockopt::linger, 0);
+  thief.connect(endpoint_);
+  thief.send(zmq::str_buffer("takeover"), zmq::send_flags::dontwait);
+  for (int i = 0; i < 200 && zap_->admitted() < 2; ++i) std::this_thread::sleep_for(50ms);
+  ASSERT_EQ(zap_->admitted(), 2u) << "the second key never got through the handshake";
+  // Polling lets the server attach (or refuse) the thief's connection.
+  parts = server_receive(1500ms);
+  EXPECT_TRUE(parts.empty()) << "received '" << parts.back().to_string() << "' from the thief";
+
+  // The group still speaks and is spoken to; the thief hears nothing.
+  group.send(zmq::str_buffer("still mine"), zmq::send_flags::none);
+  parts = server_receive(20s);
+  ASSERT_EQ(parts.size(), 2u) << "the group's connection went dead";
+  EXPECT_EQ(parts[0].to_string(), "group-1");
+  EXPECT_EQ(parts[1].to_string(), "still mine");
+  EXPECT_EQ(std::string(parts[1].gets("User-Id")), worker_keys_.public_key);
+  std::array<zmq::const_buffer, 2> answer = {zmq::str_buffer("group-1"),
+                                             zmq::str_buffer("for the group")};
+  zmq::send_multipart(server_, answer);
+  group.set(zmq::sockopt::rcvtimeo, 20000);
+  zmq::message_t reply;
+  ASSERT_TRUE(group.recv(reply));
+  EXPECT_EQ(reply.to_string(), "for the group");
+  zmq::pollitem_t items[] = {{thief.handle(), 0, ZMQ_POLLIN, 0}};
+  EXPECT_EQ(zmq::poll(items, 1, 1000ms), 0) << "the thief received a frame meant for the group";
+}
+
+// What router_handover was on for: an agent whose connection closed comes back under the same
+// identity with the same key and is served again.
+TEST_F(CurveTest, TheSameKeyReconnectingUnderItsIdentityIsServedAgain) {
+  zmq::context_t context;
+  {
+    zmq::socket_t first;
+    ASSERT_TRUE(make_agent_socket(context, "group-1", worker_security(worker_keys_), &first).ok());
+    first.set(zmq::sockopt::linger, 0);
+    first.connect(endpoint_);
+    first.send(zmq::str_buffer("before"), zmq::send_flags::none);
+    std::vector<zmq::message_t> parts = server_receive(20s);
+    ASSERT_EQ(parts.size(), 2u);
+    EXPECT_EQ(parts[1].to_string(), "before");
+  }
+  EXPECT_TRUE(server_receive(500ms).empty());  // lets the server see the connection close
+
+  zmq::socket_t again;
+  ASSERT_TRUE(make_agent_socket(context, "group-1", worker_security(worker_keys_), &again).ok());
+  again.set(zmq::sockopt::linger, 0);
+  again.connect(endpoint_);
+  again.send(zmq::str_buffer("after"), zmq::send_flags::none);
+  std::vector<zmq::message_t> parts = server_receive(20s);
+  ASSERT_EQ(parts.size(), 2u) << "the reconnected agent was not heard";
+  EXPECT_EQ(parts[0].to_string(), "group-1");
+  EXPECT_EQ(parts[1].to_string(), "after");
+  std::array<zmq::const_buffer, 2> answer = {zmq::str_buffer("group-1"),
+                                             zmq::str_buffer("welcome back")};
+  zmq::send_multipart(server_, answer);
+  again.set(zmq::sockopt::rcvtimeo, 20000);
+  zmq::message_t reply;
+  ASSERT_TRUE(again.recv(reply));
+  EXPECT_EQ(reply.to_string(), "welcome back");
 }
 
 TEST_F(CurveTest, AWorkerWithAnotherKeyIsRefusedAndLoggedWithItsAddress) {

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 namespace trellis {
 namespace {
@@ -321,6 +322,51 @@ TEST_F(SchedulerSpecTest, ContradictionsAreRefusedNamingTheField) {
                {"scheduler.type", "'epochs' cannot be searched"});
   expect_error(parse(spec() + "resources: {max_concurrent_trials: 0}\n"),
                {"resources.max_concurrent_trials"});
+}
+
+}  // namespace
+}  // namespace trellis
+
+namespace trellis {
+namespace {
+
+// The name becomes a checkpoint directory (DIR/NAME/trial-N.ckpt): nothing in it may climb out.
+TEST_F(SweepSpecTest, ExperimentNamesThatCouldLeaveTheCheckpointDirectoryAreRefused) {
+  const auto named = [&](const std::string& name) {
+    std::string text = spec();
+    text.replace(0, text.find('\n'), "name: " + name);
+    return parse(text);
+  };
+  // The value starts at line 1, column 7.
+  expect_error(named("../../x"), {"spec.yaml:1:7: name:", "'../../x' has '/' at character 3",
+                                  "checkpoint directory"});
+  expect_error(named("a/b"), {"spec.yaml:1:7: name:", "'/' at character 2"});
+  expect_error(named("\"\""), {"spec.yaml:1:7: name:", "must not be empty"});
+  expect_error(named(".hidden"), {"spec.yaml:1:7: name:", "starts with '.'"});
+  expect_error(named("-x"), {"spec.yaml:1:7: name:", "starts with '-'"});
+  expect_error(named("a..b"), {"spec.yaml:1:7: name:", "contains '..'"});
+  expect_error(named("\"my sweep\""), {"spec.yaml:1:7: name:", "' ' at character 3"});
+  expect_error(named("\"a\\\\b\""), {"spec.yaml:1:7: name:", "'\\' at character 2"});
+  expect_error(named("\"tab\\there\""), {"spec.yaml:1:7: name:", "byte 0x09 at character 4"});
+  expect_error(named(std::string(kMaxExperimentName + 1, 'a')),
+               {"spec.yaml:1:7: name:", "is 129 characters long", "1 to 128"});
+
+  const std::vector<std::string> safe = {"t", "fashion-mlp", "run_2.v3", "A1-b_c.d",
+                                         std::string(kMaxExperimentName, 'z')};
+  for (const std::string& ok : safe) {
+    const Status st = named(ok);
+    ASSERT_TRUE(st.ok()) << ok << ": " << st.message();
+  }
+}
+
+TEST(SweepSpecFile, EveryShippedExampleHasASafeName) {
+  for (const char* example : {"fashion-mlp", "fashion-mlp-accurate", "fashion-asha-tpe"}) {
+    SweepSpec s;
+    const Status st =
+        load_sweep_spec(std::string(TRELLIS_SOURCE_DIR "/examples/") + example + ".yaml", &s);
+    ASSERT_TRUE(st.ok()) << example << ": " << st.message();
+    EXPECT_EQ(s.name, example);
+  }
 }
 
 }  // namespace

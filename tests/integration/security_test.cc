@@ -8,8 +8,10 @@
 #include <zmq.h>
 #include <zmq.hpp>
 
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <regex>
 #include <thread>
 
 #include "common/keys.h"
@@ -50,14 +52,15 @@ class SecurityTest : public ::testing::Test {
     if (!HasFailure()) fs::remove_all(dir_);
   }
 
-  std::string write_spec(const std::string& name, int trials) {
+  std::string write_spec(const std::string& name, int trials, int epochs = 2) {
     const std::string path = file(name + ".yaml");
     write_text(path, "name: " + name + "\n"
                      "dataset: {name: patterns, path: " + data_.string() + "}\n"
                      "metric: {name: val_acc, mode: max}\n"
                      "search:\n  seed: 3\n  trials: " + std::to_string(trials) + "\n"
                      "  space:\n    lr: {type: log_float, low: 1.0e-3, high: 1.0e-2}\n"
-                     "train: {epochs: 2, batch_size: 32, hidden_units: 16}\n"
+                     "train: {epochs: " + std::to_string(epochs) +
+                     ", batch_size: 32, hidden_units: 16}\n"
                      "resources: {ranks_per_trial: 2}\n");
     return path;
   }
@@ -160,6 +163,211 @@ TEST_F(SecurityTest, RogueClientsAreRefusedWhileAKeyedWorkerCompletesTheSweep) {
   const json trials = json::parse(exported.output.substr(exported.output.find('{')))["trials"];
   ASSERT_EQ(trials.size(), 3u);
   for (const json& t : trials) EXPECT_EQ(t["state"], "completed") << t.dump();
+}
+
+// A worker whose key is authorized too, but who connects under another group's identity (the
+// identity is the client's choice) and speaks for that group's trial: a Hello, Reports with a
+// value no real run gives, a failing Done. Everything it received is counted.
+class Impostor {
+ public:
+  static constexpr double kMarker = 0.0123;  // the val_acc of its forged reports
+  static constexpr char kError[] = "forged by an impostor";
+
+  Impostor(zmq::context_t& context, const std::string& identity, const std::string& server_key,
+           const std::string& public_key, const std::string& secret_key,
+           const std::string& endpoint)
+      : socket_(context, zmq::socket_type::dealer), identity_(identity) {
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.set(zmq::sockopt::routing_id, identity);
+    socket_.set(zmq::sockopt::curve_serverkey, server_key);
+    socket_.set(zmq::sockopt::curve_publickey, public_key);
+    socket_.set(zmq::sockopt::curve_secretkey, secret_key);
+    socket_.connect(endpoint);
+  }
+
+  // Speaks for trial ids 1..`trials` at `attempt` (the store numbers trial ids from 1).
+  void forge(int trials, std::int32_t attempt) {
+    send(Hello{identity_, 2, "impostor-host", 1, "", "impostor"});
+    for (std::int64_t id = 1; id <= trials; ++id) {
+      for (std::int32_t epoch : {1, 2, 99})
+        send(Report{id, attempt, epoch, {{"val_acc", kMarker}}, false});
+      send(Done{id, attempt, false, kError, {{"val_acc", kMarker}}, false, false});
+    }
+  }
+  void heartbeat(std::int64_t trial, std::int32_t attempt) { send(Heartbeat{trial, attempt}); }
+
+  // Frames received so far, without waiting; `heartbeats` too or not: the coordinator's empty
+  // periodic Heartbeat goes to whoever holds an identity's connection, and once the lost group
+  // is forgotten the identity is the impostor's own.
+  int drain(bool heartbeats = true) {
+    zmq::message_t m;
+    while (socket_.recv(m, zmq::recv_flags::dontwait)) {
+      Message message;
+      const bool heartbeat = decode(m.data(), m.size(), &message).ok() &&
+                             std::holds_alternative<Heartbeat>(message);
+      ++(heartbeat ? heartbeats_ : others_);
+    }
+    return others_ + (heartbeats ? heartbeats_ : 0);
+  }
+
+ private:
+  void send(const Message& m) {
+    const std::string frame = encode(m);
+    (void)socket_.send(zmq::buffer(frame), zmq::send_flags::dontwait);
+  }
+
+  zmq::socket_t socket_;
+  std::string identity_;
+  int heartbeats_ = 0;
+  int others_ = 0;
+};
+
+struct Assignment {
+  std::string group;
+  std::int32_t attempt = 0;
+};
+
+// Waits (bounded) for the coordinator's "trial N (attempt A) -> group 'G'" line.
+bool wait_for_assignment(Process& serve, Assignment* out) {
+  static const std::regex kAssigned(R"(trial \d+ \(attempt (\d+)[^)]*\) -> group '([^']+)')");
+  for (int i = 0; i < 1200; ++i) {
+    std::smatch m;
+    const std::string log = serve.log();
+    if (std::regex_search(log, m, kAssigned)) {
+      out->attempt = std::stoi(m[1]);
+      out->group = m[2];
+      return true;
+    }
+    if (!serve.running()) return false;
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
+// `trellis keys authorize` for a fresh key pair, as a second worker node would have.
+void authorize_another_key(const std::string& log, std::string* public_key,
+                           std::string* secret_key) {
+  char pub[41], sec[41];
+  ASSERT_EQ(zmq_curve_keypair(pub, sec), 0);
+  *public_key = pub;
+  *secret_key = sec;
+  const Result r = run({kTrellis, "keys", "authorize", pub}, log, 60s);
+  ASSERT_EQ(r.code, 0) << r.output;
+}
+
+json export_trials(const std::string& trellis, const std::string& store, const std::string& name,
+                   const std::string& log) {
+  const Result exported = run({trellis, "--store", store, "export", name, "--format", "json"},
+                              log, 60s);
+  EXPECT_EQ(exported.code, 0) << exported.output;
+  const std::size_t brace = exported.output.find('{');
+  if (exported.code != 0 || brace == std::string::npos) return json::array();
+  return json::parse(exported.output.substr(brace))["trials"];
+}
+
+TEST_F(SecurityTest, AnotherKeyCannotTakeOverARunningGroup) {
+  ASSERT_EQ(run({kTrellis, "keys", "init"}, file("init.log"), 60s).code, 0);
+  std::string server_key, other_public, other_secret;
+  ASSERT_TRUE(load_public_key(keys_.string(), kCoordinatorKeyName, &server_key).ok());
+  ASSERT_NO_FATAL_FAILURE(authorize_another_key(file("authorize.log"), &other_public, &other_secret));
+
+  // One long trial, so the group is still running it when the impostor speaks for it.
+  const std::string spec = write_spec("hijack", 1, 2000);
+  const std::string store = file("hijack.db");
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
+  Process serve({kTrellis, "--store", store, "serve", spec, "--bind", endpoint},
+                file("serve.log"));
+  ASSERT_TRUE(wait_for_log(serve, "coordinator listening")) << serve.log();
+  Process workers({"mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", kWorker,
+                   "--connect", endpoint, "--timeout", "60"},
+                  file("workers.log"));
+  Assignment running;
+  ASSERT_TRUE(wait_for_assignment(serve, &running)) << serve.log() << workers.log();
+
+  zmq::context_t context;
+  Impostor impostor(context, running.group, server_key, other_public, other_secret, endpoint);
+  impostor.forge(1, running.attempt);
+  std::this_thread::sleep_for(2s);
+  impostor.forge(1, running.attempt);  // after its handshake surely finished
+
+  ASSERT_EQ(serve.wait(180s), 0) << serve.log() << workers.log();
+  ASSERT_EQ(workers.wait(60s), 0) << workers.log();
+  EXPECT_EQ(impostor.drain(), 0) << "the impostor received the group's messages";
+  const std::string log = serve.log();
+  EXPECT_EQ(log.find("impostor"), std::string::npos) << log;
+
+  const json trials = export_trials(kTrellis, store, "hijack", file("export.log"));
+  ASSERT_EQ(trials.size(), 1u);
+  EXPECT_EQ(trials[0]["state"], "completed") << trials[0].dump();
+  EXPECT_EQ(trials[0]["group"], running.group) << trials[0].dump();
+  EXPECT_EQ(trials[0]["error"], "") << trials[0].dump();
+  EXPECT_EQ(trials[0]["metrics"]["val_acc"].size(), 2000u);
+  for (const json& point : trials[0]["metrics"]["val_acc"])
+    EXPECT_NE(point[1], Impostor::kMarker) << "a forged report reached the store";
+}
+
+// Once a group's connection is gone, its identity is free at the socket, and another key may
+// take it: the coordinator drops what that key sends for the group, names both keys, does not
+// count it as the group being alive, and the group's trial is requeued and completed elsewhere.
+TEST_F(SecurityTest, AnotherKeyUnderALostGroupsIdentityIsDroppedAndNamed) {
+  ASSERT_EQ(run({kTrellis, "keys", "init"}, file("init.log"), 60s).code, 0);
+  std::string server_key, worker_key, other_public, other_secret;
+  ASSERT_TRUE(load_public_key(keys_.string(), kCoordinatorKeyName, &server_key).ok());
+  ASSERT_TRUE(load_public_key(keys_.string(), kWorkerKeyName, &worker_key).ok());
+  ASSERT_NO_FATAL_FAILURE(authorize_another_key(file("authorize.log"), &other_public, &other_secret));
+
+  const std::string spec = write_spec("orphaned", 1, 300);
+  const std::string store = file("orphaned.db");
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
+  // No checkpoints: the killed group's last ones may be ahead of what the store acknowledged,
+  // which is not what this test is about; the requeued trial starts over.
+  Process serve({kTrellis, "--store", store, "serve", spec, "--bind", endpoint, "--liveness", "5",
+                 "--checkpoints", "none"},
+                file("serve.log"));
+  ASSERT_TRUE(wait_for_log(serve, "coordinator listening")) << serve.log();
+  Assignment lost;
+  {
+    Process workers({"mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", kWorker,
+                     "--connect", endpoint, "--timeout", "60"},
+                    file("workers1.log"));
+    ASSERT_TRUE(wait_for_assignment(serve, &lost)) << serve.log() << workers.log();
+    workers.kill_group(SIGKILL);
+  }
+  std::this_thread::sleep_for(500ms);  // the coordinator sees the connection close
+
+  zmq::context_t context;
+  {
+    Impostor impostor(context, lost.group, server_key, other_public, other_secret, endpoint);
+    impostor.forge(1, lost.attempt);
+    // Its heartbeats must not keep the lost group alive: the coordinator still declares it lost.
+    const std::string lost_line = "worker group '" + lost.group + "' lost";
+    for (int i = 0; i < 200 && serve.log().find(lost_line) == std::string::npos; ++i) {
+      impostor.heartbeat(1, lost.attempt);
+      std::this_thread::sleep_for(100ms);
+    }
+    EXPECT_NE(serve.log().find(lost_line), std::string::npos) << serve.log();
+    EXPECT_EQ(impostor.drain(/*heartbeats=*/false), 0)
+        << "the impostor received the group's messages";
+  }
+  const std::string log = serve.log();
+  EXPECT_NE(log.find("dropped a frame from CURVE key " + other_public + " under group identity '" +
+                     lost.group + "', which belongs to key " + worker_key),
+            std::string::npos)
+      << log;
+
+  Process workers({"mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", kWorker,
+                   "--connect", endpoint, "--timeout", "60"},
+                  file("workers2.log"));
+  ASSERT_EQ(serve.wait(180s), 0) << serve.log() << workers.log();
+  ASSERT_EQ(workers.wait(60s), 0) << workers.log();
+
+  const json trials = export_trials(kTrellis, store, "orphaned", file("export.log"));
+  ASSERT_EQ(trials.size(), 1u);
+  EXPECT_EQ(trials[0]["state"], "completed") << trials[0].dump();
+  EXPECT_EQ(trials[0]["error"], "") << trials[0].dump();
+  EXPECT_GT(trials[0]["attempt"].get<int>(), lost.attempt) << trials[0].dump();
+  for (const json& point : trials[0]["metrics"]["val_acc"])
+    EXPECT_NE(point[1], Impostor::kMarker) << "a forged report reached the store";
 }
 
 TEST_F(SecurityTest, InsecureServeRefusesANonLoopbackBind) {
