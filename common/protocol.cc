@@ -34,7 +34,9 @@ template <class F> void fields(Report& m, F&& f) {
   f("trial", m.trial); f("attempt", m.attempt); f("epoch", m.epoch); f("metrics", m.metrics);
   f("checkpointed", m.checkpointed);
 }
-template <class F> void fields(Heartbeat& m, F&& f) { f("trial", m.trial); f("attempt", m.attempt); }
+template <class F> void fields(Heartbeat& m, F&& f) {
+  f("trial", m.trial); f("attempt", m.attempt); f("progress", m.progress);
+}
 template <class F> void fields(Stop& m, F&& f) { f("trial", m.trial); f("reason", m.reason); }
 template <class F> void fields(Done& m, F&& f) {
   f("trial", m.trial); f("attempt", m.attempt); f("ok", m.ok); f("error", m.error);

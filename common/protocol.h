@@ -15,6 +15,9 @@
 //   agent: Request (after Wait)     coordinator: Assign | Wait | Shutdown
 //   both:  Heartbeat every few seconds; silence past the liveness timeout means the peer is
 //          gone (the coordinator requeues the group's trial; the agent says Hello again).
+//          The agent's heartbeat also says how far training got: the I/O thread sends it
+//          whatever the trainer does, so only its `progress` tells a live group from one stuck
+//          inside a collective or on a dead file system (coordinator.h: stalls).
 // The agent keeps every Report and Done in an outbox until its Ack arrives and sends them
 // again after a reconnect; the store ignores duplicates, so nothing is lost or counted twice.
 
@@ -29,7 +32,9 @@
 
 namespace trellis {
 
-inline constexpr std::uint32_t kProtocolVersion = 1;
+// 2: Heartbeat carries `progress`. A version 1 agent would never show progress and so would
+// look stalled; it is refused with the version mismatch instead.
+inline constexpr std::uint32_t kProtocolVersion = 2;
 // Frames larger than this are refused by the socket itself (ZMQ_MAXMSGSIZE).
 inline constexpr std::int64_t kMaxFrameBytes = 16 << 20;
 
@@ -82,6 +87,9 @@ struct Report {
 struct Heartbeat {
   std::int64_t trial = -1;  // -1 when idle (or sent by the coordinator)
   std::int32_t attempt = 0;
+  // Training steps this attempt has completed, set by the training thread; grows while the
+  // group trains, 0 before the first step (data loading, restoring a checkpoint).
+  std::int64_t progress = 0;
 };
 
 struct Stop {  // stop this trial now (pruned)

@@ -383,6 +383,12 @@ void Coordinator::handle(Group& group, const Message& message) {
   } else if (const auto* beat = std::get_if<Heartbeat>(&message)) {
     // group_for() refreshed last_seen; a heartbeat naming a trial may re-adopt an orphan.
     if (beat->trial >= 0 && group.trial != beat->trial) holds(group, beat->trial, beat->attempt);
+    if (beat->trial >= 0 && group.trial == beat->trial && group.attempt == beat->attempt) {
+      const auto now = std::chrono::steady_clock::now();
+      if (!group.progress.watching(group.trial, group.attempt))
+        group.progress.begin(group.trial, group.attempt, now);
+      group.progress.observe(beat->progress, now);
+    }
   } else {
     spdlog::warn("group '{}' sent '{}', which only the coordinator sends; dropped", group.name,
                  message_name(message));
@@ -894,6 +900,7 @@ void Coordinator::expire_silent_groups() {
   for (auto it = groups_.begin(); it != groups_.end();) {
     Group& g = it->second;
     if (now - g.last_seen < options_.liveness) {
+      if (g.trial >= 0) expire_if_stalled(g, now);
       ++it;
       continue;
     }
@@ -904,6 +911,26 @@ void Coordinator::expire_silent_groups() {
               Requeue::kLost);
     it = groups_.erase(it);
   }
+}
+
+void Coordinator::expire_if_stalled(Group& g, std::chrono::steady_clock::time_point now) {
+  // Watched from when the group was first seen running it: the Assign went out about then.
+  if (!g.progress.watching(g.trial, g.attempt)) g.progress.begin(g.trial, g.attempt, now);
+  const auto idle = g.progress.stalled(now, options_.stall_floor, options_.stall);
+  if (!idle) return;
+  const std::string reason =
+      fmt::format("stalled: no training progress for {:.1f} s (worker group '{}' still answers; "
+                  "allowed {:.1f} s)",
+                  std::chrono::duration<double>(*idle).count(), g.name,
+                  std::chrono::duration<double>(
+                      g.progress.allowance(options_.stall_floor, options_.stall))
+                      .count());
+  const std::int64_t trial = g.trial;
+  // The group keeps its identity but not the trial: should it ever move again, the Stop ends
+  // the attempt there, and its Done is acknowledged as not current.
+  g.trial = -1;
+  requeue(trial, reason, Requeue::kLost);
+  send(g.name, Stop{trial, reason});
 }
 
 void Coordinator::expire_orphans() {

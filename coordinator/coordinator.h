@@ -14,7 +14,10 @@
 // paused then are marked pruned with the scheduler's reason.
 //
 // Faults: a busy group silent past `liveness` is lost; its trial goes back to pending and
-// resumes from its last checkpoint, or fails once it was lost `max_failures` times. After a
+// resumes from its last checkpoint, or fails once it was lost `max_failures` times. So is a
+// busy group that heartbeats but whose training progress stopped for longer than its own
+// measured step times allow (`stall`, `stall_floor`; the rule is in progress_watch.h): a
+// deadlock inside MPI or a hung file system never silences the agent's I/O thread. After a
 // restart on the same store, trials left running are orphans for one liveness period: a group
 // that reconnects still running one (its Hello, Report or Heartbeat names it) keeps it, and
 // the rest go back to pending.
@@ -45,6 +48,7 @@
 #include "common/sweep_spec.h"
 #include "coordinator/experiment_store.h"
 #include "coordinator/inbox.h"
+#include "coordinator/progress_watch.h"
 #include "coordinator/schedulers/scheduler.h"
 #include "coordinator/search/searcher.h"
 #include "coordinator/zap_handler.h"
@@ -55,6 +59,10 @@ struct CoordinatorOptions {
   std::string bind = "tcp://127.0.0.1:*";
   // A busy group silent for this long is declared lost and its trial requeued.
   std::chrono::milliseconds liveness{30000};
+  // A busy group whose heartbeats show no training progress for this long is declared lost;
+  // zero: as its own step times allow, but never less than stall_floor (progress_watch.h).
+  std::chrono::milliseconds stall{0};
+  std::chrono::milliseconds stall_floor{120000};
   // The coordinator's own heartbeat to every group, so agents can tell it is alive.
   std::chrono::milliseconds heartbeat{1000};
   std::int32_t max_failures = 3;
@@ -127,6 +135,7 @@ class Coordinator {
     // without CURVE. The identity is the client's choice, so only this key may speak for it.
     std::string key;
     std::uint64_t foreign_frames = 0;  // dropped because another key sent them
+    ProgressWatch progress;  // of the attempt it runs, from its heartbeats
   };
 
   // One turn of the loop: receive, then one batch for what waits for an Assign and one for the
@@ -174,6 +183,8 @@ class Coordinator {
   void snapshot_for_exploit(const Trial& t, std::int32_t epoch);
   Status replay(const std::vector<TrialRecord>& trials);
   void expire_silent_groups();
+  // A busy group that heartbeats without training progress (progress_watch.h) loses its trial.
+  void expire_if_stalled(Group& group, std::chrono::steady_clock::time_point now);
   void expire_orphans();
   void send_heartbeats();
   // A store write failed or our state disagrees with the scheduler's: the turn's batch is not

@@ -53,6 +53,7 @@ struct ServeArgs {
   std::string spec;
   std::string bind;
   double liveness_s = 30;
+  double stall_s = 0;  // 0: from each group's own step times
   std::string checkpoints;  // default: "checkpoints" beside the store
   std::string key_dir;      // default: default_key_dir()
   bool insecure = false;    // plaintext, loopback only
@@ -123,10 +124,17 @@ Status start_coordinator(const CommonArgs& common, const ServeArgs& args,
                  common.store, durability.filesystem.name);
   options.bind = args.bind;
   options.liveness = std::chrono::milliseconds(static_cast<long>(args.liveness_s * 1000));
+  options.stall = std::chrono::milliseconds(static_cast<long>(args.stall_s * 1000));
   options.checkpoint_dir = checkpoint_dir(common, args);
   *coordinator = std::make_unique<Coordinator>(store->get(), *spec, options);
   return (*coordinator)->Start();
 }
+
+constexpr const char* kStallHelp =
+    "seconds without training progress (steps, as the heartbeats report them) after which a "
+    "busy worker group that still answers is declared lost and its trial requeued; 0: ten "
+    "times the group's slowest observed wait between steps, at least 120 s, and 120 s before "
+    "an attempt's first step (data loading)";
 
 int print_ranking(ExperimentStore& store, const std::string& experiment) {
   TrialTableOptions options;
@@ -242,6 +250,9 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--liveness", run.serve.liveness_s,
                       "seconds of silence after which a busy worker group is declared lost")
       ->capture_default_str();
+  run_cmd->add_option("--stall", run.serve.stall_s, kStallHelp)
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   run_cmd->add_option("--checkpoints", run.serve.checkpoints,
                       "directory for trial checkpoints, reachable by every worker (default: "
                       "checkpoints/ beside the store; none: no checkpoints)");
@@ -262,6 +273,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve_cmd->add_option("--liveness", serve.liveness_s,
                         "seconds of silence after which a busy worker group is declared lost")
+      ->capture_default_str();
+  serve_cmd->add_option("--stall", serve.stall_s, kStallHelp)
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   serve_cmd->add_option("--checkpoints", serve.checkpoints,
                         "directory for trial checkpoints, reachable by every worker (default: "

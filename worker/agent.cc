@@ -37,13 +37,18 @@ void Agent::post_acknowledged(const Message& m, std::int64_t trial, std::int32_t
 void Agent::report(const Report& r) { post_acknowledged(r, r.trial, r.attempt, r.epoch); }
 
 void Agent::done(const Done& d) {
-  current_trial_ = -1;
+  current_.clear();
   post_acknowledged(d, d.trial, d.attempt, 0);
 }
 
 bool Agent::flush(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
   return acked_.wait_for(lock, timeout, [this] { return unacked_.empty(); });
+}
+
+std::size_t Agent::inbox_size() {
+  std::lock_guard lock(mutex_);
+  return inbox_.size();
 }
 
 bool Agent::take(Message* out, std::chrono::milliseconds timeout) {
@@ -95,8 +100,7 @@ Status Agent::next(Assign* assign, bool* shutdown, const std::function<bool()>& 
     if (auto* a = std::get_if<Assign>(&m)) {
       // A Hello repeated before its answer came can earn the same assignment twice.
       if (!seen_.insert({a->trial, a->attempt}).second) continue;
-      current_trial_ = a->trial;
-      current_attempt_ = a->attempt;
+      current_.start(a->trial, a->attempt);
       *assign = std::move(*a);
       return Status::Ok();
     }
@@ -111,7 +115,7 @@ Status Agent::next(Assign* assign, bool* shutdown, const std::function<bool()>& 
     }
     if (const auto* r = std::get_if<Refuse>(&m))
       return Status::Error("the coordinator at " + options_.endpoint + " refused us: " + r->reason);
-    // Heartbeats, or a Stop for a trial that already ended: nothing to do while idle.
+    // A Stop for a trial that already ended: nothing to do while idle.
   }
 }
 
@@ -164,8 +168,9 @@ void Agent::io_loop() {
       }
       said_hello = true;
       Hello hello = options_.hello;
-      hello.trial = current_trial_;
-      hello.attempt = current_attempt_;
+      const AttemptSlot::Value current = current_.get();
+      hello.trial = current.trial;
+      hello.attempt = current.attempt;
       send(encode(hello));
       next_hello = now + backoff;
       backoff = std::min(backoff * 2, kMaxBackoff);
@@ -185,7 +190,8 @@ void Agent::io_loop() {
     if (connected)
       for (const auto& frame : sending) send(frame);
     if (connected && now - last_heartbeat >= options_.heartbeat) {
-      send(encode(Heartbeat{current_trial_.load(), current_attempt_.load()}));
+      const AttemptSlot::Value current = current_.get();
+      send(encode(Heartbeat{current.trial, current.attempt, current.progress}));
       last_heartbeat = now;
     }
 
@@ -220,6 +226,9 @@ void Agent::io_loop() {
         if (unacked_.empty()) acked_.notify_all();
         continue;
       }
+      // Heard (last_heard above) is all a heartbeat says; queued, one would stay for the whole
+      // trial, since nothing takes from the inbox while the trainer runs.
+      if (std::holds_alternative<Heartbeat>(m)) continue;
       inbox_.push_back(std::move(m));
       arrived_.notify_one();
     }

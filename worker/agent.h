@@ -11,7 +11,13 @@
 //   * Every Report and Done stays in an outbox until the coordinator's Ack, and goes again
 //     after half a liveness period without one (the store ignores duplicates): a frame lost
 //     with a coordinator that restarted faster than the agent could notice is still delivered.
-//   * It sends a Heartbeat every `heartbeat` while the coordinator answers.
+//   * It sends a Heartbeat every `heartbeat` while the coordinator answers, carrying the
+//     trial, attempt and training progress (steps done) the training thread last set: the
+//     thread beats whatever the trainer does, so progress is what tells a group that trains
+//     from one stuck inside a collective.
+//   * The coordinator's heartbeats only say it is alive: they refresh the liveness clock and
+//     are not queued, so the inbox holds only what next() or stop_requested() will take
+//     (Assign, Wait, Shutdown, Refuse, Stop), however long a trial runs.
 // Not ZMQ_IMMEDIATE: with it, libzmq drops the frames already received but not yet read when
 // the connection closes, so the coordinator's last Ack and Shutdown could vanish. Frames queued
 // during an outage arrive in a burst after the reconnect instead; the coordinator treats a
@@ -46,6 +52,38 @@ struct AgentOptions {
   std::chrono::milliseconds heartbeat{2000};
 };
 
+// The attempt rank 0 trains and how far it got, always read and written as one value: a
+// Hello or Heartbeat that paired one trial with another trial's attempt would make the
+// coordinator stop a live attempt (it would name an attempt that is not the group's).
+class AttemptSlot {
+ public:
+  struct Value {
+    std::int64_t trial = -1;  // -1: idle
+    std::int32_t attempt = 0;
+    std::int64_t progress = 0;  // steps done in this attempt
+  };
+  void start(std::int64_t trial, std::int32_t attempt) { set(Value{trial, attempt, 0}); }
+  void clear() { set(Value{}); }
+  void set_progress(std::int64_t steps) {
+    std::lock_guard lock(mutex_);
+    if (value_.trial >= 0) value_.progress = steps;
+  }
+  Value get() const {
+    std::lock_guard lock(mutex_);
+    return value_;
+  }
+
+ private:
+  void set(const Value& v) {
+    std::lock_guard lock(mutex_);
+    value_ = v;
+  }
+  // A mutex, not std::atomic<Value>: 24 bytes are not lock-free on x86-64 without libatomic,
+  // and the lock is taken once per training step and per heartbeat, never contended for long.
+  mutable std::mutex mutex_;
+  Value value_;
+};
+
 class Agent {
  public:
   explicit Agent(AgentOptions options);
@@ -61,10 +99,15 @@ class Agent {
 
   void report(const Report& report);
   void done(const Done& done);
+  // Steps the current attempt has completed (monotonic within it), from the training thread;
+  // the next Heartbeat carries it. Cheap enough to call after every step.
+  void progress(std::int64_t steps) { current_.set_progress(steps); }
   // True if the coordinator said Stop for `trial` (pruned, or reassigned) since it was assigned.
   bool stop_requested(std::int64_t trial);
   // Waits up to `timeout` for the outbox to be acknowledged; true when it is empty.
   bool flush(std::chrono::milliseconds timeout);
+  // Messages received and not yet taken; for tests of the inbox's bound.
+  std::size_t inbox_size();
 
  private:
   struct Pending {
@@ -88,8 +131,7 @@ class Agent {
   std::deque<Pending> unacked_;     // Reports and Dones, in order, until their Ack
   std::deque<Message> inbox_;
   std::atomic<bool> running_{true};
-  std::atomic<std::int64_t> current_trial_{-1};
-  std::atomic<std::int32_t> current_attempt_{0};
+  AttemptSlot current_;
   std::set<std::pair<std::int64_t, std::int32_t>> seen_;  // assignments already taken
   std::thread io_;
 };

@@ -67,6 +67,12 @@ void run_trial(const Assign& assign, Agent* agent, const GroupComm& group) {
       return !agent->stop_requested(assign.trial);
     };
     hooks.stop_now = preemption_requested;
+    // The coordinator tells a group that trains from one stuck in a collective (or on a dead
+    // file system) by this count, which only the training thread can advance.
+    std::int64_t steps = 0;
+    hooks.on_step = [&] {
+      if (agent != nullptr) agent->progress(++steps);
+    };
     status = train(task, group, hooks, &result);
   }
   if (agent == nullptr) return;

@@ -36,6 +36,8 @@ constexpr int kEvalBatch = 512;
 // the model is small and ranks are many. A float sum of one global batch's losses loses
 // nothing that matters for a metric; the stop slot only needs to be nonzero somewhere.
 constexpr int kGradTail = 2;
+// mpirun's exit code when a rank ends the group on an MPI error only it may have seen.
+constexpr int kAbortOnMpiError = 5;
 
 // Collective over `comm`: every rank returns the same status, OK only if every rank's `local`
 // is OK, else the lowest failing rank's message prefixed "rank N: ". Every rank of `comm` must
@@ -320,8 +322,18 @@ Status run_epoch(RankState* st, const GroupComm& group, const TrainerHooks& hook
     buffer[n_params + 1] = hooks.stop_now && hooks.stop_now() ? 1.0f : 0.0f;
     const Status reduced = allreduce_gradients(
         group, {buffer.data(), static_cast<std::size_t>(buffer.size()), st->allreduce});
-    // An MPI error surfaces on every rank of the collective, so returning here is agreed.
-    if (!reduced.ok()) return reduced.With("gradient all-reduce at epoch " + std::to_string(epoch));
+    // An MPI error need not surface on every rank: a rank whose peer died may see it while
+    // the others still wait inside this collective, so agreeing on it (another collective)
+    // would deadlock the group. End the whole group instead: mpirun exits, the coordinator
+    // hears nothing more and requeues the trial as lost, which is the group's fault, not the
+    // trial's.
+    if (!reduced.ok()) {
+      spdlog::critical("rank {}: {}; aborting the group", st->rank,
+                       reduced.With("gradient all-reduce at epoch " + std::to_string(epoch))
+                           .message());
+      MPI_Abort(group.comm(), kAbortOnMpiError);
+      return reduced;  // MPI_Abort does not return; a compiler cannot know that
+    }
     const double step_loss = static_cast<double>(buffer[n_params]) / plan.global_batch();
     // Every rank holds the same reduced loss, so every rank fails here together.
     if (!std::isfinite(step_loss))
@@ -391,6 +403,7 @@ Status train(const TrialTask& task, const GroupComm& group, const TrainerHooks& 
     EpochProgress progress;
     if (epoch == start.epoch + 1) progress = EpochProgress{start.step, start.partial_loss, false};
     s = run_epoch(&st, group, hooks, task.config, epoch, &progress);
+    // Only a NaN loss comes back, and every rank holds the same reduced loss: agreed.
     if (!s.ok()) return agree(comm, s);
     if (progress.stopped) {
       result->preempted = true;

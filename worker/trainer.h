@@ -46,7 +46,8 @@ struct TrainerHooks {
   // only) says this epoch's checkpoint is durably written. Rank 0's answer decides for the
   // whole group: false stops training (the trial was pruned).
   std::function<bool(int epoch, const MetricMap& metrics, bool checkpointed)> on_epoch;
-  // Called on every rank between steps; rank 0 sends heartbeats from it. Must not block.
+  // Called on every rank after each step; rank 0 counts the steps its heartbeats report as
+  // progress (the coordinator tells a stuck group by it). Must not block.
   std::function<void()> on_step;
   // Asked on every rank before each step: true when this rank was told to stop now
   // (SIGTERM: preemption or a time limit). Any rank's yes stops the whole group after the
@@ -65,7 +66,9 @@ struct TrainResult {
 
 // Collective over the group. A failure on any rank (missing file, corrupt data, NaN loss) is
 // agreed by the group: every rank returns an error, and the message names the failing rank
-// and what went wrong, so no rank is left waiting inside a collective.
+// and what went wrong, so no rank is left waiting inside a collective. The exception is a
+// failed gradient all-reduce, which some ranks may not see: that rank aborts the whole group
+// (MPI_Abort), and the coordinator requeues the trial once the group falls silent.
 [[nodiscard]] Status train(const TrialTask& task, const GroupComm& group,
                            const TrainerHooks& hooks, TrainResult* result);
 

@@ -107,6 +107,25 @@ TEST(Protocol, RejectsUnknownTypesAndWrongFieldTypes) {
   EXPECT_FALSE(decode_string(frame(kProtocolVersion, 5, std::vector<int>{1, 2})).ok());
 }
 
+TEST(Protocol, HeartbeatCarriesTrainingProgress) {
+  const Heartbeat b = std::get<Heartbeat>(round_trip(Heartbeat{7, 2, 123456789012}));
+  EXPECT_EQ(b.trial, 7);
+  EXPECT_EQ(b.attempt, 2);
+  EXPECT_EQ(b.progress, 123456789012);
+}
+
+// A version 1 agent's heartbeat has no progress, so it would look stalled: it is refused as a
+// stale peer instead, and the version it spoke is reported so the coordinator can say so.
+TEST(Protocol, RefusesVersionOnePeers) {
+  ASSERT_GT(kProtocolVersion, 1u);
+  std::uint32_t version = 0;
+  const Status s = decode_string(
+      frame(1, 6, std::map<std::string, std::int64_t>{{"trial", 5}, {"attempt", 1}}), &version);
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(version, 1u);
+  EXPECT_NE(s.message().find("version 1"), std::string::npos) << s.message();
+}
+
 TEST(Protocol, IgnoresUnknownFieldsFromNewerPeersOfTheSameVersion) {
   Message m;
   const std::string bytes =

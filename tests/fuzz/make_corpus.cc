@@ -76,6 +76,8 @@ trellis::Report sample(std::type_identity<trellis::Report>) {
 trellis::Heartbeat sample(std::type_identity<trellis::Heartbeat>) {
   trellis::Heartbeat m;
   m.trial = 12;
+  m.attempt = 2;
+  m.progress = 4711;
   return m;
 }
 

@@ -9,9 +9,11 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "tests/integration/process.h"
@@ -192,6 +194,157 @@ TEST_F(ChaosTest, KilledWorkersAndCoordinatorLoseNothing) {
   };
   ASSERT_GE(best(undisturbed), 0);
   EXPECT_EQ(best(disturbed), best(undisturbed));
+}
+
+}  // namespace
+}  // namespace trellis::testing
+
+namespace trellis::testing {
+namespace {
+
+// The pid of MPI rank `rank` among mpirun `launcher`'s descendants, or -1.
+pid_t rank_pid(pid_t launcher, int rank) {
+  const auto parent_of = [](pid_t pid) {
+    std::istringstream stat(read_file("/proc/" + std::to_string(pid) + "/stat"));
+    std::string skip;
+    pid_t ppid = -1;
+    // pid (comm) state ppid: comm has no spaces here (trellis-worker, mpirun, orted).
+    stat >> skip >> skip >> skip >> ppid;
+    return ppid;
+  };
+  const std::string wanted = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = std::stoi(name);
+    if (read_file("/proc/" + name + "/comm").rfind("trellis-worker", 0) != 0) continue;
+    bool descends = false;
+    for (pid_t p = parent_of(pid), depth = 0; p > 1 && depth < 5; p = parent_of(p), ++depth)
+      if (p == launcher) descends = true;
+    if (!descends) continue;
+    std::string environ = read_file("/proc/" + name + "/environ");
+    std::replace(environ.begin(), environ.end(), '\0', '\n');
+    if (("\n" + environ).find("\n" + wanted + "\n") != std::string::npos) return pid;
+  }
+  return -1;
+}
+
+// Two-rank groups, so one rank can be disturbed while the other goes on; a few trials, each
+// compared with an undisturbed run of two-rank groups (same summation order, same bits).
+class OneRankChaosTest : public ChaosTest {
+ protected:
+  static constexpr int kRankTrials = 3;
+
+  void SetUp() override {
+    ChaosTest::SetUp();
+    spec_ = file("two-ranks.yaml");
+    write_text(spec_, "name: chaos\n"
+                      "dataset: {path: " + (dir_ / "data").string() + "}\n"
+                      "search:\n  seed: 11\n  trials: " + std::to_string(kRankTrials) + "\n"
+                      "  space:\n"
+                      "    lr: {type: log_float, low: 1.0e-3, high: 1.0e-2}\n"
+                      "    hidden_units: {type: int, low: 64, high: 160}\n"
+                      "train: {epochs: " + std::to_string(kEpochs) + ", batch_size: 64}\n"
+                      "resources: {ranks_per_trial: 2}\n");
+  }
+
+  std::unique_ptr<Process> group(const std::string& endpoint, const std::string& log) {
+    return std::make_unique<Process>(
+        std::vector<std::string>{"mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none",
+                                 kWorker, "--connect", endpoint, "--bind", "none",
+                                 "--heartbeat", "0.3", "--liveness", "2", "--timeout", "120"},
+        file(log));
+  }
+
+  // Every trial of the disturbed sweep completed with exactly the undisturbed metrics, and
+  // some trial needed a second attempt.
+  void expect_undisturbed_results(const json& undisturbed, const json& disturbed) {
+    ASSERT_EQ(disturbed["trials"].size(), static_cast<std::size_t>(kRankTrials));
+    int reattempted = 0;
+    for (const json& t : disturbed["trials"]) {
+      ASSERT_EQ(t["state"], "completed") << t.dump();
+      if (t["attempt"].get<int>() > 1) ++reattempted;
+      for (const auto& [name, series] : t["metrics"].items())
+        ASSERT_EQ(series.size(), static_cast<std::size_t>(kEpochs)) << name << " " << t.dump();
+      const json& calm_trial = undisturbed["trials"][t["id"].get<int>()];
+      EXPECT_EQ(t["params"], calm_trial["params"]);
+      for (const char* name : {"train_loss", "val_loss", "val_acc"})
+        EXPECT_EQ(t["metrics"][name], calm_trial["metrics"][name]) << "trial " << t["id"] << " " << name;
+      EXPECT_EQ(t["final"], calm_trial["final"]) << "trial " << t["id"];
+    }
+    EXPECT_GE(reattempted, 1) << "no trial was requeued: " << disturbed.dump();
+  }
+
+  json calm_run() {
+    const std::string calm_store = file("calm.db");
+    const Result calm = run({kTrellis, "--store", calm_store, "run", spec_, "--groups", "1"},
+                            file("calm.log"), 600s);
+    EXPECT_EQ(calm.code, 0) << calm.output;
+    return export_json(calm_store);
+  }
+};
+
+// Rank 1 stopped (SIGSTOP: as good as stuck on a dead NFS mount) leaves rank 0 inside the
+// gradient all-reduce while its I/O thread keeps heartbeating: never silent, so only its
+// progress shows it is stuck. The coordinator must requeue its trial, and a fresh group
+// must finish it as if nothing happened.
+TEST_F(OneRankChaosTest, AGroupStuckInACollectiveIsDeclaredStalledAndItsTrialRequeued) {
+  ASSERT_EQ(run({kTrellis, "keys", "init"}, file("keys.log"), 30s).code, 0);
+  const json undisturbed = calm_run();
+  ASSERT_FALSE(HasFailure());
+
+  const std::string store = file("stuck.db");
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
+  Process coordinator({kTrellis, "--store", store, "serve", spec_, "--bind", endpoint,
+                       "--liveness", "2", "--stall", "8"},
+                      file("serve.log"));
+  auto a = group(endpoint, "a.log");
+  ASSERT_TRUE(wait_until_mid_trial(coordinator, *a, 300s)) << coordinator.log();
+  const pid_t rank1 = rank_pid(a->pid(), 1);
+  ASSERT_GT(rank1, 0) << "no rank 1 under mpirun " << a->pid();
+  ASSERT_EQ(::kill(rank1, SIGSTOP), 0);
+
+  const auto deadline = std::chrono::steady_clock::now() + 300s;
+  while (coordinator.log().find("stalled: no training progress") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(100ms);
+  ASSERT_NE(coordinator.log().find("stalled: no training progress"), std::string::npos)
+      << "the stuck group was never declared stalled\n" << coordinator.log();
+  EXPECT_TRUE(a->running()) << "the stuck group was expected to hang, not exit\n" << a->log();
+  a->kill_group(SIGKILL);  // a stopped process takes SIGKILL; the test started it, it ends it
+  auto b = group(endpoint, "b.log");
+
+  ASSERT_EQ(coordinator.wait(600s), 0) << coordinator.log();
+  EXPECT_EQ(b->wait(60s), 0) << b->log();
+  EXPECT_NE(coordinator.log().find("requeued: stalled"), std::string::npos) << coordinator.log();
+  expect_undisturbed_results(undisturbed, export_json(store));
+}
+
+// Rank 1 killed alone: the group must end (rank 0 must not wait forever for a peer that is
+// gone), its trial be requeued, and a fresh group finish it with the undisturbed metrics.
+TEST_F(OneRankChaosTest, ARankKilledAloneEndsItsGroupAndItsTrialIsRequeued) {
+  ASSERT_EQ(run({kTrellis, "keys", "init"}, file("keys.log"), 30s).code, 0);
+  const json undisturbed = calm_run();
+  ASSERT_FALSE(HasFailure());
+
+  const std::string store = file("killed.db");
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
+  Process coordinator({kTrellis, "--store", store, "serve", spec_, "--bind", endpoint,
+                       "--liveness", "2"},
+                      file("serve.log"));
+  auto a = group(endpoint, "a.log");
+  ASSERT_TRUE(wait_until_mid_trial(coordinator, *a, 300s)) << coordinator.log();
+  const pid_t rank1 = rank_pid(a->pid(), 1);
+  ASSERT_GT(rank1, 0) << "no rank 1 under mpirun " << a->pid();
+  ASSERT_EQ(::kill(rank1, SIGKILL), 0);
+  // An exit code, or 128+signal; -1 is a group still running at the deadline.
+  EXPECT_GT(a->wait(120s), 0) << "the group outlived its rank 1\n" << a->log();
+  auto b = group(endpoint, "b.log");
+
+  ASSERT_EQ(coordinator.wait(600s), 0) << coordinator.log();
+  EXPECT_EQ(b->wait(60s), 0) << b->log();
+  EXPECT_NE(coordinator.log().find("lost"), std::string::npos) << coordinator.log();
+  expect_undisturbed_results(undisturbed, export_json(store));
 }
 
 }  // namespace

@@ -1,0 +1,161 @@
+// The agent against a scripted coordinator: a plaintext ROUTER on loopback.
+
+#include "worker/agent.h"
+
+#include <gtest/gtest.h>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include <optional>
+#include <thread>
+#include <vector>
+
+namespace trellis::worker {
+namespace {
+
+using namespace std::chrono_literals;
+
+class FakeCoordinator {
+ public:
+  FakeCoordinator() : socket_(context_, zmq::socket_type::router) {
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.set(zmq::sockopt::sndhwm, 0);  // a ROUTER drops past its high-water mark
+    socket_.bind("tcp://127.0.0.1:*");
+    endpoint_ = socket_.get(zmq::sockopt::last_endpoint);
+  }
+  const std::string& endpoint() const { return endpoint_; }
+
+  // The next message from the agent that `want` accepts, within `timeout`.
+  template <class T>
+  std::optional<T> next(std::chrono::milliseconds timeout,
+                        const std::function<bool(const T&)>& want = {}) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 1, 20ms);
+      std::vector<zmq::message_t> parts;
+      while (zmq::recv_multipart(socket_, std::back_inserter(parts), zmq::recv_flags::dontwait)) {
+        identity_ = parts[0].to_string();
+        Message m;
+        if (decode(parts[1].data(), parts[1].size(), &m).ok())
+          if (const T* t = std::get_if<T>(&m); t && (!want || want(*t))) return *t;
+        parts.clear();
+      }
+    }
+    return std::nullopt;
+  }
+  void send(const Message& m) {
+    const std::string frame = encode(m);
+    std::array<zmq::const_buffer, 2> parts = {zmq::buffer(identity_), zmq::buffer(frame)};
+    zmq::send_multipart(socket_, parts);
+  }
+
+ private:
+  zmq::context_t context_{1};
+  zmq::socket_t socket_;
+  std::string endpoint_;
+  std::string identity_;
+};
+
+AgentOptions options_for(const FakeCoordinator& coordinator) {
+  AgentOptions options;
+  options.endpoint = coordinator.endpoint();
+  options.group = "test-group";
+  options.security.curve = false;
+  options.heartbeat = 20ms;
+  options.liveness = 60s;  // the scripted coordinator heartbeats only when a test says so
+  options.answer_timeout = 60s;
+  return options;
+}
+
+// Says Hello, answers with Assign{trial, attempt}, and returns once the agent took it.
+void assign(FakeCoordinator* coordinator, Agent* agent, std::int64_t trial,
+            std::int32_t attempt) {
+  ASSERT_TRUE(coordinator->next<Hello>(30s).has_value()) << "no Hello";
+  Assign a;
+  a.trial = trial;
+  a.attempt = attempt;
+  coordinator->send(a);
+  Assign got;
+  bool shutdown = true;
+  ASSERT_TRUE(agent->next(&got, &shutdown).ok());
+  ASSERT_FALSE(shutdown);
+  ASSERT_EQ(got.trial, trial);
+}
+
+TEST(Agent, HeartbeatsCarryTheProgressTheTrainingThreadSet) {
+  FakeCoordinator coordinator;
+  Agent agent(options_for(coordinator));
+  assign(&coordinator, &agent, 7, 2);
+  const auto beat = coordinator.next<Heartbeat>(30s, [](const Heartbeat& b) {
+    return b.trial == 7;
+  });
+  ASSERT_TRUE(beat.has_value());
+  EXPECT_EQ(beat->attempt, 2);
+  EXPECT_EQ(beat->progress, 0) << "no step was done yet";
+  agent.progress(41);
+  agent.progress(42);
+  const auto later = coordinator.next<Heartbeat>(30s, [](const Heartbeat& b) {
+    return b.progress != 0;
+  });
+  ASSERT_TRUE(later.has_value()) << "progress never reached the coordinator";
+  EXPECT_EQ(later->trial, 7);
+  EXPECT_EQ(later->attempt, 2);
+  EXPECT_EQ(later->progress, 42);
+  // Done ends the attempt: an idle group shows no trial and no progress.
+  agent.done(Done{7, 2, true, "", {}});
+  const auto idle = coordinator.next<Heartbeat>(30s, [](const Heartbeat& b) {
+    return b.trial == -1;
+  });
+  ASSERT_TRUE(idle.has_value());
+  EXPECT_EQ(idle->progress, 0);
+}
+
+// Nothing takes from the inbox while a trial trains, so what stays there must be bounded by
+// what the trainer will ask for, not by how long the trial runs.
+TEST(Agent, InboxDoesNotKeepTheCoordinatorsHeartbeatsDuringATrial) {
+  FakeCoordinator coordinator;
+  Agent agent(options_for(coordinator));
+  assign(&coordinator, &agent, 7, 1);
+  constexpr int kBeats = 2000;
+  for (int i = 0; i < kBeats; ++i) coordinator.send(Heartbeat{});
+  // Frames arrive in order: once the Stop that follows them is seen, every heartbeat was
+  // received too.
+  coordinator.send(Stop{7, "pruned"});
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  bool stopped = false;
+  while (!(stopped = agent.stop_requested(7)) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(stopped) << "the Stop never arrived";
+  EXPECT_EQ(agent.inbox_size(), 0u);
+}
+
+// The slot is what Hello and Heartbeat are built from: whatever a concurrent reader sees is
+// one attempt's (trial, attempt) pair, never one trial with another's attempt.
+TEST(AttemptSlot, IsReadAsOneValue) {
+  AttemptSlot slot;
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (std::int32_t i = 1; i <= 200000; ++i) {
+      slot.start(i, i);
+      slot.set_progress(i);
+    }
+    done = true;
+  });
+  std::int64_t torn = 0, reads = 0;
+  while (!done) {
+    const AttemptSlot::Value v = slot.get();
+    ++reads;
+    if (v.trial >= 0 && v.trial != v.attempt) ++torn;
+    if (v.progress != 0 && v.progress != v.trial) ++torn;
+  }
+  writer.join();
+  EXPECT_EQ(torn, 0) << "of " << reads << " reads";
+  slot.clear();
+  slot.set_progress(5);  // progress of no attempt is not kept
+  EXPECT_EQ(slot.get().trial, -1);
+  EXPECT_EQ(slot.get().progress, 0);
+}
+
+}  // namespace
+}  // namespace trellis::worker
