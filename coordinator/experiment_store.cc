@@ -15,6 +15,9 @@
 #include <unordered_map>
 
 #include "coordinator/metrics_json.h"
+#include "coordinator/params_codec.h"
+#include "coordinator/sqlite_statement.h"
+#include "coordinator/store_schema.h"
 #include "coordinator/store_filesystem.h"
 #include "coordinator/wal_checkpointer.h"
 
@@ -22,110 +25,8 @@ namespace trellis::coordinator {
 
 namespace {
 
-// Bump when the schema changes; a store written by a newer Trellis is refused rather than
-// misread, and an older one is migrated by open_schema() when opened for writing.
-//   1: one metrics row per (trial, attempt, epoch, name), keyed by trial.
-//   2: one reports row per (trial, attempt, epoch) in arrival order; trials keep their latest
-//      metrics once they end; paused trials, the scheduler's target epoch, PBT warm starts and
-//      the lineage of exploits.
-constexpr int kSchemaVersion = 2;
-constexpr const char* kApplication = "trellis-experiment-store";
 // Long enough for a read-only `trellis trials` to wait out a coordinator's write transaction.
 constexpr int kBusyTimeoutMs = 5000;
-
-constexpr const char* kSchema = R"sql(
-CREATE TABLE meta (
-  key   TEXT PRIMARY KEY,
-  value TEXT NOT NULL
-);
-CREATE TABLE experiments (
-  id         INTEGER PRIMARY KEY,
-  name       TEXT NOT NULL UNIQUE,
-  spec_yaml  TEXT NOT NULL,
-  spec_hash  TEXT NOT NULL,
-  metric     TEXT NOT NULL,
-  mode       TEXT NOT NULL CHECK (mode IN ('max', 'min')),
-  seed       INTEGER NOT NULL,
-  state      TEXT NOT NULL,
-  created_at TEXT NOT NULL
-);
-CREATE TABLE trials (
-  id            INTEGER PRIMARY KEY,
-  experiment_id INTEGER NOT NULL REFERENCES experiments(id),
-  number        INTEGER NOT NULL,
-  state         TEXT NOT NULL
-                CHECK (state IN ('pending', 'running', 'paused', 'completed', 'pruned', 'failed')),
-  params        TEXT NOT NULL,
-  seed          INTEGER NOT NULL,
-  attempt       INTEGER NOT NULL DEFAULT 0,
-  grp           TEXT NOT NULL DEFAULT '',
-  error         TEXT NOT NULL DEFAULT '',
-  started_at    TEXT NOT NULL DEFAULT '',
-  finished_at   TEXT NOT NULL DEFAULT '',
-  -- The last epoch with a durable checkpoint: the next attempt resumes after it. `resumable`:
-  -- a checkpoint exists (also one taken mid-epoch at preemption, which holds more than that).
-  checkpoint_epoch INTEGER NOT NULL DEFAULT 0,
-  resumable        INTEGER NOT NULL DEFAULT 0,
-  -- Attempts lost with their worker group; at max_failures the trial fails.
-  failures         INTEGER NOT NULL DEFAULT 0,
-  -- Set when the trial ends: each metric's latest value in its lineage (JSON) and the highest
-  -- epoch, so a listing of many trials reads no reports.
-  last_metrics     TEXT NOT NULL DEFAULT '{}',
-  epochs_run       INTEGER NOT NULL DEFAULT 0,
-  -- The scheduler's budget for the trial: train through this epoch, then pause (0: to the end).
-  target_epoch     INTEGER NOT NULL DEFAULT 0,
-  -- PBT: the next attempt starts from this checkpoint of another trial (see lineage).
-  warm_start       TEXT NOT NULL DEFAULT '',
-  UNIQUE (experiment_id, number)
-);
--- One row per start of a trial: where it resumed and what ran it.
-CREATE TABLE attempts (
-  trial_id     INTEGER NOT NULL REFERENCES trials(id),
-  attempt      INTEGER NOT NULL,
-  resume_epoch INTEGER NOT NULL,
-  grp          TEXT NOT NULL,
-  provenance   TEXT NOT NULL,
-  started_at   TEXT NOT NULL,
-  PRIMARY KEY (trial_id, attempt)
-) WITHOUT ROWID;
--- PBT exploits: at `epoch`, the trial took the weights of `donor_id` after `donor_epoch` and
--- changed its hyperparameters from params_before to params_after.
-CREATE TABLE lineage (
-  trial_id      INTEGER NOT NULL REFERENCES trials(id),
-  epoch         INTEGER NOT NULL,
-  donor_id      INTEGER NOT NULL REFERENCES trials(id),
-  donor_epoch   INTEGER NOT NULL,
-  params_before TEXT NOT NULL,
-  params_after  TEXT NOT NULL,
-  reason        TEXT NOT NULL,
-  created_at    TEXT NOT NULL,
-  PRIMARY KEY (trial_id, epoch)
-) WITHOUT ROWID;
-CREATE TABLE finals (
-  trial_id INTEGER NOT NULL REFERENCES trials(id),
-  name     TEXT NOT NULL,
-  value    REAL,
-  PRIMARY KEY (trial_id, name)
-) WITHOUT ROWID;
-)sql";
-
-// Schema 2's reports, also what migrating from 1 creates. Rows go in arrival order (rowid);
-// only the narrow index is keyed by trial. metrics: JSON (metrics_json.h), NaN as null.
-constexpr const char* kReportsSchema = R"sql(
-CREATE TABLE reports (
-  id       INTEGER PRIMARY KEY,
-  trial_id INTEGER NOT NULL REFERENCES trials(id),
-  attempt  INTEGER NOT NULL,
-  epoch    INTEGER NOT NULL,
-  metrics  TEXT NOT NULL
-);
-CREATE UNIQUE INDEX reports_by_trial ON reports (trial_id, attempt, epoch);
--- Schema 1's table, as a view, for whoever reads the file with sqlite3.
-CREATE VIEW metrics AS
-  SELECT r.trial_id AS trial_id, r.attempt AS attempt, r.epoch AS epoch, j.key AS name,
-         j.value AS value
-  FROM reports r, json_each(r.metrics) j;
-)sql";
 
 std::string now_iso8601() {
   const auto now = std::chrono::system_clock::now();
@@ -142,245 +43,6 @@ std::string now_iso8601() {
   return buf;
 }
 
-// SQLite integers are signed; a uint64 seed goes through int64 bit-for-bit.
-std::int64_t to_db(std::uint64_t v) { return static_cast<std::int64_t>(v); }
-std::uint64_t from_db(std::int64_t v) { return static_cast<std::uint64_t>(v); }
-
-std::string db_error(sqlite3* db) {
-  return std::string(sqlite3_errmsg(db)) + " (sqlite code " +
-         std::to_string(sqlite3_extended_errcode(db)) + ")";
-}
-
-}  // namespace
-
-// Prepared statements by SQL text, prepared once per connection: preparing costs more than
-// running most of these statements, and the coordinator runs them 100,000 times a second.
-class StatementCache {
- public:
-  explicit StatementCache(sqlite3* db) : db_(db) {}
-  ~StatementCache() {
-    for (auto& [sql, entry] : entries_) sqlite3_finalize(entry.stmt);
-  }
-  StatementCache(const StatementCache&) = delete;
-  StatementCache& operator=(const StatementCache&) = delete;
-
-  // The statement for `sql`, marked in use; nullptr when it is already in use (the caller
-  // then prepares its own) or cannot be prepared (*status says why).
-  sqlite3_stmt* acquire(const std::string& sql, Status* status) {
-    auto it = entries_.find(sql);
-    if (it == entries_.end()) {
-      sqlite3_stmt* stmt = nullptr;
-      if (sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) !=
-          SQLITE_OK) {
-        *status = Status::Error("preparing \"" + sql + "\": " + db_error(db_));
-        return nullptr;
-      }
-      it = entries_.emplace(sql, Entry{stmt, false}).first;
-    }
-    if (it->second.in_use) return nullptr;
-    it->second.in_use = true;
-    return it->second.stmt;
-  }
-  void release(const std::string& sql) { entries_[sql].in_use = false; }
-
- private:
-  struct Entry {
-    sqlite3_stmt* stmt = nullptr;
-    bool in_use = false;
-  };
-  sqlite3* db_;
-  std::unordered_map<std::string, Entry> entries_;
-};
-
-namespace {
-
-// One prepared statement: owned and finalized, or borrowed from a StatementCache and reset
-// for its next use, on every path out.
-class Statement {
- public:
-  Statement() = default;
-  ~Statement() {
-    if (cache_ != nullptr) {
-      sqlite3_reset(stmt_);
-      sqlite3_clear_bindings(stmt_);
-      cache_->release(sql_);
-    } else {
-      sqlite3_finalize(stmt_);
-    }
-  }
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-
-  Status prepare(sqlite3* db, const char* sql) {
-    db_ = db;
-    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) {
-      return Status::Error(std::string("preparing \"") + sql + "\": " + db_error(db));
-    }
-    return Status::Ok();
-  }
-  Status prepare(sqlite3* db, StatementCache* cache, std::string sql) {
-    Status s;
-    if (sqlite3_stmt* stmt = cache->acquire(sql, &s)) {
-      db_ = db;
-      stmt_ = stmt;
-      cache_ = cache;
-      sql_ = std::move(sql);
-      return Status::Ok();
-    }
-    return s.ok() ? prepare(db, sql.c_str()) : s;  // in use further up the stack: a copy
-  }
-
-  void bind(int i, std::int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
-  void bind(int i, int v) { sqlite3_bind_int(stmt_, i, v); }
-  void bind(int i, double v) { sqlite3_bind_double(stmt_, i, v); }
-  void bind(int i, const std::string& v) {
-    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-  }
-
-  // True while a row is available; errors land in *status (left untouched on success).
-  bool next_row(Status* status) {
-    const int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc != SQLITE_DONE) *status = Status::Error(db_error(db_));
-    return false;
-  }
-  // For statements that return no rows.
-  Status run() {
-    const int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_DONE || rc == SQLITE_ROW) return Status::Ok();
-    return Status::Error(db_error(db_));
-  }
-  void reset() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-  }
-
-  std::int64_t i64(int col) const { return sqlite3_column_int64(stmt_, col); }
-  std::string text(int col) const {
-    const auto* p = sqlite3_column_text(stmt_, col);
-    return p ? std::string(reinterpret_cast<const char*>(p),
-                           static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
-             : std::string();
-  }
-  std::string_view view(int col) const {
-    const auto* p = sqlite3_column_text(stmt_, col);
-    return p ? std::string_view(reinterpret_cast<const char*>(p),
-                                static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col)))
-             : std::string_view();
-  }
-  double real(int col) const {
-    if (sqlite3_column_type(stmt_, col) == SQLITE_NULL) {
-      return std::numeric_limits<double>::quiet_NaN();
-    }
-    return sqlite3_column_double(stmt_, col);
-  }
-
- private:
-  sqlite3* db_ = nullptr;
-  sqlite3_stmt* stmt_ = nullptr;
-  StatementCache* cache_ = nullptr;
-  std::string sql_;
-};
-
-// Statements without values (pragmas, DDL, BEGIN/COMMIT) only; values always go through bind.
-Status exec(sqlite3* db, const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string message = err ? err : sqlite3_errmsg(db);
-    sqlite3_free(err);
-    return Status::Error(message + " (sqlite code " +
-                         std::to_string(sqlite3_extended_errcode(db)) + ")");
-  }
-  return Status::Ok();
-}
-
-// Makes one store call all-or-nothing. Alone, it is its own transaction: BEGIN IMMEDIATE
-// takes the write lock up front, so a check-then-update cannot interleave with another
-// writer. Inside a batch, which already holds the write lock, it issues no SQL: a savepoint
-// per call would make SQLite journal every page the call changes, which costs more than the
-// call. Every call checks before it writes, and SQLite undoes a failed statement by itself, so
-// only a call that fails after a successful write (wrote()) can leave part of itself behind:
-// it marks the batch failed, and commit_batch() then rolls the whole batch back.
-class Transaction {
- public:
-  // `batch_failed`: the open batch's flag, or nullptr when the call stands alone.
-  explicit Transaction(sqlite3* db, bool* batch_failed = nullptr)
-      : db_(db), batch_failed_(batch_failed) {}
-  ~Transaction() {
-    if (!open_) return;
-    if (batch_failed_ != nullptr) {
-      if (wrote_) *batch_failed_ = true;
-    } else {
-      (void)exec(db_, "ROLLBACK");
-    }
-  }
-  Transaction(const Transaction&) = delete;
-  Transaction& operator=(const Transaction&) = delete;
-
-  Status begin() {
-    Status s = batch_failed_ ? Status::Ok() : exec(db_, "BEGIN IMMEDIATE");
-    open_ = s.ok();
-    return s;
-  }
-  // After each statement that changed the store.
-  void wrote() { wrote_ = true; }
-  Status commit() {
-    Status s = batch_failed_ ? Status::Ok() : exec(db_, "COMMIT");
-    if (s.ok()) open_ = false;
-    return s;
-  }
-
- private:
-  sqlite3* db_;
-  bool* batch_failed_;
-  bool open_ = false;
-  bool wrote_ = false;
-};
-
-Status params_to_json(const ParamMap& params, std::string* out) {
-  nlohmann::json j = nlohmann::json::object();
-  for (const auto& [name, value] : params) {
-    if (const auto* i = std::get_if<std::int64_t>(&value)) {
-      j[name] = *i;
-    } else if (const auto* d = std::get_if<double>(&value)) {
-      // JSON has no NaN/inf; storing null would lose the kind silently.
-      if (!std::isfinite(*d)) return Status::Error("param '" + name + "' is not finite");
-      j[name] = *d;
-    } else {
-      j[name] = std::get<std::string>(value);
-    }
-  }
-  try {
-    *out = j.dump();
-  } catch (const nlohmann::json::exception& e) {
-    return Status::Error(std::string("params are not valid UTF-8: ") + e.what());
-  }
-  return Status::Ok();
-}
-
-Status params_from_json(const std::string& text, ParamMap* out) {
-  out->clear();
-  try {
-    const auto j = nlohmann::json::parse(text);
-    if (!j.is_object()) return Status::Error("params are not a JSON object: " + text);
-    for (const auto& [name, value] : j.items()) {
-      // nlohmann keeps 1.0 as number_float and 1 as number_integer; that is what preserves
-      // the kind across the store.
-      if (value.is_number_integer()) {
-        (*out)[name] = value.get<std::int64_t>();
-      } else if (value.is_number_float()) {
-        (*out)[name] = value.get<double>();
-      } else if (value.is_string()) {
-        (*out)[name] = value.get<std::string>();
-      } else {
-        return Status::Error("param '" + name + "' has unsupported JSON type: " + value.dump());
-      }
-    }
-  } catch (const nlohmann::json::exception& e) {
-    return Status::Error(std::string("params are not valid JSON: ") + e.what());
-  }
-  return Status::Ok();
-}
 
 constexpr const char* kExperimentColumns =
     "id, name, spec_yaml, spec_hash, metric, mode, seed, state, created_at";
@@ -471,80 +133,8 @@ Status trial_state(sqlite3* db, StatementCache* cache, std::int64_t trial_id, Tr
   return Status::Ok();
 }
 
-Status put_meta(sqlite3* db, const std::string& key, const std::string& value) {
-  Statement put;
-  Status s = put.prepare(db, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)");
-  if (!s.ok()) return s;
-  put.bind(1, key);
-  put.bind(2, value);
-  return put.run();
-}
-
-// Creates the schema in an empty file, or checks that an existing file is a Trellis store this
-// build can read; *version is the file's schema version (kSchemaVersion for a new file).
-Status open_schema(sqlite3* db, bool read_only, int* version) {
-  Transaction txn(db);
-  // A read-only connection cannot take the write lock; its reads are consistent anyway.
-  if (!read_only) {
-    Status s = txn.begin();
-    if (!s.ok()) return s;
-  }
-  Statement tables;
-  Status s = tables.prepare(
-      db, "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'");
-  if (!s.ok()) return s;
-  bool has_meta = false;
-  int table_count = 0;
-  while (tables.next_row(&s)) {
-    ++table_count;
-    if (tables.text(0) == "meta") has_meta = true;
-  }
-  if (!s.ok()) return s;
-
-  if (table_count == 0) {
-    if (read_only) return Status::Error("empty database, not a Trellis store");
-    if (s = exec(db, kSchema); !s.ok()) return s.With("creating schema");
-    if (s = exec(db, kReportsSchema); !s.ok()) return s.With("creating schema");
-    if (s = put_meta(db, "application", kApplication); !s.ok()) return s;
-    if (s = put_meta(db, "schema_version", std::to_string(kSchemaVersion)); !s.ok()) return s;
-    *version = kSchemaVersion;
-    return txn.commit();
-  }
-  if (!has_meta) return Status::Error("SQLite database without a meta table, not a Trellis store");
-
-  Statement get;
-  s = get.prepare(db, "SELECT key, value FROM meta WHERE key IN ('application', 'schema_version')");
-  if (!s.ok()) return s;
-  std::string application, version_text;
-  while (get.next_row(&s)) {
-    (get.text(0) == "application" ? application : version_text) = get.text(1);
-  }
-  if (!s.ok()) return s;
-  if (application != kApplication) {
-    return Status::Error("meta table does not name a Trellis store (application '" +
-                         application + "')");
-  }
-  try {
-    *version = std::stoi(version_text);
-  } catch (const std::exception&) {
-    return Status::Error("unreadable schema version '" + version_text + "'");
-  }
-  if (*version > kSchemaVersion) {
-    return Status::Error("schema version " + std::to_string(*version) +
-                         " is newer than this build supports (" + std::to_string(kSchemaVersion) +
-                         "); use a newer trellis");
-  }
-  if (*version < 1) return Status::Error("invalid schema version " + std::to_string(*version));
-  if (*version < kSchemaVersion && read_only) {
-    // Reading it would need the old layout's queries; upgrading needs the write lock.
-    return Status::Error("written by an older trellis (schema version " +
-                         std::to_string(*version) + "); `trellis serve` or `trellis run` on it "
-                         "upgrades it, then it can be read");
-  }
-  return read_only ? Status::Ok() : txn.commit();
-}
-
 }  // namespace
+
 
 const char* to_string(TrialState state) {
   switch (state) {
@@ -778,6 +368,8 @@ Status ExperimentStore::upgrade_from_schema_1() {
   if (!s.ok()) return s;
   return txn.commit();
 }
+
+
 
 Status ExperimentStore::begin_batch() {
   if (batch_open_) return Status::Error("begin_batch: a batch is already open");
@@ -1542,3 +1134,4 @@ Status resolve_experiment(ExperimentStore& store, const std::string& name,
 }
 
 }  // namespace trellis::coordinator
+
