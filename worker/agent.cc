@@ -29,12 +29,19 @@ void Agent::post(const Message& m) {
 }
 
 void Agent::post_acknowledged(const Message& m, std::int64_t trial, std::int32_t attempt,
-                              std::int32_t epoch) {
+                              std::int32_t epoch, bool checkpointed) {
   std::lock_guard lock(mutex_);
-  unacked_.push_back(Pending{encode(m), trial, attempt, epoch});
+  unacked_.push_back(Pending{encode(m), trial, attempt, epoch, checkpointed});
 }
 
-void Agent::report(const Report& r) { post_acknowledged(r, r.trial, r.attempt, r.epoch); }
+void Agent::report(const Report& r) {
+  post_acknowledged(r, r.trial, r.attempt, r.epoch, r.checkpointed);
+}
+
+std::int32_t Agent::stored_checkpoint(std::int64_t trial, std::int32_t attempt) {
+  std::lock_guard lock(mutex_);
+  return stored_.trial == trial && stored_.attempt == attempt ? stored_.epoch : 0;
+}
 
 void Agent::done(const Done& d) {
   current_.clear();
@@ -221,7 +228,15 @@ void Agent::io_loop() {
       }
       if (const auto* ack = std::get_if<Ack>(&m)) {
         std::erase_if(unacked_, [&](const Pending& p) {
-          return p.trial == ack->trial && p.attempt == ack->attempt && p.epoch == ack->epoch;
+          const bool match =
+              p.trial == ack->trial && p.attempt == ack->attempt && p.epoch == ack->epoch;
+          if (match && p.checkpointed) {
+            if (stored_.trial != p.trial || stored_.attempt != p.attempt) {
+              stored_ = StoredCheckpoint{p.trial, p.attempt, 0};
+            }
+            stored_.epoch = std::max(stored_.epoch, p.epoch);
+          }
+          return match;
         });
         if (unacked_.empty()) acked_.notify_all();
         continue;

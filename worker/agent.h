@@ -108,6 +108,9 @@ class Agent {
   bool flush(std::chrono::milliseconds timeout);
   // Messages received and not yet taken; for tests of the inbox's bound.
   std::size_t inbox_size();
+  // The newest epoch of (trial, attempt) whose checkpointed Report the coordinator has
+  // acknowledged, so stored: a later attempt never resumes from an older checkpoint. 0: none.
+  std::int32_t stored_checkpoint(std::int64_t trial, std::int32_t attempt);
 
  private:
   struct Pending {
@@ -115,12 +118,18 @@ class Agent {
     std::int64_t trial;
     std::int32_t attempt;
     std::int32_t epoch;  // 0: a Done
+    bool checkpointed = false;  // a Report of an epoch whose checkpoint was written
     std::chrono::steady_clock::time_point sent{};  // never, until the I/O thread sends it
+  };
+  struct StoredCheckpoint {
+    std::int64_t trial = -1;
+    std::int32_t attempt = 0;
+    std::int32_t epoch = 0;
   };
   void io_loop();
   void post(const Message& m);
   void post_acknowledged(const Message& m, std::int64_t trial, std::int32_t attempt,
-                         std::int32_t epoch);
+                         std::int32_t epoch, bool checkpointed = false);
   bool take(Message* out, std::chrono::milliseconds timeout);
 
   AgentOptions options_;
@@ -129,6 +138,7 @@ class Agent {
   std::condition_variable acked_;
   std::deque<std::string> outbox_;  // new frames that need no Ack (Request)
   std::deque<Pending> unacked_;     // Reports and Dones, in order, until their Ack
+  StoredCheckpoint stored_;         // of the latest attempt that had a checkpointed Ack
   std::deque<Message> inbox_;
   std::atomic<bool> running_{true};
   AttemptSlot current_;

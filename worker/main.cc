@@ -67,6 +67,9 @@ void run_trial(const Assign& assign, Agent* agent, const GroupComm& group) {
       return !agent->stop_requested(assign.trial);
     };
     hooks.stop_now = preemption_requested;
+    if (agent != nullptr) {
+      hooks.stored_checkpoint = [&] { return agent->stored_checkpoint(assign.trial, assign.attempt); };
+    }
     // The coordinator tells a group that trains from one stuck in a collective (or on a dead
     // file system) by this count, which only the training thread can advance.
     std::int64_t steps = 0;

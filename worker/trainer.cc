@@ -1,5 +1,6 @@
 #include "worker/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <exception>
@@ -142,9 +143,11 @@ std::string setup_of(const std::string& fingerprint) {
 }
 
 // Rank 0 only: weights and optimizer state at `at`, with the last completed epoch's metrics,
-// written atomically; then the files no resume can ask for any more are removed.
+// written atomically; then the files no resume can ask for any more are removed: full
+// checkpoints before `keep_from` (already gone below `*removed_below`), and partial ones up to
+// this epoch.
 Status save_checkpoint(const TrialTask& task, const RankState& st, const Position& at,
-                       const MetricMap& last) {
+                       const MetricMap& last, int keep_from, int* removed_below) {
   OptimizerState state;
   st.optimizer->save_state(&state);
   Checkpoint c;
@@ -169,7 +172,8 @@ Status save_checkpoint(const TrialTask& task, const RankState& st, const Positio
     return s;
   if (!partial) {
     std::error_code ec;
-    std::filesystem::remove(checkpoint_file(task.checkpoint, at.epoch - 2, false), ec);
+    for (; *removed_below < std::min(keep_from, at.epoch); ++*removed_below)
+      std::filesystem::remove(checkpoint_file(task.checkpoint, *removed_below, false), ec);
     for (int e = at.epoch - 2; e <= at.epoch; ++e)
       std::filesystem::remove(checkpoint_file(task.checkpoint, e, true), ec);
   }
@@ -398,6 +402,13 @@ Status train(const TrialTask& task, const GroupComm& group, const TrainerHooks& 
 
   const int last_epoch =
       task.stop_epoch > 0 ? std::min(task.stop_epoch, task.config.epochs) : task.config.epochs;
+  // The oldest full checkpoint that may still exist; those of earlier attempts count too.
+  int removed_below = 1;
+  // Below which full checkpoints can go once epoch `epoch` is written.
+  const auto keep_from = [&](int epoch) {
+    if (!hooks.stored_checkpoint) return epoch - 1;
+    return std::max(hooks.stored_checkpoint(), task.resume ? task.resume_epoch : 0);
+  };
   for (int epoch = start.epoch + 1; epoch <= last_epoch; ++epoch) {
     const auto begin = std::chrono::steady_clock::now();
     EpochProgress progress;
@@ -409,7 +420,8 @@ Status train(const TrialTask& task, const GroupComm& group, const TrainerHooks& 
       result->preempted = true;
       if (rank == 0 && !task.checkpoint.empty()) {
         const Status saved =
-            save_checkpoint(task, st, Position{epoch - 1, progress.steps, progress.loss_sum}, last);
+            save_checkpoint(task, st, Position{epoch - 1, progress.steps, progress.loss_sum}, last,
+                            keep_from(epoch - 1), &removed_below);
         if (!saved.ok()) spdlog::warn("{}", saved.message());
         result->checkpointed = saved.ok();
       }
@@ -442,7 +454,8 @@ Status train(const TrialTask& task, const GroupComm& group, const TrainerHooks& 
     bool checkpointed = false;
     if (rank == 0 && !task.checkpoint.empty()) {
       // A failed write costs only the ability to resume here; training goes on.
-      const Status saved = save_checkpoint(task, st, Position{epoch, 0, 0}, metrics);
+      const Status saved =
+          save_checkpoint(task, st, Position{epoch, 0, 0}, metrics, keep_from(epoch), &removed_below);
       if (!saved.ok()) spdlog::warn("{}", saved.message());
       checkpointed = saved.ok();
     }

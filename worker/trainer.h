@@ -25,9 +25,11 @@ struct TrialTask {
   std::uint64_t seed = 0;  // weights init, validation split and shuffling all derive from it
   TrainConfig config;
   DatasetRef dataset;
-  // Where rank 0 keeps checkpoints (empty: none): PATH.epoch-E after every epoch E (the last
-  // two kept, so the one the coordinator recorded is there even if a newer one was written
-  // just before a crash), and PATH.epoch-E.partial when stopped mid-epoch E+1. Resuming from
+  // Where rank 0 keeps checkpoints (empty: none): PATH.epoch-E after every epoch E, and
+  // PATH.epoch-E.partial when stopped mid-epoch E+1. A full checkpoint is removed only once it
+  // is older than the newest one the coordinator has stored (TrainerHooks::stored_checkpoint):
+  // the next attempt resumes from the store's checkpoint epoch, which is never older than
+  // that, whatever reports were lost with the group. Resuming from
   // epoch E reads the partial one if it exists. Every checkpoint of a trial is a state of the
   // same deterministic run, so any of them continues it exactly as the uninterrupted run would
   // have: same weights, optimizer state, data order and lr.
@@ -53,6 +55,10 @@ struct TrainerHooks {
   // (SIGTERM: preemption or a time limit). Any rank's yes stops the whole group after the
   // same step, checkpointed so the trial continues from there.
   std::function<bool()> stop_now;
+  // Rank 0: the newest epoch of this attempt whose checkpointed report the coordinator has
+  // acknowledged (0: none yet). Checkpoints older than it and older than resume_epoch are
+  // removed. Empty (no coordinator): the last two are kept.
+  std::function<int()> stored_checkpoint;
 };
 
 struct TrainResult {

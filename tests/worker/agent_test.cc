@@ -130,6 +130,38 @@ TEST(Agent, InboxDoesNotKeepTheCoordinatorsHeartbeatsDuringATrial) {
   EXPECT_EQ(agent.inbox_size(), 0u);
 }
 
+// What the trainer may delete follows the coordinator's Acks of checkpointed Reports only:
+// an unacknowledged or uncheckpointed epoch, or another attempt's, does not count.
+TEST(Agent, StoredCheckpointIsTheNewestAcknowledgedCheckpointedEpoch) {
+  FakeCoordinator coordinator;
+  Agent agent(options_for(coordinator));
+  assign(&coordinator, &agent, 7, 1);
+  EXPECT_EQ(agent.stored_checkpoint(7, 1), 0);
+  agent.report(Report{7, 1, 1, {{"val_acc", 0.1}}, true});
+  agent.report(Report{7, 1, 2, {{"val_acc", 0.2}}, false});
+  agent.report(Report{7, 1, 3, {{"val_acc", 0.3}}, true});
+  for (int epoch = 1; epoch <= 3; ++epoch) {
+    ASSERT_TRUE(coordinator.next<Report>(30s, [&](const Report& r) { return r.epoch == epoch; }))
+        << "epoch " << epoch;
+  }
+  coordinator.send(Ack{7, 1, 2});  // not checkpointed
+  coordinator.send(Ack{7, 1, 1});
+  const auto wait_for = [&](std::int32_t want) {
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (agent.stored_checkpoint(7, 1) != want && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(5ms);
+    return agent.stored_checkpoint(7, 1);
+  };
+  EXPECT_EQ(wait_for(1), 1);
+  EXPECT_EQ(agent.stored_checkpoint(7, 2), 0) << "another attempt";
+  coordinator.send(Ack{7, 1, 3});
+  EXPECT_EQ(wait_for(3), 3);
+  coordinator.send(Ack{7, 1, 1});  // a duplicate Ack never moves it back
+  coordinator.send(Ack{7, 1, 2});
+  EXPECT_TRUE(agent.flush(30s));
+  EXPECT_EQ(agent.stored_checkpoint(7, 1), 3);
+}
+
 // The slot is what Hello and Heartbeat are built from: whatever a concurrent reader sees is
 // one attempt's (trial, attempt) pair, never one trial with another's attempt.
 TEST(AttemptSlot, IsReadAsOneValue) {

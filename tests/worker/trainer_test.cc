@@ -3,10 +3,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <filesystem>
 #include <vector>
 
+#include "common/checkpoint_path.h"
 #include "tests/worker/idx_fixture.h"
 
 namespace trellis::worker {
@@ -73,9 +76,13 @@ struct Outcome {
 
 // `stop_after_steps` > 0: this rank asks to stop (as on SIGTERM) once it has taken that many
 // steps in this call.
-Outcome train_once(const TrialTask& t, MPI_Comm comm = MPI_COMM_WORLD, int stop_after_steps = 0) {
+// `stored`: the newest checkpoint epoch the coordinator has acknowledged, asked after each
+// epoch's checkpoint (empty: no coordinator).
+Outcome train_once(const TrialTask& t, MPI_Comm comm = MPI_COMM_WORLD, int stop_after_steps = 0,
+                   std::function<int()> stored = {}) {
   Outcome r;
   TrainerHooks hooks;
+  hooks.stored_checkpoint = std::move(stored);
   if (stop_after_steps > 0) hooks.stop_now = [&r, stop_after_steps] { return r.steps + 1 >= stop_after_steps; };
   hooks.on_epoch = [&r, &t](int epoch, const MetricMap& m, bool checkpointed) {
     EXPECT_EQ(epoch, t.resume_epoch + static_cast<int>(r.epochs.size()) + 1);
@@ -163,6 +170,41 @@ TEST_F(TrainerTest, ResumingFromACheckpointEqualsTheUninterruptedRun) {
     for (const char* k : {"train_loss", "val_loss", "val_acc"})
       EXPECT_EQ(resumed.epochs[i].at(k), whole.epochs[i + 1].at(k)) << k << " epoch " << i + 2;
   EXPECT_EQ(resumed.result.final_metrics, whole.result.final_metrics);
+}
+
+// A checkpoint is removed only once the coordinator has stored a newer one: the next attempt
+// resumes from the store's checkpoint epoch, and the reports after the last acknowledged one
+// may be lost with the group.
+TEST_F(TrainerTest, CheckpointsTheCoordinatorMayStillAskForAreKept) {
+  if (world_size() != 1) GTEST_SKIP() << "single-rank test";
+  TrialTask t = task();
+  t.config.epochs = 5;
+  t.checkpoint = (dir_ / "ckpt" / "lagging.ckpt").string();
+  const auto exists = [&](int epoch) { return fs::exists(checkpoint_file(t.checkpoint, epoch)); };
+  // The coordinator's Acks lag three epochs behind: after epoch 5 it has stored epoch 2.
+  int epochs_done = 0;
+  const Outcome lagging = train_once(t, MPI_COMM_WORLD, 0, [&] { return std::max(0, ++epochs_done - 3); });
+  ASSERT_TRUE(lagging.status.ok()) << lagging.status.message();
+  EXPECT_FALSE(exists(1));
+  for (int e = 2; e <= 5; ++e) EXPECT_TRUE(exists(e)) << "epoch " << e;
+
+  // A resumed attempt keeps the checkpoint it resumed from until a newer one is stored.
+  TrialTask resumed = t;
+  resumed.config.epochs = 7;
+  resumed.resume = true;
+  resumed.resume_epoch = 5;
+  ASSERT_TRUE(train_once(resumed, MPI_COMM_WORLD, 0, [] { return 0; }).status.ok());
+  for (int e = 5; e <= 7; ++e) EXPECT_TRUE(exists(e)) << "epoch " << e;
+  EXPECT_FALSE(exists(2)) << "older than the resume point: no attempt can ask for it";
+
+  // Without a coordinator (benchmarks, these tests) the last two are kept.
+  TrialTask alone = task();
+  alone.config.epochs = 4;
+  alone.checkpoint = (dir_ / "ckpt" / "alone.ckpt").string();
+  ASSERT_TRUE(train_once(alone).status.ok());
+  EXPECT_FALSE(fs::exists(checkpoint_file(alone.checkpoint, 2)));
+  EXPECT_TRUE(fs::exists(checkpoint_file(alone.checkpoint, 3)));
+  EXPECT_TRUE(fs::exists(checkpoint_file(alone.checkpoint, 4)));
 }
 
 // SIGTERM mid-epoch: the group stops after the same step, checkpoints there, and the next
