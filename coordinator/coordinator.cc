@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <cmath>
@@ -57,6 +59,13 @@ std::string describe(const MetricMap& metrics) {
 std::string_view sender_key(const zmq::message_t& frame) {
   const char* key = zmq_msg_gets(frame.handle(), "User-Id");
   return key != nullptr ? std::string_view(key) : std::string_view();
+}
+
+nlohmann::json params_json(const ParamMap& params) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [name, value] : params)
+    std::visit([&](const auto& v) { j[name] = v; }, value);
+  return j;
 }
 
 }  // namespace
@@ -114,6 +123,12 @@ Status Coordinator::Start() {
                  spec_.algorithm, spec_.scheduler.type, spec_.metric, spec_.mode);
   }
   if (Status s = load_progress(); !s.ok()) return s;
+  record("coordinator_started", -1, "",
+         {{"resumed", existing.has_value()},
+          {"version", TRELLIS_VERSION " " TRELLIS_GIT_REVISION},
+          {"pid", static_cast<std::int64_t>(::getpid())},
+          {"trials_in_store", progress_.proposed}});
+  if (!fatal_.ok()) return fatal_;
 
   if (!options_.security.curve && !is_loopback_endpoint(options_.bind))
     return Status::Error("refusing to serve " + options_.bind +
@@ -230,6 +245,9 @@ Status Coordinator::Run(const std::function<bool()>& keep_going) {
     check_finished();
     if (!fatal_.ok()) return fatal_;
   }
+  // The end of the sweep is one commit: the paused trials pruned, the experiment completed.
+  ExperimentStore::Batch batch(store_);
+  if (Status s = batch.begin(); !s.ok()) return s.With("cannot write the store");
   // What is still paused will not be continued: it stopped where the scheduler left it.
   for (auto it = trials_.begin(); it != trials_.end();) {
     if (it->second.state != TrialState::kPaused) {
@@ -240,6 +258,7 @@ Status Coordinator::Run(const std::function<bool()>& keep_going) {
     if (Status s = store_->end_paused_trial(it->first, TrialState::kPruned, reason); !s.ok())
       return s;
     spdlog::info("trial {} pruned: {}", it->second.number, reason);
+    record("trial_ended", it->first, "", {{"state", "pruned"}, {"reason", reason}});
     --progress_.paused;
     ++progress_.pruned;
     it = trials_.erase(it);
@@ -247,7 +266,13 @@ Status Coordinator::Run(const std::function<bool()>& keep_going) {
   if (experiment_.state != "completed") {
     if (Status s = store_->set_experiment_state(experiment_.id, "completed"); !s.ok()) return s;
     experiment_.state = "completed";
+    record("sweep_finished", -1, "",
+           {{"trials", progress_.proposed}, {"completed", progress_.completed},
+            {"pruned", progress_.pruned}, {"failed", progress_.failed},
+            {"epochs_assigned", progress_.epochs_assigned}});
   }
+  if (!fatal_.ok()) return fatal_;
+  if (Status s = batch.commit(); !s.ok()) return s.With("cannot commit the end of the sweep");
   spdlog::info("sweep '{}' finished: {} trials, {} completed, {} pruned, {} failed; {} epochs "
                "assigned",
                experiment_.name, progress_.proposed, progress_.completed, progress_.pruned,
@@ -402,6 +427,7 @@ bool Coordinator::holds(Group& group, std::int64_t trial, std::int32_t attempt) 
   orphans_.erase(orphan);
   group.trial = trial;
   group.attempt = attempt;
+  record("group_readopted", trial, group.name, {{"attempt", attempt}});
   spdlog::info("group '{}' reconnected still running trial id {} (attempt {}); it keeps it",
                group.name, trial, attempt);
   return true;
@@ -427,6 +453,9 @@ void Coordinator::on_hello(Group& group, const Hello& hello) {
   }
   spdlog::info("group '{}' joined: {} rank(s) on {}{}", group.name, hello.ranks, hello.host,
                hello.topology.empty() ? "" : " [" + hello.topology + "]");
+  record("group_joined", -1, group.name,
+         {{"host", hello.host}, {"ranks", hello.ranks}, {"topology", hello.topology},
+          {"version", hello.version}});
   if (group.trial >= 0) {
     reassign(group);  // this Hello crossed our Assign: the same identity is the same process
     return;
@@ -519,6 +548,8 @@ void Coordinator::on_report(Group& group, const Report& report) {
   if (reason.empty() || !t.stop_reason.empty()) return;
   t.stop_reason = std::move(reason);
   spdlog::info("trial {} stopped: {}", t.number, t.stop_reason);
+  record("trial_stopped", report.trial, group.name,
+         {{"epoch", report.epoch}, {"objective", *loss}, {"reason", t.stop_reason}});
   send(group.name, Stop{report.trial, t.stop_reason});
 }
 
@@ -570,6 +601,13 @@ void Coordinator::on_done(Group& group, const Done& done) {
   send(group.name, Ack{done.trial, done.attempt, 0});
   --progress_.running;
   if (const auto loss = objective(done.final_metrics); loss && !t.loss) t.loss = loss;
+  {
+    nlohmann::json body = {{"attempt", done.attempt}, {"state", to_string(state)},
+                           {"epoch", reached}, {"reason", why}};
+    if (t.loss) body["objective"] = *t.loss;
+    record(state == TrialState::kPaused ? "trial_paused" : "trial_ended", done.trial, group.name,
+           std::move(body));
+  }
   const int number = t.number;
   switch (state) {
     case TrialState::kPaused:
@@ -614,6 +652,17 @@ void Coordinator::ended(std::int64_t id, TrialState state) {
   trials_.erase(it);
 }
 
+void Coordinator::record(const char* kind, std::int64_t trial, const std::string& group,
+                         nlohmann::json body) {
+  EventRecord event;
+  event.experiment_id = experiment_.id;
+  event.kind = kind;
+  event.trial_id = trial;
+  event.group = group;
+  event.body = body.dump();
+  if (Status s = store_->append_event(&event); !s.ok()) stop_on(s);
+}
+
 void Coordinator::stop_on(const Status& error) {
   if (!fatal_.ok()) return;
   spdlog::error("stopping: {}", error.message());
@@ -629,6 +678,9 @@ void Coordinator::requeue(std::int64_t trial, const std::string& reason, Requeue
   }
   Trial& t = trials_[trial];
   --progress_.running;
+  static constexpr const char* kWhy[] = {"lost", "preempted_with_checkpoint", "not_the_trials_fault"};
+  record("trial_requeued", trial, "",
+         {{"reason", reason}, {"why", kWhy[static_cast<int>(why)]}, {"failed", failed}});
   if (failed) {
     ++progress_.failed;
     spdlog::error("trial {} failed: {} ({} attempts lost) [{}/{} done]", t.number, reason,
@@ -703,6 +755,9 @@ std::optional<std::int64_t> Coordinator::new_trial(const Job& job) {
     return std::nullopt;
   }
   ++progress_.proposed;
+  this->record("trial_proposed", record.id, "",
+               {{"number", record.number}, {"params", params_json(record.params)},
+                {"until_epoch", job.until_epoch}, {"seed", record.seed}});
   Trial& t = trials_[record.id];
   t.number = record.number;
   t.params = std::move(record.params);
@@ -742,6 +797,7 @@ bool Coordinator::continue_trial(const Job& job) {
       stop_on(s.With("cannot fail trial " + std::to_string(t.number)));
       return false;
     }
+    record("trial_ended", job.trial, "", {{"state", "failed"}, {"reason", reason}});
     spdlog::error("trial {} failed: {}", t.number, reason);
     --progress_.paused;
     ++progress_.failed;
@@ -766,6 +822,15 @@ bool Coordinator::continue_trial(const Job& job) {
   if (!s.ok()) {
     stop_on(s.With("cannot continue trial " + std::to_string(t.number)));
     return false;
+  }
+  if (job.donor >= 0) {
+    record("trial_exploited", job.trial, "",
+           {{"epoch", paused_at}, {"donor", donor_number}, {"donor_epoch", job.donor_epoch},
+            {"params", params_json(job.params)}, {"until_epoch", job.until_epoch},
+            {"reason", job.reason}});
+  } else {
+    record("trial_promoted", job.trial, "",
+           {{"from_epoch", paused_at}, {"until_epoch", job.until_epoch}, {"reason", job.reason}});
   }
   progress_.epochs_assigned += effective_target(t, job.until_epoch) - paused_at;
   t.target_epoch = job.until_epoch;
@@ -858,6 +923,11 @@ void Coordinator::start(Group& group, std::int64_t id) {
   t.state = TrialState::kRunning;
   group.trial = id;
   group.attempt = started.attempt;
+  record("attempt_started", id, group.name,
+         {{"attempt", started.attempt},
+          {"resume_epoch", started.resume ? started.resume_epoch : 0},
+          {"warm_start", started.warm_start},
+          {"until_epoch", effective_target(t, t.target_epoch)}});
   ++progress_.running;
   const std::int32_t until = effective_target(t, t.target_epoch);
   spdlog::info("trial {} (attempt {}{}{}) -> group '{}': {}", t.number, started.attempt,
@@ -904,11 +974,11 @@ void Coordinator::expire_silent_groups() {
       ++it;
       continue;
     }
-    if (g.trial >= 0)
-      requeue(g.trial,
-              "worker group '" + g.name + "' lost (silent for " +
-                  std::to_string(options_.liveness.count()) + " ms)",
-              Requeue::kLost);
+    const std::string reason =
+        "worker group '" + g.name + "' lost (silent for " +
+        std::to_string(options_.liveness.count()) + " ms)";
+    record("group_lost", g.trial, g.name, {{"reason", reason}});
+    if (g.trial >= 0) requeue(g.trial, reason, Requeue::kLost);
     it = groups_.erase(it);
   }
 }

@@ -39,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
@@ -191,6 +192,10 @@ class Coordinator {
   // committed, nothing of it is acknowledged, and Run() returns `error` (the first one). The
   // store is as of the last commit, so a restart continues from there.
   void stop_on(const Status& error);
+  // Appends an event of the sweep's story (experiment_store.h, EventRecord) to the open batch;
+  // `trial` -1 for none. A failed write stops the coordinator like any store error.
+  void record(const char* kind, std::int64_t trial, const std::string& group,
+              nlohmann::json body);
   // A trial's group is gone: back to pending (or failed at max_failures).
   void requeue(std::int64_t trial, const std::string& reason, Requeue why);
   // Queued in outbox_ during a turn, sent when its batch is committed; sent at once otherwise.

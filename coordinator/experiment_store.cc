@@ -28,20 +28,6 @@ namespace {
 // Long enough for a read-only `trellis trials` to wait out a coordinator's write transaction.
 constexpr int kBusyTimeoutMs = 5000;
 
-std::string now_iso8601() {
-  const auto now = std::chrono::system_clock::now();
-  const std::time_t secs = std::chrono::system_clock::to_time_t(now);
-  const auto millis =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() %
-      1000;
-  std::tm utc{};
-  gmtime_r(&secs, &utc);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
-                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
-                static_cast<int>(millis));
-  return buf;
-}
 
 
 constexpr const char* kExperimentColumns =
@@ -233,6 +219,13 @@ Status ExperimentStore::Open(const std::string& path, const StoreOptions& option
   if (!s.ok()) return s.With(where);
   if (version == 1) {
     if (s = store->upgrade_from_schema_1(); !s.ok()) return s.With(where + ": upgrading schema 1");
+    version = 2;
+  }
+  if (version == 2) {
+    if (s = upgrade_from_schema_2(db); !s.ok()) return s.With(where + ": upgrading schema 2");
+  }
+  if (!read_only) {
+    if (s = store->read_last_report_id(); !s.ok()) return s.With(where);
   }
   if (!read_only && journal_mode == "wal") {
     if (s = WalCheckpointer::Start(path, db, &store->checkpointer_); !s.ok()) return s.With(where);
@@ -361,7 +354,7 @@ Status ExperimentStore::upgrade_from_schema_1() {
     update.bind(3, id);
     if (s = update.run(); !s.ok()) return s;
   }
-  if (s = put_meta(db_, "schema_version", std::to_string(kSchemaVersion)); !s.ok()) return s;
+  if (s = put_meta(db_, "schema_version", "2"); !s.ok()) return s;
   Statement check;
   if (s = check.prepare(db_, "PRAGMA foreign_key_check"); !s.ok()) return s;
   if (check.next_row(&s)) return Status::Error("foreign key check failed on " + check.text(0));
@@ -408,6 +401,16 @@ void ExperimentStore::rollback_batch() {
   batch_open_ = false;
   live_folds_.clear();  // they may hold rolled-back reports; the store has the truth
   if (!sqlite3_get_autocommit(db_)) (void)exec(db_, "ROLLBACK");
+  (void)read_last_report_id();
+}
+
+Status ExperimentStore::read_last_report_id() {
+  Statement st;
+  Status s = st.prepare(db_, statements_.get(), "SELECT COALESCE(MAX(id), 0) FROM reports");
+  if (!s.ok()) return s;
+  if (!st.next_row(&s)) return s.ok() ? Status::Error("no row from MAX(id)") : s;
+  last_report_id_ = st.i64(0);
+  return Status::Ok();
 }
 
 Status ExperimentStore::find_experiment(const std::string& name,
@@ -757,6 +760,7 @@ Status ExperimentStore::append_report(std::int64_t trial_id, std::int32_t attemp
   if (s = st.run(); !s.ok()) return s.With(where());
   txn.wrote();
   const bool inserted = sqlite3_changes(db_) > 0;
+  if (inserted) last_report_id_ = sqlite3_last_insert_rowid(db_);
   // Only the current attempt's checkpoint is the one its successor resumes from, and only a
   // new, later epoch moves it: a duplicate or an older report resent after a lost Ack names a
   // checkpoint file the worker has already deleted.

@@ -103,6 +103,19 @@ enum class Requeue {
 
 using MetricSeries = std::map<std::string, std::vector<std::pair<std::int32_t, double>>>;
 
+// One step of a sweep's story (store_schema.h, kEventsSchema). Kinds and their bodies are
+// listed in docs/ARCHITECTURE.md ("Events").
+struct EventRecord {
+  std::int64_t seq = 0;
+  std::int64_t experiment_id = 0;
+  std::string kind;
+  std::int64_t trial_id = -1;  // -1: an event of the experiment or of a group
+  std::string group;
+  std::string body = "{}";      // a JSON object
+  std::int64_t after_report = 0;  // the newest reports.id committed before it
+  std::string created_at;
+};
+
 // What a listing of many trials shows of each, read without its metric series.
 struct TrialSummary {
   std::int64_t id = 0;
@@ -234,6 +247,13 @@ class ExperimentStore {
                                         const std::string& reason);
   [[nodiscard]] Status list_lineage(std::int64_t experiment_id, std::vector<LineageRecord>* out);
 
+  // Appends an event (in the open batch, if any); fills seq, after_report and created_at.
+  [[nodiscard]] Status append_event(EventRecord* event);
+  // The experiment's events with seq > after_seq, in order: all of them, or what a reader
+  // that has seen up to after_seq has not.
+  [[nodiscard]] Status list_events(std::int64_t experiment_id, std::int64_t after_seq,
+                                   std::vector<EventRecord>* out);
+
   // Every metric of every epoch of the trial's lineage (the latest attempt, and the earlier
   // attempts it resumed from, up to its resume epoch), by name, in epoch order.
   [[nodiscard]] Status metric_series(std::int64_t trial_id, MetricSeries* out);
@@ -246,6 +266,8 @@ class ExperimentStore {
   // Schema 1 kept one row per metric; moves them into reports and fills the trials' latest
   // metrics, in one transaction.
   [[nodiscard]] Status upgrade_from_schema_1();
+  // last_report_id_ from the file (at open, and after a rollback).
+  [[nodiscard]] Status read_last_report_id();
   // A trial's latest metrics: its live fold if that is of `attempt`, else folded from its
   // lineage in the store.
   [[nodiscard]] Status fold_of(std::int64_t trial_id, std::int32_t attempt, MetricFold* out);
@@ -262,6 +284,7 @@ class ExperimentStore {
   StoreFilesystem filesystem_;
   std::unique_ptr<StatementCache> statements_;
   std::unique_ptr<WalCheckpointer> checkpointer_;  // writable stores only
+  std::int64_t last_report_id_ = 0;  // the newest reports.id this connection wrote or saw
   bool batch_open_ = false;
   bool batch_failed_ = false;  // a call in the batch failed half-way (see Transaction)
   // The fold of each running trial's current attempt, when that attempt started from scratch

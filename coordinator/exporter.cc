@@ -18,6 +18,7 @@ struct Snapshot {
   std::vector<TrialRecord> trials;  // number order
   std::map<std::int64_t, MetricSeries> series;  // by trial id
   std::vector<LineageRecord> lineage;            // by trial id, then epoch
+  std::vector<EventRecord> events;               // in order
 };
 
 Status load(ExperimentStore& store, const std::string& name, Snapshot* out) {
@@ -26,6 +27,7 @@ Status load(ExperimentStore& store, const std::string& name, Snapshot* out) {
   if (!s.ok()) return s;
   if (s = store.list_trials(out->experiment.id, &out->trials); !s.ok()) return s;
   if (s = store.list_lineage(out->experiment.id, &out->lineage); !s.ok()) return s;
+  if (s = store.list_events(out->experiment.id, 0, &out->events); !s.ok()) return s;
   return store.experiment_metrics(out->experiment.id, &out->series);
 }
 
@@ -97,6 +99,19 @@ Status write_json(const Snapshot& snap, std::ostream& out) {
                       {"provenance", provenance_json(t.provenance)}});
   }
   doc["trials"] = std::move(trials);
+  json events = json::array();
+  for (const EventRecord& ev : snap.events) {
+    json data = json::parse(ev.body, nullptr, /*allow_exceptions=*/false);
+    const auto number = number_of.find(ev.trial_id);
+    events.push_back({{"seq", ev.seq},
+                      {"kind", ev.kind},
+                      {"trial", number != number_of.end() ? json(number->second) : json(nullptr)},
+                      {"group", ev.group},
+                      {"at", ev.created_at},
+                      {"after_report", ev.after_report},
+                      {"data", data.is_discarded() ? json(ev.body) : data}});
+  }
+  doc["events"] = std::move(events);
   // replace: a stray non-UTF-8 byte in a spec or error text must not make the export fail.
   out << doc.dump(2, ' ', false, json::error_handler_t::replace) << '\n';
   return Status::Ok();

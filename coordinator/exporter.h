@@ -11,7 +11,11 @@
 //                through; 0: all), "lineage": [{"epoch", "donor" (trial id), "donor_epoch",
 //                "params_before", "params_after", "reason"}] (PBT exploits, oldest first),
 //                "provenance": {group, host, ranks, topology, versions, spec_hash, dataset}},
-//                ...]}
+//                ...],
+//    "events": [{"seq", "kind", "trial" (number, or null), "group", "at", "after_report",
+//                "data": {...}}, ...]}
+// "events" is the sweep's story in order (docs/ARCHITECTURE.md, "Events"); a trial or donor in
+// "data" is a number within the experiment.
 // "error" holds why a trial failed, was pruned, or is paused.
 // Trials are in number order; params keep their kind (integer, float, string); metrics are
 // those of each trial's lineage (see ExperimentStore::metric_series); a non-finite value is

@@ -19,6 +19,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/experiment_store.h"
 #include "coordinator/exporter.h"
+#include "coordinator/store_schema.h"
 #include "coordinator/local_launcher.h"
 #include "coordinator/trial_table.h"
 
@@ -210,6 +211,25 @@ int cmd_run(const CommonArgs& common, RunArgs args) {
   return print_ranking(*store, spec.name);
 }
 
+int cmd_events(ExperimentStore& store, const std::string& name, std::int64_t after) {
+  ExperimentRecord experiment;
+  if (Status s = resolve_experiment(store, name, &experiment); !s.ok()) return fail(s);
+  std::vector<EventRecord> events;
+  if (Status s = store.list_events(experiment.id, after, &events); !s.ok()) return fail(s);
+  std::vector<TrialRecord> trials;
+  if (Status s = store.list_trials(experiment.id, &trials); !s.ok()) return fail(s);
+  std::map<std::int64_t, std::int32_t> number_of;
+  for (const TrialRecord& t : trials) number_of[t.id] = t.number;
+  for (const EventRecord& e : events) {
+    std::cout << e.seq << "  " << e.created_at << "  " << e.kind;
+    if (const auto it = number_of.find(e.trial_id); it != number_of.end())
+      std::cout << "  trial " << it->second;
+    if (!e.group.empty()) std::cout << "  group " << e.group;
+    std::cout << "  " << e.body << "\n";
+  }
+  return 0;
+}
+
 int cmd_keys_show(const std::string& dir) {
   std::string coordinator_pub, worker_pub;
   std::vector<std::string> authorized;
@@ -324,6 +344,17 @@ int main(int argc, char** argv) {
   export_cmd->add_option("--format", export_format, "json|csv")->capture_default_str();
   export_cmd->add_option("--output,-o", export_output, "write to this file instead of stdout");
 
+  std::string events_name;
+  std::int64_t events_after = 0;
+  auto* events_cmd = app.add_subcommand(
+      "events", "print an experiment's story: proposals, attempts, pauses, promotions, "
+                "exploits, requeues, ends, groups joining and lost (one line each, in order)");
+  events_cmd->add_option("experiment", events_name, "experiment name (default: the latest)");
+  events_cmd->add_option("--after", events_after, "only events after this sequence number");
+
+  auto* upgrade_cmd = app.add_subcommand(
+      "upgrade", "upgrade a store written by an older trellis to this version's schema, in place");
+
   CLI11_PARSE(app, argc, argv);
 
   if (Status s = init_logging("trellis", common.log_level); !s.ok()) return fail(s);
@@ -343,7 +374,14 @@ int main(int argc, char** argv) {
   }
 
   std::unique_ptr<ExperimentStore> store;
+  if (*upgrade_cmd) {
+    // Opening for writing migrates; a store that is current is left as it is.
+    if (Status s = open_store(common, /*read_only=*/false, &store); !s.ok()) return fail(s);
+    std::cout << common.store << ": schema version " << kSchemaVersion << "\n";
+    return 0;
+  }
   if (Status s = open_store(common, /*read_only=*/true, &store); !s.ok()) return fail(s);
+  if (*events_cmd) return cmd_events(*store, events_name, events_after);
   if (*trials_cmd) {
     if (all_trials) table.limit = 0;
     if (Status s = print_trials(*store, table, std::cout); !s.ok()) return fail(s);

@@ -18,6 +18,9 @@ namespace trellis::coordinator {
 inline std::int64_t to_db(std::uint64_t v) { return static_cast<std::int64_t>(v); }
 inline std::uint64_t from_db(std::int64_t v) { return static_cast<std::uint64_t>(v); }
 
+// Now, as the store writes times: ISO 8601 UTC with milliseconds.
+std::string now_iso8601();
+
 // SQLite's message with its extended error code, for Status messages.
 std::string db_error(sqlite3* db);
 

@@ -15,6 +15,15 @@ Status put_meta(sqlite3* db, const std::string& key, const std::string& value) {
   return put.run();
 }
 
+Status upgrade_from_schema_2(sqlite3* db) {
+  Transaction txn(db);
+  Status s = txn.begin();
+  if (!s.ok()) return s;
+  if (s = exec(db, kEventsSchema); !s.ok()) return s;
+  if (s = put_meta(db, "schema_version", "3"); !s.ok()) return s;
+  return txn.commit();
+}
+
 Status open_schema(sqlite3* db, bool read_only, int* version) {
   Transaction txn(db);
   // A read-only connection cannot take the write lock; its reads are consistent anyway.
@@ -38,6 +47,7 @@ Status open_schema(sqlite3* db, bool read_only, int* version) {
     if (read_only) return Status::Error("empty database, not a Trellis store");
     if (s = exec(db, kSchema); !s.ok()) return s.With("creating schema");
     if (s = exec(db, kReportsSchema); !s.ok()) return s.With("creating schema");
+    if (s = exec(db, kEventsSchema); !s.ok()) return s.With("creating schema");
     if (s = put_meta(db, "application", kApplication); !s.ok()) return s;
     if (s = put_meta(db, "schema_version", std::to_string(kSchemaVersion)); !s.ok()) return s;
     *version = kSchemaVersion;
@@ -71,8 +81,9 @@ Status open_schema(sqlite3* db, bool read_only, int* version) {
   if (*version < kSchemaVersion && read_only) {
     // Reading it would need the old layout's queries; upgrading needs the write lock.
     return Status::Error("written by an older trellis (schema version " +
-                         std::to_string(*version) + "); `trellis serve` or `trellis run` on it "
-                         "upgrades it, then it can be read");
+                         std::to_string(*version) + "); `trellis upgrade --store FILE` upgrades "
+                         "it in place (so does `trellis serve` or `trellis run` on it), then it "
+                         "can be read");
   }
   return read_only ? Status::Ok() : txn.commit();
 }

@@ -17,7 +17,9 @@ namespace trellis::coordinator {
 //   2: one reports row per (trial, attempt, epoch) in arrival order; trials keep their latest
 //      metrics once they end; paused trials, the scheduler's target epoch, PBT warm starts and
 //      the lineage of exploits.
-inline constexpr int kSchemaVersion = 2;
+//   3: an events table: the story of each sweep (proposals, attempts, pauses, promotions,
+//      exploits, requeues, ends, groups joining and lost), in one sequence with the reports.
+inline constexpr int kSchemaVersion = 3;
 inline constexpr const char* kApplication = "trellis-experiment-store";
 
 inline constexpr const char* kSchema = R"sql(
@@ -116,6 +118,27 @@ CREATE VIEW metrics AS
 
 // Creates the schema in an empty file, or checks that an existing file is a Trellis store this
 // build can read; *version is the file's schema version (kSchemaVersion for a new file).
+// Schema 3's events: what the coordinator decided and saw, in order (`seq`), written in the
+// same transaction as the state change it explains. `after_report`: the newest reports.id
+// committed before the event, so reports and events merge into one sequence. `body`: JSON.
+inline constexpr const char* kEventsSchema = R"sql(
+CREATE TABLE events (
+  seq           INTEGER PRIMARY KEY,
+  experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+  kind          TEXT NOT NULL,
+  trial_id      INTEGER REFERENCES trials(id),
+  grp           TEXT NOT NULL DEFAULT '',
+  body          TEXT NOT NULL DEFAULT '{}',
+  after_report  INTEGER NOT NULL DEFAULT 0,
+  created_at    TEXT NOT NULL
+);
+CREATE INDEX events_by_experiment ON events (experiment_id, seq);
+)sql";
+
+// Schema 2 -> 3 in place: adds the events table (empty: the story of older sweeps starts at
+// the upgrade). One transaction.
+[[nodiscard]] Status upgrade_from_schema_2(sqlite3* db);
+
 // The store's meta table: application name and schema version.
 [[nodiscard]] Status put_meta(sqlite3* db, const std::string& key, const std::string& value);
 

@@ -98,7 +98,8 @@ TEST_F(ExporterTest, JsonHasTheContractStructure) {
   json doc;
   ASSERT_NO_THROW(doc = json::parse(text)) << text;
   ASSERT_TRUE(doc.is_object());
-  EXPECT_EQ(doc.size(), 2u);
+  EXPECT_EQ(doc.size(), 3u);
+  EXPECT_TRUE(doc.at("events").is_array());
 
   const json& e = doc.at("experiment");
   EXPECT_EQ(e.at("name"), "mnist");
@@ -162,6 +163,44 @@ TEST_F(ExporterTest, JsonHasTheContractStructure) {
   EXPECT_TRUE(t2.at("metrics").is_object());
   EXPECT_TRUE(t2.at("metrics").empty());
   EXPECT_EQ(t2.at("params").at("lr").get<double>(), 0.5);
+}
+
+// Events come in order, each after the reports committed before it, with the trial as its
+// number in the experiment (the store id is not the researcher's).
+TEST_F(ExporterTest, EventsAreTheStoryInOrderWithTrialNumbers) {
+  EventRecord joined;
+  joined.experiment_id = experiment_.id;
+  joined.kind = "group_joined";
+  joined.group = "g0";
+  joined.body = R"({"ranks":2})";
+  ASSERT_TRUE(store_->append_event(&joined).ok());
+  std::int32_t attempt = 0;
+  ASSERT_TRUE(store_->start_trial(id_[2], "g0", &attempt).ok());
+  ASSERT_TRUE(store_->append_report(id_[2], attempt, 1, {{"val_acc", 0.3}}).ok());
+  EventRecord paused;
+  paused.experiment_id = experiment_.id;
+  paused.kind = "trial_paused";
+  paused.trial_id = id_[2];
+  paused.body = R"({"epoch":1,"objective":-0.3})";
+  ASSERT_TRUE(store_->append_event(&paused).ok());
+  EXPECT_GT(paused.seq, joined.seq);
+  EXPECT_GT(paused.after_report, joined.after_report) << "a report was committed in between";
+
+  const json events = json::parse(run(ExportFormat::kJson)).at("events");
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].at("kind"), "group_joined");
+  EXPECT_TRUE(events[0].at("trial").is_null());
+  EXPECT_EQ(events[0].at("group"), "g0");
+  EXPECT_EQ(events[0].at("data").at("ranks"), 2);
+  EXPECT_EQ(events[1].at("kind"), "trial_paused");
+  EXPECT_EQ(events[1].at("trial"), 2) << "the number, not the store id " << id_[2];
+  EXPECT_EQ(events[1].at("data").at("objective"), -0.3);
+  EXPECT_EQ(events[1].at("seq"), paused.seq);
+
+  std::vector<EventRecord> later;
+  ASSERT_TRUE(store_->list_events(experiment_.id, joined.seq, &later).ok());
+  ASSERT_EQ(later.size(), 1u) << "a reader that has seen the first gets only the second";
+  EXPECT_EQ(later[0].kind, "trial_paused");
 }
 
 TEST_F(ExporterTest, CsvHeaderRowsAndQuoting) {

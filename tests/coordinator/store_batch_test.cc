@@ -314,6 +314,60 @@ TEST(StoreBatchTest, SchemaOneStoreIsUpgradedWhenOpenedForWriting) {
   EXPECT_EQ(sqlite3_column_int(count, 1), 1);
   sqlite3_finalize(count);
   sqlite3_close(db);
+  // And on to schema 3: the events table is there.
+  EventRecord e;
+  e.experiment_id = 1;
+  e.kind = "coordinator_started";
+  EXPECT_TRUE(open_store(path)->append_event(&e).ok());
+}
+
+// Schema 2 (what the previous release wrote: no events table) is upgraded in place by any
+// writer, or by `trellis upgrade`, which is what a reader's refusal names.
+TEST(StoreBatchTest, SchemaTwoStoreGainsTheEventsTableInPlace) {
+  TempDir dir;
+  const std::string path = dir.file("two.db");
+  {
+    auto store = open_store(path);
+    ASSERT_TRUE(store);
+    ExperimentRecord e;
+    e.name = "kept";
+    e.spec_yaml = "name: kept\n";
+    e.spec_hash = "h";
+    e.metric = "val_acc";
+    ASSERT_TRUE(store->create_experiment(&e).ok());
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP INDEX events_by_experiment; DROP TABLE events; "
+                         "UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  std::unique_ptr<ExperimentStore> reader;
+  const Status refused = ExperimentStore::Open(path, /*read_only=*/true, &reader);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.message().find("schema version 2"), std::string::npos) << refused.message();
+  EXPECT_NE(refused.message().find("trellis upgrade"), std::string::npos) << refused.message();
+
+  auto store = open_store(path);
+  ASSERT_TRUE(store);
+  std::optional<ExperimentRecord> kept;
+  ASSERT_TRUE(store->find_experiment("kept", &kept).ok());
+  ASSERT_TRUE(kept.has_value()) << "the upgrade keeps what was there";
+  EventRecord event;
+  event.experiment_id = kept->id;
+  event.kind = "coordinator_started";
+  ASSERT_TRUE(store->append_event(&event).ok());
+  store.reset();
+  reader = open_store(path, /*read_only=*/true);
+  ASSERT_TRUE(reader) << "readable once upgraded";
+  std::vector<EventRecord> events;
+  ASSERT_TRUE(reader->list_events(kept->id, 0, &events).ok());
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, "coordinator_started");
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <zmq.hpp>
 
 #include <algorithm>
+#include <map>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -251,6 +252,48 @@ TEST_F(SweepTest, AshaPausesTrialsAndPromotesTheBestFromTheirCheckpoints) {
   EXPECT_EQ(completed, best_two) << r.output;
   EXPECT_EQ(epochs_trained, 10);
   EXPECT_NE(r.output.find("resuming after epoch 1"), std::string::npos) << r.output;
+
+  // The story, read back: each trial proposed once and started only after, paused at the rung,
+  // the two best promoted from epoch 1 and started again, every trial ended once, and the
+  // sweep's end last.
+  const json& events = exported["events"];
+  std::map<int, std::vector<std::string>> story;  // trial -> kinds, in order
+  std::vector<int> promoted;
+  for (const json& e : events) {
+    if (e["trial"].is_null()) continue;
+    story[e["trial"].get<int>()].push_back(e["kind"]);
+    if (e["kind"] == "trial_promoted") {
+      promoted.push_back(e["trial"]);
+      EXPECT_EQ(e["data"]["from_epoch"], 1);
+      EXPECT_EQ(e["data"]["until_epoch"], 3);
+    }
+  }
+  ASSERT_EQ(story.size(), 6u) << events.dump();
+  std::sort(promoted.begin(), promoted.end());
+  EXPECT_EQ(promoted, best_two) << events.dump();
+  for (const auto& [trial, kinds] : story) {
+    const bool was_promoted =
+        std::find(best_two.begin(), best_two.end(), trial) != best_two.end();
+    const std::vector<std::string> want =
+        was_promoted ? std::vector<std::string>{"trial_proposed", "attempt_started", "trial_paused",
+                                                "trial_promoted", "attempt_started", "trial_ended"}
+                     : std::vector<std::string>{"trial_proposed", "attempt_started", "trial_paused",
+                                                "trial_ended"};
+    EXPECT_EQ(kinds, want) << "trial " << trial;
+  }
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.front()["kind"], "coordinator_started");
+  EXPECT_EQ(events.back()["kind"], "sweep_finished");
+  for (std::size_t i = 1; i < events.size(); ++i)
+    EXPECT_LT(events[i - 1]["seq"], events[i]["seq"]);
+
+  // `trellis events` prints the same story, a line per event.
+  const Result listed = run({kTrellis, "--store", store, "events", "asha"}, file("events.log"), 60s);
+  ASSERT_EQ(listed.code, 0) << listed.output;
+  EXPECT_EQ(static_cast<std::size_t>(std::count(listed.output.begin(), listed.output.end(), '\n')),
+            events.size())
+      << listed.output;
+  EXPECT_NE(listed.output.find("trial_promoted"), std::string::npos) << listed.output;
 }
 
 // The weights of a trial's checkpoint file.
