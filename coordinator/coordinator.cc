@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/checkpoint_path.h"
+#include "coordinator/params_codec.h"
 #include "common/seed.h"
 #include "common/train_config.h"
 #include "common/socket_factory.h"
@@ -156,7 +157,13 @@ Status Coordinator::load_progress() {
   if (Status s = store_->list_trials(experiment_.id, &trials); !s.ok()) return s;
   progress_ = SweepProgress{};
   progress_.total = spec_.trials;
-  if (Status s = replay(trials); !s.ok()) return s;
+  std::vector<EventRecord> first;
+  if (Status s = store_->list_events(experiment_.id, 0, &first, 1); !s.ok()) return s;
+  // An experiment begun before schema 3 has no story of its start: the trials are replayed.
+  const bool has_story = !first.empty() && first[0].kind == "coordinator_started" &&
+                         first[0].body.find("\"resumed\":false") != std::string::npos;
+  std::map<std::int64_t, CarriedState> carried;
+  if (Status s = has_story ? replay_story(trials, &carried) : replay(trials); !s.ok()) return s;
   for (auto& t : trials) {
     ++progress_.proposed;
     switch (t.state) {
@@ -178,6 +185,10 @@ Status Coordinator::load_progress() {
     live.params = std::move(t.params);
     live.seed = t.seed;
     live.target_epoch = t.target_epoch;
+    if (const auto c = carried.find(t.id); c != carried.end()) {
+      live.loss = c->second.loss;
+      live.stop_reason = c->second.stop_reason;
+    }
   }
   // A grid that was fully proposed before the restart has nothing more.
   if (const auto size = searcher_->size(); size && progress_.proposed >= *size)
@@ -223,6 +234,128 @@ Status Coordinator::replay(const std::vector<TrialRecord>& trials) {
     if (last && (ended || t.state == TrialState::kPaused))
       searcher_->observe(t.number, t.params, *last);
   }
+  return Status::Ok();
+}
+
+// The live path, replayed: the sweep's events and reports in the order they were committed,
+// each applied through the functions the live path used when it happened (apply_*), so the
+// scheduler and the searcher reach the state the last coordinator had -- the same proposals,
+// rung order, brackets and donors. Read a page at a time.
+Status Coordinator::replay_story(const std::vector<TrialRecord>& trials,
+                                 std::map<std::int64_t, CarriedState>* carried) {
+  constexpr std::size_t kPage = 8192;
+  std::map<std::int32_t, std::int64_t> id_of;  // number -> id, for PBT donors
+  for (const TrialRecord& t : trials) id_of[t.number] = t.id;
+  struct Replayed {
+    std::int32_t number = 0;
+    ParamMap params;
+    std::int32_t running_attempt = 0;  // the attempt whose reports the live path heard
+    CarriedState carried;
+  };
+  std::map<std::int64_t, Replayed> live;  // trials that have not ended
+  std::vector<ReportRecord> reports;
+  std::size_t next_report = 0;
+  std::int64_t last_report = 0;
+  bool reports_done = false;
+  // Applies the reports committed up to `up_to` (all when < 0).
+  const auto feed_reports = [&](std::int64_t up_to) -> Status {
+    for (;;) {
+      if (next_report == reports.size()) {
+        if (reports_done) return Status::Ok();
+        if (Status s = store_->list_reports(experiment_.id, last_report, kPage, &reports); !s.ok())
+          return s;
+        next_report = 0;
+        if (reports.size() < kPage) reports_done = true;
+        if (reports.empty()) return Status::Ok();
+      }
+      const ReportRecord& r = reports[next_report];
+      if (up_to >= 0 && r.id > up_to) return Status::Ok();
+      ++next_report;
+      last_report = r.id;
+      const auto it = live.find(r.trial_id);
+      if (it == live.end() || it->second.running_attempt != r.attempt) continue;
+      const std::optional<double> loss = objective(r.metrics);
+      if (!loss) continue;
+      it->second.carried.loss = loss;
+      std::string reason = apply_report(r.trial_id, r.epoch, *loss);
+      if (!reason.empty() && it->second.carried.stop_reason.empty())
+        it->second.carried.stop_reason = std::move(reason);
+    }
+  };
+  const auto loss_in = [](const nlohmann::json& data) -> std::optional<double> {
+    if (const auto it = data.find("objective"); it != data.end() && it->is_number())
+      return it->get<double>();
+    return std::nullopt;
+  };
+  std::vector<EventRecord> events;
+  std::int64_t after = 0;
+  do {
+    if (Status s = store_->list_events(experiment_.id, after, &events, kPage); !s.ok()) return s;
+    for (const EventRecord& e : events) {
+      after = e.seq;
+      if (Status s = feed_reports(e.after_report); !s.ok()) return s;
+      const nlohmann::json data = nlohmann::json::parse(e.body, nullptr, false);
+      if (data.is_discarded())
+        return Status::Error("event " + std::to_string(e.seq) + " (" + e.kind +
+                             ") has a body that is not JSON: " + e.body);
+      const auto it = live.find(e.trial_id);
+      if (e.kind == "trial_proposed") {
+        Replayed& t = live[e.trial_id];
+        t.number = data.value("number", 0);
+        if (Status s = params_from_json(data.at("params").dump(), &t.params); !s.ok())
+          return s.With("event " + std::to_string(e.seq));
+        Job job;
+        job.kind = Job::Kind::kNew;
+        job.until_epoch = data.value("until_epoch", 0);
+        apply_assigned(e.trial_id, job, t.params);
+        Trial view;
+        view.params = t.params;
+        progress_.epochs_assigned += effective_target(view, job.until_epoch);
+        continue;
+      }
+      if (it == live.end()) continue;  // an event of a trial that ended, or of no trial
+      Replayed& t = it->second;
+      if (e.kind == "attempt_started") {
+        t.running_attempt = data.value("attempt", 0);
+      } else if (e.kind == "trial_paused") {
+        t.running_attempt = 0;
+        apply_paused(e.trial_id, t.number, t.params, data.value("epoch", 0), loss_in(data));
+      } else if (e.kind == "trial_promoted" || e.kind == "trial_exploited") {
+        Job job;
+        job.kind = Job::Kind::kContinue;
+        job.trial = e.trial_id;
+        job.until_epoch = data.value("until_epoch", 0);
+        std::int32_t from = data.value("from_epoch", 0);
+        if (e.kind == "trial_exploited") {
+          from = data.value("epoch", 0);
+          const auto donor = id_of.find(data.value("donor", -1));
+          job.donor = donor == id_of.end() ? -1 : donor->second;
+          job.donor_epoch = data.value("donor_epoch", 0);
+          if (Status s = params_from_json(data.at("params").dump(), &job.params); !s.ok())
+            return s.With("event " + std::to_string(e.seq));
+          t.params = job.params;
+        }
+        job.reason = data.value("reason", "");
+        t.carried.stop_reason.clear();
+        apply_assigned(e.trial_id, job, t.params);
+        Trial view;
+        view.params = t.params;
+        progress_.epochs_assigned += effective_target(view, job.until_epoch) - from;
+      } else if (e.kind == "trial_requeued") {
+        t.running_attempt = 0;
+        if (data.value("failed", false)) {
+          apply_ended(e.trial_id, t.number, t.params, /*failed=*/true, t.carried.loss);
+          live.erase(it);
+        }
+      } else if (e.kind == "trial_ended") {
+        apply_ended(e.trial_id, t.number, t.params, data.value("state", "") == "failed",
+                    loss_in(data));
+        live.erase(it);
+      }
+    }
+  } while (events.size() == kPage);
+  if (Status s = feed_reports(-1); !s.ok()) return s;
+  for (auto& [id, t] : live) (*carried)[id] = std::move(t.carried);
   return Status::Ok();
 }
 
@@ -544,7 +677,7 @@ void Coordinator::on_report(Group& group, const Report& report) {
   const std::optional<double> loss = objective(report.metrics);
   if (!loss) return;
   t.loss = loss;
-  std::string reason = scheduler_->on_report(report.trial, report.epoch, *loss);
+  std::string reason = apply_report(report.trial, report.epoch, *loss);
   if (reason.empty() || !t.stop_reason.empty()) return;
   t.stop_reason = std::move(reason);
   spdlog::info("trial {} stopped: {}", t.number, t.stop_reason);
@@ -614,8 +747,7 @@ void Coordinator::on_done(Group& group, const Done& done) {
       ++progress_.paused;
       t.state = TrialState::kPaused;
       if (spec_.scheduler.type == "pbt") snapshot_for_exploit(t, reached);
-      if (t.loss) searcher_->observe(t.number, t.params, *t.loss);
-      scheduler_->on_paused(done.trial, reached);
+      apply_paused(done.trial, t.number, t.params, reached, t.loss);
       spdlog::info("trial {} paused after epoch {}: {}", number, reached,
                    describe(done.final_metrics));
       break;
@@ -646,10 +778,30 @@ void Coordinator::on_done(Group& group, const Done& done) {
 void Coordinator::ended(std::int64_t id, TrialState state) {
   const auto it = trials_.find(id);
   if (it == trials_.end()) return;
-  if (state != TrialState::kFailed && it->second.loss)
-    searcher_->observe(it->second.number, it->second.params, *it->second.loss);
-  scheduler_->on_ended(id);
+  apply_ended(id, it->second.number, it->second.params, state == TrialState::kFailed,
+              it->second.loss);
   trials_.erase(it);
+}
+
+void Coordinator::apply_assigned(std::int64_t id, const Job& job, const ParamMap& params) {
+  scheduler_->on_assigned(id, job, params);
+}
+
+std::string Coordinator::apply_report(std::int64_t id, std::int32_t epoch, double loss) {
+  return scheduler_->on_report(id, epoch, loss);
+}
+
+void Coordinator::apply_paused(std::int64_t id, std::int32_t number, const ParamMap& params,
+                               std::int32_t epoch, std::optional<double> loss) {
+  if (loss) searcher_->observe(number, params, *loss);
+  scheduler_->on_paused(id, epoch);
+}
+
+void Coordinator::apply_ended(std::int64_t id, std::int32_t number, const ParamMap& params,
+                              bool failed, std::optional<double> loss) {
+  // A failed trial's last value says nothing about its parameters.
+  if (!failed && loss) searcher_->observe(number, params, *loss);
+  scheduler_->on_ended(id);
 }
 
 void Coordinator::record(const char* kind, std::int64_t trial, const std::string& group,
@@ -896,7 +1048,7 @@ void Coordinator::assign_or_wait(Group& group) {
     } else {
       continue;  // it failed on a missing checkpoint, and the scheduler has forgotten it
     }
-    scheduler_->on_assigned(*id, job, trials_[*id].params);
+    apply_assigned(*id, job, trials_[*id].params);
     start(group, *id);
     return;
   }

@@ -182,7 +182,23 @@ class Coordinator {
   void ended(std::int64_t id, TrialState state);
   void check_finished();
   void snapshot_for_exploit(const Trial& t, std::int32_t epoch);
+  // What a trial still running or paused carries from before a restart.
+  struct CarriedState {
+    std::optional<double> loss;  // its latest objective
+    std::string stop_reason;     // the scheduler already stopped it
+  };
+  // Experiments begun before schema 3, which have no story: the trials, each as one job.
   Status replay(const std::vector<TrialRecord>& trials);
+  // Everything else: the events and reports, in commit order, through the apply_* functions.
+  Status replay_story(const std::vector<TrialRecord>& trials,
+                      std::map<std::int64_t, CarriedState>* carried);
+  // The searcher and the scheduler hear of trials only through these, live and in replay.
+  void apply_assigned(std::int64_t id, const Job& job, const ParamMap& params);
+  [[nodiscard]] std::string apply_report(std::int64_t id, std::int32_t epoch, double loss);
+  void apply_paused(std::int64_t id, std::int32_t number, const ParamMap& params,
+                    std::int32_t epoch, std::optional<double> loss);
+  void apply_ended(std::int64_t id, std::int32_t number, const ParamMap& params, bool failed,
+                   std::optional<double> loss);
   void expire_silent_groups();
   // A busy group that heartbeats without training progress (progress_watch.h) loses its trial.
   void expire_if_stalled(Group& group, std::chrono::steady_clock::time_point now);

@@ -116,6 +116,15 @@ struct EventRecord {
   std::string created_at;
 };
 
+// One stored report, as it arrived.
+struct ReportRecord {
+  std::int64_t id = 0;  // arrival order across the store
+  std::int64_t trial_id = 0;
+  std::int32_t attempt = 0;
+  std::int32_t epoch = 0;
+  MetricMap metrics;
+};
+
 // What a listing of many trials shows of each, read without its metric series.
 struct TrialSummary {
   std::int64_t id = 0;
@@ -252,7 +261,12 @@ class ExperimentStore {
   // The experiment's events with seq > after_seq, in order: all of them, or what a reader
   // that has seen up to after_seq has not.
   [[nodiscard]] Status list_events(std::int64_t experiment_id, std::int64_t after_seq,
-                                   std::vector<EventRecord>* out);
+                                   std::vector<EventRecord>* out, std::size_t limit = 0);
+  // The experiment's reports with id > after_id in arrival (id) order, at most `limit`
+  // (0: all): with the events' after_report, the other half of a sweep's story, paged so a
+  // restart never holds all of it.
+  [[nodiscard]] Status list_reports(std::int64_t experiment_id, std::int64_t after_id,
+                                    std::size_t limit, std::vector<ReportRecord>* out);
 
   // Every metric of every epoch of the trial's lineage (the latest attempt, and the earlier
   // attempts it resumed from, up to its resume epoch), by name, in epoch order.

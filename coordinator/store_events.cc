@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include "coordinator/experiment_store.h"
+#include "coordinator/metrics_json.h"
 #include "coordinator/sqlite_statement.h"
 
 namespace trellis::coordinator {
@@ -35,16 +36,17 @@ Status ExperimentStore::append_event(EventRecord* event) {
 }
 
 Status ExperimentStore::list_events(std::int64_t experiment_id, std::int64_t after_seq,
-                                    std::vector<EventRecord>* out) {
+                                    std::vector<EventRecord>* out, std::size_t limit) {
   out->clear();
   Statement st;
   Status s = st.prepare(db_, statements_.get(),
                         "SELECT seq, kind, COALESCE(trial_id, -1), grp, body, after_report, "
                         "created_at FROM events WHERE experiment_id = ?1 AND seq > ?2 "
-                        "ORDER BY seq");
+                        "ORDER BY seq LIMIT ?3");
   if (!s.ok()) return s.With("list_events");
   st.bind(1, experiment_id);
   st.bind(2, after_seq);
+  st.bind(3, limit == 0 ? std::int64_t{-1} : static_cast<std::int64_t>(limit));
   while (st.next_row(&s)) {
     EventRecord e;
     e.seq = st.i64(0);
@@ -58,6 +60,32 @@ Status ExperimentStore::list_events(std::int64_t experiment_id, std::int64_t aft
     out->push_back(std::move(e));
   }
   return s.With("list_events");
+}
+
+Status ExperimentStore::list_reports(std::int64_t experiment_id, std::int64_t after_id,
+                                     std::size_t limit, std::vector<ReportRecord>* out) {
+  out->clear();
+  Statement st;
+  // reports.id is the arrival order; the join keeps one experiment's.
+  Status s = st.prepare(db_, statements_.get(),
+                        "SELECT r.id, r.trial_id, r.attempt, r.epoch, r.metrics FROM reports r "
+                        "JOIN trials t ON t.id = r.trial_id "
+                        "WHERE t.experiment_id = ?1 AND r.id > ?2 ORDER BY r.id LIMIT ?3");
+  if (!s.ok()) return s.With("list_reports");
+  st.bind(1, experiment_id);
+  st.bind(2, after_id);
+  st.bind(3, limit == 0 ? std::int64_t{-1} : static_cast<std::int64_t>(limit));
+  while (st.next_row(&s)) {
+    ReportRecord r;
+    r.id = st.i64(0);
+    r.trial_id = st.i64(1);
+    r.attempt = static_cast<std::int32_t>(st.i64(2));
+    r.epoch = static_cast<std::int32_t>(st.i64(3));
+    if (Status d = decode_metrics(st.view(4), &r.metrics); !d.ok())
+      return d.With("list_reports: report " + std::to_string(r.id));
+    out->push_back(std::move(r));
+  }
+  return s.With("list_reports");
 }
 
 }  // namespace trellis::coordinator

@@ -83,6 +83,12 @@ Status Agent::next(Assign* assign, bool* shutdown, const std::function<bool()>& 
   constexpr std::chrono::milliseconds kCheck(200);
   auto silent_since = Clock::now();
   auto last_nag = silent_since;
+  // An idle group that hears heartbeats but no answer asks again: its Done (or Request) was
+  // answered by a coordinator that died before the answer left, and the restarted one, which
+  // the agent never saw go silent, has nothing to answer. A Hello is safe to repeat: it earns
+  // the group's current Assign again or new work, and names what the group runs.
+  const auto ask_again = std::max<std::chrono::milliseconds>(options_.liveness / 2, kCheck);
+  auto last_ask = silent_since;
   for (;;) {
     if (give_up && give_up()) {
       *shutdown = true;
@@ -96,6 +102,14 @@ Status Agent::next(Assign* assign, bool* shutdown, const std::function<bool()>& 
         return Status::Error("no answer from the coordinator at " + options_.endpoint + " for " +
                              std::to_string(secs) +
                              " s; is `trellis serve` (or `trellis run`) running and reachable?");
+      if (now - last_ask >= ask_again) {
+        Hello hello = options_.hello;
+        const AttemptSlot::Value current = current_.get();
+        hello.trial = current.trial;
+        hello.attempt = current.attempt;
+        post(hello);
+        last_ask = now;
+      }
       if (now - last_nag >= kNagEvery) {
         spdlog::warn("no answer from the coordinator at {} for {} s; still trying",
                      options_.endpoint, secs);
@@ -103,7 +117,7 @@ Status Agent::next(Assign* assign, bool* shutdown, const std::function<bool()>& 
       }
       continue;
     }
-    silent_since = last_nag = Clock::now();
+    silent_since = last_nag = last_ask = Clock::now();
     if (auto* a = std::get_if<Assign>(&m)) {
       // A Hello repeated before its answer came can earn the same assignment twice.
       if (!seen_.insert({a->trial, a->attempt}).second) continue;
