@@ -206,9 +206,8 @@ Status Coordinator::load_progress() {
 // trial by trial in proposal order, through the calls that built it the first time.
 Status Coordinator::replay(const std::vector<TrialRecord>& trials) {
   if (trials.empty()) return Status::Ok();
-  std::map<std::int64_t, MetricSeries> series;
-  if (Status s = store_->experiment_metrics(experiment_.id, &series); !s.ok()) return s;
-  for (const TrialRecord& t : trials) {
+  // `series` is null for a trial the store has no series of.
+  const auto replay_trial = [&](const TrialRecord& t, const MetricSeries* series) {
     Trial view;
     view.params = t.params;
     Job job;
@@ -216,8 +215,8 @@ Status Coordinator::replay(const std::vector<TrialRecord>& trials) {
     job.until_epoch = t.target_epoch;
     scheduler_->on_assigned(t.id, job, t.params);
     std::optional<double> last;
-    if (const auto it = series.find(t.id); it != series.end()) {
-      if (const auto m = it->second.find(spec_.metric); m != it->second.end()) {
+    if (series != nullptr) {
+      if (const auto m = series->find(spec_.metric); m != series->end()) {
         for (const auto& [epoch, value] : m->second) {
           if (!std::isfinite(value)) continue;
           last = scheduler_options_.maximize ? -value : value;
@@ -233,7 +232,24 @@ Status Coordinator::replay(const std::vector<TrialRecord>& trials) {
     progress_.epochs_assigned += effective_target(view, t.target_epoch);
     if (last && (ended || t.state == TrialState::kPaused))
       searcher_->observe(t.number, t.params, *last);
-  }
+  };
+  // The series stream in trial number order, as `trials` are listed, skipping trials without
+  // one: the two are walked together, so only one trial's series is held at a time.
+  std::size_t next = 0;
+  Status s = store_->for_each_series(
+      experiment_.id, [&](std::int64_t trial_id, MetricSeries&& series) {
+        for (; next < trials.size() && trials[next].id != trial_id; ++next)
+          replay_trial(trials[next], nullptr);
+        if (next == trials.size()) {
+          return Status::Error("replay: the store has a series of trial id " +
+                               std::to_string(trial_id) +
+                               " out of the order of its trials (or of no trial listed)");
+        }
+        replay_trial(trials[next++], &series);
+        return Status::Ok();
+      });
+  if (!s.ok()) return s;
+  for (; next < trials.size(); ++next) replay_trial(trials[next], nullptr);
   return Status::Ok();
 }
 

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <functional>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -338,9 +339,14 @@ Status ExperimentStore::upgrade_from_schema_1() {
   if (s = flush(); !s.ok()) return s;
   if (s = exec(db_, "DROP TABLE metrics_v1"); !s.ok()) return s;
 
+  // Collected first: the trials are not updated while the scan over them is still open.
   std::map<std::int64_t, Lineage> ended;
   if (s = read_lineage((std::string("t.state IN ") + kTerminalStates + " AND ?1 = ?1").c_str(), 0,
-                       false, &ended);
+                       false,
+                       [&](std::int64_t id, Lineage&& lineage) {
+                         ended.emplace(id, std::move(lineage));
+                         return Status::Ok();
+                       });
       !s.ok())
     return s;
   Statement update;
@@ -616,18 +622,16 @@ Status ExperimentStore::trial_summaries(std::int64_t experiment_id,
   if (!s.ok()) return s.With(where);
 
   if (!any_live) return Status::Ok();
-  std::map<std::int64_t, Lineage> live;
   s = read_lineage((std::string("t.experiment_id = ?1 AND t.state NOT IN ") + kTerminalStates)
                        .c_str(),
-                   experiment_id, false, &live);
-  if (!s.ok()) return s.With(where);
-  for (auto& [id, lineage] : live) {
-    auto it = index_of.find(id);
-    if (it == index_of.end()) continue;
-    (*out)[it->second].last_metrics = lineage.fold.last();
-    (*out)[it->second].epochs_run = lineage.fold.epochs_run();
-  }
-  return Status::Ok();
+                   experiment_id, false, [&](std::int64_t id, Lineage&& lineage) {
+                     if (auto it = index_of.find(id); it != index_of.end()) {
+                       (*out)[it->second].last_metrics = lineage.fold.last();
+                       (*out)[it->second].epochs_run = lineage.fold.epochs_run();
+                     }
+                     return Status::Ok();
+                   });
+  return s.With(where);
 }
 
 Status ExperimentStore::get_trial(std::int64_t trial_id, TrialRecord* out) {
@@ -1019,12 +1023,11 @@ Status ExperimentStore::fold_of(std::int64_t trial_id, std::int32_t attempt, Met
     *out = live->second.fold;
     return Status::Ok();
   }
-  std::map<std::int64_t, Lineage> lineage;
-  Status s = read_lineage("t.id = ?1", trial_id, false, &lineage);
-  if (!s.ok()) return s;
-  auto it = lineage.find(trial_id);
-  *out = it != lineage.end() ? std::move(it->second.fold) : MetricFold();
-  return Status::Ok();
+  *out = MetricFold();
+  return read_lineage("t.id = ?1", trial_id, false, [&](std::int64_t, Lineage&& lineage) {
+    *out = std::move(lineage.fold);
+    return Status::Ok();
+  });
 }
 
 Status ExperimentStore::refresh_summary(std::int64_t trial_id, std::int32_t attempt) {
@@ -1042,7 +1045,7 @@ Status ExperimentStore::refresh_summary(std::int64_t trial_id, std::int32_t atte
 }
 
 Status ExperimentStore::read_lineage(const char* filter, std::int64_t key, bool series,
-                                     std::map<std::int64_t, Lineage>* out) {
+                                     const std::function<Status(std::int64_t, Lineage&&)>& visit) {
   Statement st;
   Status s = st.prepare(db_, statements_.get(),
                         std::string(kLineageRows) + filter + kLineageOrder);
@@ -1053,67 +1056,84 @@ Status ExperimentStore::read_lineage(const char* filter, std::int64_t key, bool 
     std::int32_t attempt;
     MetricMap metrics;
   };
+  // Only the trial being read is held: rows arrive grouped by trial (the order is by number),
+  // so a trial is complete when the next one starts.
   std::vector<Row> rows;
   std::int64_t trial = -1;
+  Lineage current;
   // The series takes, per epoch, each metric from the newest attempt that reported it.
-  const auto finish_series = [&] {
-    if (!series || rows.empty()) return;
-    std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
-      return a.epoch != b.epoch ? a.epoch < b.epoch : a.attempt < b.attempt;
-    });
-    MetricSeries& out_series = (*out)[trial].series;
-    MetricMap merged;
-    for (std::size_t i = 0; i < rows.size();) {
-      const std::int32_t epoch = rows[i].epoch;
-      merged.clear();
-      for (; i < rows.size() && rows[i].epoch == epoch; ++i) {
-        for (auto& [name, value] : rows[i].metrics) merged[name] = value;
+  const auto finish_trial = [&]() -> Status {
+    if (trial < 0) return Status::Ok();
+    if (series) {
+      std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
+        return a.epoch != b.epoch ? a.epoch < b.epoch : a.attempt < b.attempt;
+      });
+      MetricMap merged;
+      for (std::size_t i = 0; i < rows.size();) {
+        const std::int32_t epoch = rows[i].epoch;
+        merged.clear();
+        for (; i < rows.size() && rows[i].epoch == epoch; ++i) {
+          for (auto& [name, value] : rows[i].metrics) merged[name] = value;
+        }
+        for (const auto& [name, value] : merged) current.series[name].emplace_back(epoch, value);
       }
-      for (const auto& [name, value] : merged) out_series[name].emplace_back(epoch, value);
+      rows.clear();
     }
-    rows.clear();
+    Status v = visit(trial, std::move(current));
+    current = Lineage();
+    return v;
   };
   while (st.next_row(&s)) {
     const std::int64_t id = st.i64(0);
     if (id != trial) {
-      finish_series();
+      if (Status v = finish_trial(); !v.ok()) return v;
       trial = id;
     }
     Row row{static_cast<std::int32_t>(st.i64(1)), static_cast<std::int32_t>(st.i64(2)), {}};
     if (Status d = decode_metrics(st.view(3), &row.metrics); !d.ok()) {
       return d.With("trial " + std::to_string(id) + " epoch " + std::to_string(row.epoch));
     }
-    (*out)[id].fold.add(row.epoch, row.attempt, row.metrics);
+    current.fold.add(row.epoch, row.attempt, row.metrics);
     if (series) rows.push_back(std::move(row));
   }
   if (!s.ok()) return s;
-  finish_series();
-  return Status::Ok();
+  return finish_trial();
 }
 
 Status ExperimentStore::metric_series(std::int64_t trial_id, MetricSeries* out) {
   const std::string where = "metric_series of trial " + std::to_string(trial_id);
   out->clear();
-  std::map<std::int64_t, Lineage> lineage;
-  if (Status s = read_lineage("t.id = ?1", trial_id, true, &lineage); !s.ok()) {
-    return s.With(where);
-  }
-  if (auto it = lineage.find(trial_id); it != lineage.end()) *out = std::move(it->second.series);
-  return Status::Ok();
+  Status s = read_lineage("t.id = ?1", trial_id, true, [&](std::int64_t, Lineage&& lineage) {
+    *out = std::move(lineage.series);
+    return Status::Ok();
+  });
+  return s.With(where);
+}
+
+Status ExperimentStore::for_each_series(
+    std::int64_t experiment_id,
+    const std::function<Status(std::int64_t trial_id, MetricSeries&& series)>& visit) {
+  const std::string where = "metric series of experiment " + std::to_string(experiment_id);
+  bool visitor_failed = false;
+  Status s = read_lineage("t.experiment_id = ?1", experiment_id, true,
+                          [&](std::int64_t id, Lineage&& lineage) {
+                            // Reports without metrics leave no series: not a trial to visit.
+                            if (lineage.series.empty()) return Status::Ok();
+                            Status v = visit(id, std::move(lineage.series));
+                            visitor_failed = !v.ok();
+                            return v;
+                          });
+  // The visitor's error is the caller's own, returned as it came.
+  return visitor_failed ? s : s.With(where);
 }
 
 Status ExperimentStore::experiment_metrics(std::int64_t experiment_id,
                                            std::map<std::int64_t, MetricSeries>* out) {
-  const std::string where = "experiment_metrics of experiment " + std::to_string(experiment_id);
   out->clear();
-  std::map<std::int64_t, Lineage> lineage;
-  if (Status s = read_lineage("t.experiment_id = ?1", experiment_id, true, &lineage); !s.ok()) {
-    return s.With(where);
-  }
-  for (auto& [id, l] : lineage) {
-    if (!l.series.empty()) (*out)[id] = std::move(l.series);
-  }
-  return Status::Ok();
+  return for_each_series(experiment_id, [&](std::int64_t id, MetricSeries&& series) {
+    out->emplace_hint(out->end(), id, std::move(series));
+    return Status::Ok();
+  });
 }
 
 Status resolve_experiment(ExperimentStore& store, const std::string& name,

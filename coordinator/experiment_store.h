@@ -19,6 +19,7 @@
 // metrics are kept with it, so listing 100,000 trials reads no reports.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -271,7 +272,15 @@ class ExperimentStore {
   // Every metric of every epoch of the trial's lineage (the latest attempt, and the earlier
   // attempts it resumed from, up to its resume epoch), by name, in epoch order.
   [[nodiscard]] Status metric_series(std::int64_t trial_id, MetricSeries* out);
-  // The same for every trial of an experiment at once (export), keyed by trial id.
+  // The same for every trial of an experiment, one trial at a time in number order, so only
+  // one trial's reports are in memory (a restart replays 100,000 trials). Trials without a
+  // metric in their lineage (never started, or no report yet) are skipped, not visited empty.
+  // A visit that fails stops the scan, and its Status is returned unchanged. The visitor may
+  // read the store, but must not write it: the scan is still open.
+  [[nodiscard]] Status for_each_series(
+      std::int64_t experiment_id,
+      const std::function<Status(std::int64_t trial_id, MetricSeries&& series)>& visit);
+  // All of for_each_series at once, keyed by trial id (export, tests).
   [[nodiscard]] Status experiment_metrics(std::int64_t experiment_id,
                                           std::map<std::int64_t, MetricSeries>* out);
 
@@ -289,10 +298,12 @@ class ExperimentStore {
   // finish_trial, or a report comes after its end).
   [[nodiscard]] Status refresh_summary(std::int64_t trial_id, std::int32_t attempt);
   // The lineage (see metric_series) of every trial `filter` (SQL on trials t, with ?1 = key)
-  // selects, folded per trial into its series (when `series`) and its latest values.
+  // selects, folded per trial into its series (when `series`) and its latest values, and
+  // handed to `visit` trial by trial in number order; trials without reports are not visited.
+  // A failed visit stops the scan and is returned.
   struct Lineage;
   [[nodiscard]] Status read_lineage(const char* filter, std::int64_t key, bool series,
-                                    std::map<std::int64_t, Lineage>* out);
+                                    const std::function<Status(std::int64_t, Lineage&&)>& visit);
 
   sqlite3* db_;
   StoreFilesystem filesystem_;

@@ -5,6 +5,9 @@
 #include <cstdint>
 #include <fstream>
 #include <limits>
+#include <map>
+#include <utility>
+#include <vector>
 
 #include "coordinator/experiment_store.h"
 #include "tests/coordinator/temp_store.h"
@@ -371,6 +374,131 @@ TEST(ExperimentStoreTest, ResumedAttemptsFormOneContiguousSeries) {
 // The resume point only moves forward: a duplicate of an older checkpointed report (its Ack
 // was lost, so the agent sent it again) or an older epoch arriving after a newer one names a
 // checkpoint the worker has already deleted, and resuming from it would fail the trial.
+// An experiment with trials of every kind for the series readers: completed; never started;
+// resumed after a lost attempt; started without reports; reports without metrics; and two
+// trials added out of number order, so ids and numbers disagree. Returns the trials' ids in
+// number order, and adds a second experiment whose series must not show up.
+std::vector<std::int64_t> add_series_trials(ExperimentStore& store, std::int64_t experiment_id) {
+  std::vector<std::int64_t> ids(7);
+  std::int32_t attempt = 0;
+  const TrialRecord completed = make_trial(store, experiment_id, 0);
+  ids[0] = completed.id;
+  EXPECT_TRUE(store.start_trial(completed.id, "g0", &attempt).ok());
+  EXPECT_TRUE(store.append_report(completed.id, 1, 2, {{"val_acc", 0.2}, {"loss", 2.0}}).ok());
+  EXPECT_TRUE(store.append_report(completed.id, 1, 1, {{"val_acc", 0.1}, {"loss", 3.0}}).ok());
+  EXPECT_TRUE(store.finish_trial(completed.id, 1, TrialState::kCompleted, "", {}).ok());
+
+  ids[1] = make_trial(store, experiment_id, 1).id;  // never started
+
+  const TrialRecord resumed = make_trial(store, experiment_id, 2);
+  ids[2] = resumed.id;
+  StartedAttempt started;
+  EXPECT_TRUE(store.start_trial(resumed.id, "g0", "{}", &started).ok());
+  EXPECT_TRUE(store.append_report(resumed.id, 1, 1, {{"val_acc", 0.5}}, true).ok());
+  EXPECT_TRUE(store.append_report(resumed.id, 1, 2, {{"val_acc", 0.6}}, false).ok());
+  EXPECT_TRUE(store.requeue_trial(resumed.id, "lost", Requeue::kLost).ok());
+  EXPECT_TRUE(store.start_trial(resumed.id, "g1", "{}", &started).ok());
+  EXPECT_EQ(started.resume_epoch, 1);
+  EXPECT_TRUE(store.append_report(resumed.id, 2, 2, {{"val_acc", 0.66}}, true).ok());
+  EXPECT_TRUE(store.append_report(resumed.id, 2, 3, {{"val_acc", 0.77}}, true).ok());
+
+  const TrialRecord silent = make_trial(store, experiment_id, 3);  // running, nothing reported
+  ids[3] = silent.id;
+  EXPECT_TRUE(store.start_trial(silent.id, "g2", &attempt).ok());
+
+  const TrialRecord empty = make_trial(store, experiment_id, 4);  // a report with no metrics
+  ids[4] = empty.id;
+  EXPECT_TRUE(store.start_trial(empty.id, "g3", &attempt).ok());
+  EXPECT_TRUE(store.append_report(empty.id, 1, 1, {}).ok());
+
+  // Number 6 before number 5: the later number has the smaller id.
+  const TrialRecord six = make_trial(store, experiment_id, 6);
+  const TrialRecord five = make_trial(store, experiment_id, 5);
+  ids[5] = five.id;
+  ids[6] = six.id;
+  EXPECT_LT(six.id, five.id);
+  EXPECT_TRUE(store.start_trial(six.id, "g4", &attempt).ok());
+  EXPECT_TRUE(store.append_report(six.id, 1, 1, {{"val_acc", 0.06}}).ok());
+  EXPECT_TRUE(store.start_trial(five.id, "g4", &attempt).ok());
+  EXPECT_TRUE(store.append_report(five.id, 1, 1, {{"val_acc", 0.05}}).ok());
+
+  const ExperimentRecord other = make_experiment(store, "other");
+  const TrialRecord stranger = make_trial(store, other.id, 0);
+  EXPECT_TRUE(store.start_trial(stranger.id, "g5", &attempt).ok());
+  EXPECT_TRUE(store.append_report(stranger.id, 1, 1, {{"val_acc", 0.9}}).ok());
+  return ids;
+}
+
+// The streaming read is what experiment_metrics collects, one trial at a time in number order.
+// Trials without a metric in their lineage (never started, started without reports, reports
+// without metrics) are skipped, not visited with an empty series.
+TEST(ExperimentStoreTest, ForEachSeriesVisitsWhatExperimentMetricsHoldsInNumberOrder) {
+  TempDir dir;
+  auto store = open_store(dir.file("store.db"));
+  ASSERT_TRUE(store);
+  const ExperimentRecord e = make_experiment(*store, "alpha");
+  const std::vector<std::int64_t> ids = add_series_trials(*store, e.id);
+  ASSERT_EQ(ids.size(), 7u);
+
+  std::vector<std::pair<std::int64_t, MetricSeries>> visited;
+  Status s = store->for_each_series(e.id, [&](std::int64_t trial_id, MetricSeries&& series) {
+    visited.emplace_back(trial_id, std::move(series));
+    return Status::Ok();
+  });
+  ASSERT_TRUE(s.ok()) << s.message();
+
+  std::vector<std::int64_t> order;
+  for (const auto& [id, series] : visited) order.push_back(id);
+  EXPECT_EQ(order, (std::vector<std::int64_t>{ids[0], ids[2], ids[5], ids[6]}));
+
+  std::map<std::int64_t, MetricSeries> all;
+  ASSERT_TRUE(store->experiment_metrics(e.id, &all).ok());
+  ASSERT_EQ(all.size(), visited.size());
+  for (const auto& [id, series] : visited) {
+    ASSERT_EQ(all.count(id), 1u) << "trial " << id;
+    EXPECT_EQ(all.at(id), series) << "trial " << id;
+    MetricSeries one;
+    ASSERT_TRUE(store->metric_series(id, &one).ok());
+    EXPECT_EQ(one, series) << "trial " << id;
+  }
+
+  using Points = std::vector<std::pair<std::int32_t, double>>;
+  const MetricSeries& completed = visited[0].second;
+  EXPECT_EQ(completed.at("val_acc"), (Points{{1, 0.1}, {2, 0.2}}));
+  EXPECT_EQ(completed.at("loss"), (Points{{1, 3.0}, {2, 2.0}}));
+  // The resumed trial: attempt 1 up to its checkpoint, then attempt 2.
+  EXPECT_EQ(visited[1].second, (MetricSeries{{"val_acc", Points{{1, 0.5}, {2, 0.66}, {3, 0.77}}}}));
+  EXPECT_EQ(visited[2].second, (MetricSeries{{"val_acc", Points{{1, 0.05}}}}));
+  EXPECT_EQ(visited[3].second, (MetricSeries{{"val_acc", Points{{1, 0.06}}}}));
+}
+
+// A visit that fails ends the scan there, and the caller gets the visitor's own Status back.
+TEST(ExperimentStoreTest, AFailedVisitStopsTheSeriesScanAfterThatTrial) {
+  TempDir dir;
+  auto store = open_store(dir.file("store.db"));
+  ASSERT_TRUE(store);
+  const ExperimentRecord e = make_experiment(*store, "alpha");
+  const std::vector<std::int64_t> ids = add_series_trials(*store, e.id);
+  ASSERT_EQ(ids.size(), 7u);
+
+  std::vector<std::int64_t> visited;
+  Status s = store->for_each_series(e.id, [&](std::int64_t trial_id, MetricSeries&&) {
+    visited.push_back(trial_id);
+    return visited.size() == 2 ? Status::Error("stop at the second") : Status::Ok();
+  });
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.message(), "stop at the second");
+  EXPECT_EQ(visited, (std::vector<std::int64_t>{ids[0], ids[2]}));
+
+  // The scan was closed: the store reads and writes on.
+  std::map<std::int64_t, MetricSeries> all;
+  ASSERT_TRUE(store->experiment_metrics(e.id, &all).ok());
+  EXPECT_EQ(all.size(), 4u);
+  ASSERT_TRUE(store->append_report(ids[3], 1, 1, {{"val_acc", 0.3}}).ok());
+  ASSERT_TRUE(store->experiment_metrics(e.id, &all).ok());
+  EXPECT_EQ(all.size(), 5u);
+}
+
 TEST(ExperimentStoreTest, CheckpointEpochNeverMovesBackwards) {
   TempDir dir;
   auto store = open_store(dir.file("store.db"));
