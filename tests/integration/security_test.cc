@@ -337,19 +337,22 @@ TEST_F(SecurityTest, AnotherKeyUnderALostGroupsIdentityIsDroppedAndNamed) {
   std::this_thread::sleep_for(500ms);  // the coordinator sees the connection close
 
   zmq::context_t context;
-  {
+  // Its heartbeats must not keep the lost group alive: the coordinator still declares it lost.
+  // A connection made before the coordinator saw the killed group's close is ignored under
+  // that identity (no router_handover), and under the sanitizers that can take a while: the
+  // impostor connects afresh each second until the group is declared lost.
+  const std::string lost_line = "worker group '" + lost.group + "' lost";
+  for (int round = 0; round < 40 && serve.log().find(lost_line) == std::string::npos; ++round) {
     Impostor impostor(context, lost.group, server_key, other_public, other_secret, endpoint);
     impostor.forge(1, lost.attempt);
-    // Its heartbeats must not keep the lost group alive: the coordinator still declares it lost.
-    const std::string lost_line = "worker group '" + lost.group + "' lost";
-    for (int i = 0; i < 400 && serve.log().find(lost_line) == std::string::npos; ++i) {
+    for (int i = 0; i < 10 && serve.log().find(lost_line) == std::string::npos; ++i) {
       impostor.heartbeat(1, lost.attempt);
       std::this_thread::sleep_for(100ms);
     }
-    EXPECT_NE(serve.log().find(lost_line), std::string::npos) << serve.log();
     EXPECT_EQ(impostor.drain(/*heartbeats=*/false), 0)
         << "the impostor received the group's messages";
   }
+  EXPECT_NE(serve.log().find(lost_line), std::string::npos) << serve.log();
   const std::string log = serve.log();
   EXPECT_NE(log.find("dropped a frame from CURVE key " + other_public + " under group identity '" +
                      lost.group + "', which belongs to key " + worker_key),
