@@ -175,7 +175,7 @@ Status Coordinator::load_progress() {
       case TrialState::kRunning:
         // A trial a previous coordinator left running may still be training: its group gets
         // one liveness period to come back and claim it (expire_orphans).
-        orphans_[t.id] = t.attempt;
+        orphans_[t.id] = Orphan{t.attempt, t.group};
         ++progress_.running;
         break;
     }
@@ -549,6 +549,7 @@ void Coordinator::handle(Group& group, const Message& message) {
                    group.trial);
       return;
     }
+    requeue_orphan_of(group);
     assign_or_wait(group);
   } else if (const auto* report = std::get_if<Report>(&message)) {
     on_report(group, *report);
@@ -572,7 +573,8 @@ void Coordinator::handle(Group& group, const Message& message) {
 bool Coordinator::holds(Group& group, std::int64_t trial, std::int32_t attempt) {
   if (group.trial == trial && group.attempt == attempt) return true;
   const auto orphan = orphans_.find(trial);
-  if (group.trial >= 0 || orphan == orphans_.end() || orphan->second != attempt) return false;
+  if (group.trial >= 0 || orphan == orphans_.end() || orphan->second.attempt != attempt)
+    return false;
   orphans_.erase(orphan);
   group.trial = trial;
   group.attempt = attempt;
@@ -609,7 +611,19 @@ void Coordinator::on_hello(Group& group, const Hello& hello) {
     reassign(group);  // this Hello crossed our Assign: the same identity is the same process
     return;
   }
+  requeue_orphan_of(group);
   assign_or_wait(group);
+}
+
+void Coordinator::requeue_orphan_of(const Group& group) {
+  for (auto it = orphans_.begin(); it != orphans_.end(); ++it) {
+    if (it->second.group != group.name) continue;
+    const std::int64_t trial = it->first;
+    orphans_.erase(it);
+    requeue(trial, "its group came back without it: the assignment never reached the group",
+            Requeue::kNotTheTrialsFault);
+    return;  // a group runs one attempt at a time
+  }
 }
 
 void Coordinator::reassign(Group& group) {
@@ -707,7 +721,8 @@ void Coordinator::on_done(Group& group, const Done& done) {
   // A Done resent after both sides restarted, for a trial the previous coordinator left
   // running: the group has moved on, but the result is good.
   const auto orphan = orphans_.find(done.trial);
-  const bool orphan_done = !current && orphan != orphans_.end() && orphan->second == done.attempt;
+  const bool orphan_done =
+      !current && orphan != orphans_.end() && orphan->second.attempt == done.attempt;
   if (orphan_done) orphans_.erase(orphan);
   if (!current && !orphan_done) {
     // Resent after a reconnect, or an attempt given up meanwhile: acknowledge so the agent's
@@ -1173,7 +1188,7 @@ void Coordinator::expire_if_stalled(Group& g, std::chrono::steady_clock::time_po
 
 void Coordinator::expire_orphans() {
   if (orphans_.empty() || std::chrono::steady_clock::now() < orphans_deadline_) return;
-  for (const auto& [trial, attempt] : orphans_)
+  for (const auto& [trial, orphan] : orphans_)
     requeue(trial, "its group did not come back after the coordinator restarted",
             Requeue::kNotTheTrialsFault);
   orphans_.clear();

@@ -160,6 +160,10 @@ class Coordinator {
   bool holds(Group& group, std::int64_t trial, std::int32_t attempt);
   // Sends the group's current Assign again (its Hello crossed our answer).
   void reassign(Group& group);
+  // Requeues, at the front, the orphan assigned to `group`, which now says it runs nothing:
+  // its Assign never reached the group (an agent names its attempt until that attempt's Done
+  // is stored), so it runs next, as it would have without the restart.
+  void requeue_orphan_of(const Group& group);
   // Answers a free group with Assign, Wait or Shutdown.
   void assign_or_wait(Group& group);
   std::string provenance(const Group& group) const;
@@ -243,8 +247,12 @@ class Coordinator {
   // against the store.
   std::map<std::int64_t, Trial> trials_;
   std::map<std::string, Group> groups_;         // by ZeroMQ identity
-  // Trials a previous coordinator left running: trial id -> attempt, until the deadline.
-  std::map<std::int64_t, std::int32_t> orphans_;
+  // Trials a previous coordinator left running, by trial id, until the deadline.
+  struct Orphan {
+    std::int32_t attempt = 0;
+    std::string group;  // the group that attempt was assigned to
+  };
+  std::map<std::int64_t, Orphan> orphans_;
   std::chrono::steady_clock::time_point orphans_deadline_;
   std::chrono::steady_clock::time_point last_heartbeat_;
   std::chrono::steady_clock::time_point last_timers_;

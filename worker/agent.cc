@@ -44,7 +44,6 @@ std::int32_t Agent::stored_checkpoint(std::int64_t trial, std::int32_t attempt) 
 }
 
 void Agent::done(const Done& d) {
-  current_.clear();
   post_acknowledged(d, d.trial, d.attempt, 0);
 }
 
@@ -244,6 +243,7 @@ void Agent::io_loop() {
         std::erase_if(unacked_, [&](const Pending& p) {
           const bool match =
               p.trial == ack->trial && p.attempt == ack->attempt && p.epoch == ack->epoch;
+          if (match && p.epoch == 0) current_.clear(p.trial, p.attempt);
           if (match && p.checkpointed) {
             if (stored_.trial != p.trial || stored_.attempt != p.attempt) {
               stored_ = StoredCheckpoint{p.trial, p.attempt, 0};

@@ -63,7 +63,12 @@ class AttemptSlot {
     std::int64_t progress = 0;  // steps done in this attempt
   };
   void start(std::int64_t trial, std::int32_t attempt) { set(Value{trial, attempt, 0}); }
-  void clear() { set(Value{}); }
+  // Only if it still holds that attempt: the Ack of one attempt's Done may come after the
+  // next attempt started.
+  void clear(std::int64_t trial, std::int32_t attempt) {
+    std::lock_guard lock(mutex_);
+    if (value_.trial == trial && value_.attempt == attempt) value_ = Value{};
+  }
   void set_progress(std::int64_t steps) {
     std::lock_guard lock(mutex_);
     if (value_.trial >= 0) value_.progress = steps;
@@ -98,6 +103,8 @@ class Agent {
                             const std::function<bool()>& give_up = {});
 
   void report(const Report& report);
+  // The group goes on naming the attempt (in Hello and Heartbeat) until the Done's Ack, so a
+  // restarted coordinator re-adopts it and hears the Done before it gives the group new work.
   void done(const Done& done);
   // Steps the current attempt has completed (monotonic within it), from the training thread;
   // the next Heartbeat carries it. Cheap enough to call after every step.

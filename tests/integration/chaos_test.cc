@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "tests/integration/process.h"
+#include "tests/integration/raw_client.h"
 #include "tests/worker/idx_fixture.h"
 
 namespace trellis::testing {
@@ -491,6 +492,50 @@ INSTANTIATE_TEST_SUITE_P(
         ReplayCase{"TpeOnTheTestMetric", "metric: {name: test_acc, mode: max}\n",
                    "  algorithm: tpe\n  trials: 14\n", ""}),
     [](const ::testing::TestParamInfo<ReplayCase>& info) { return std::string(info.param.name); });
+
+// A coordinator killed after it stored an Assign but before the frame left: its group, idle,
+// comes back to the restarted coordinator naming no trial. That trial must be the group's
+// next one (as in a run without the restart), not wait out the orphans' deadline while newer
+// work goes first. The group is a test client, so the Assign is "lost" for certain.
+TEST(OrphanTest, AnAssignThatNeverArrivedIsTheGroupsNextTrialAfterARestart) {
+  const fs::path dir = worker::testing::fresh_dir("orphan");
+  fs::create_directories(dir / "data");
+  worker::testing::write_dataset(dir / "data", worker::testing::make_pattern_data(600, 8, 1),
+                                 worker::testing::make_pattern_data(200, 8, 2), /*gz=*/false);
+  const std::string spec = (dir / "o.yaml").string();
+  write_text(spec, "name: o\ndataset: {path: " + (dir / "data").string() + "}\n"
+                   "search: {seed: 3, trials: 3}\ntrain: {epochs: 1, batch_size: 32}\n");
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
+  const std::vector<std::string> serve = {kTrellis, "--store", (dir / "o.db").string(), "serve",
+                                          spec, "--bind", endpoint, "--insecure", "--liveness",
+                                          "30"};
+  zmq::context_t context;
+  RawClient group(context, endpoint, "group-a");
+  Hello idle;  // names no trial
+  idle.group = "group-a";
+  Assign first;
+  {
+    Process killed(serve, (dir / "serve1.log").string());
+    group.send(idle);
+    const auto assign = group.receive<Assign>(30000ms);
+    ASSERT_TRUE(assign.has_value()) << killed.log();
+    first = *assign;
+    killed.kill_group(SIGKILL);
+  }
+  Process restarted(serve, (dir / "serve2.log").string());
+  ASSERT_TRUE(wait_for(restarted, "listening", 30s)) << restarted.log();
+  group.send(idle);
+  const auto again = group.receive<Assign>(30000ms);
+  ASSERT_TRUE(again.has_value()) << restarted.log();
+  EXPECT_EQ(again->trial, first.trial) << restarted.log();
+  EXPECT_EQ(again->number, first.number);
+  EXPECT_GT(again->attempt, first.attempt);
+  EXPECT_EQ(again->params, first.params);
+  EXPECT_NE(restarted.log().find("the assignment never reached the group"), std::string::npos)
+      << restarted.log();
+  restarted.kill_group(SIGKILL);
+  fs::remove_all(dir);
+}
 
 }  // namespace
 }  // namespace trellis::testing

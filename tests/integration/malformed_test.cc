@@ -13,6 +13,7 @@
 
 #include "common/protocol.h"
 #include "tests/integration/process.h"
+#include "tests/integration/raw_client.h"
 #include "tests/worker/idx_fixture.h"
 
 namespace trellis::testing {
@@ -25,47 +26,6 @@ using namespace std::chrono_literals;
 const std::string kTrellis = TRELLIS_BIN_DIR "/trellis";
 const std::string kWorker = TRELLIS_BIN_DIR "/trellis-worker";
 constexpr double kPlanted = 12345.0;  // a metric value no real trial reports
-
-// A plaintext client on loopback (the coordinator runs --insecure for this test).
-class RawClient {
- public:
-  RawClient(zmq::context_t& context, const std::string& endpoint, const std::string& name)
-      : socket_(context, zmq::socket_type::dealer) {
-    socket_.set(zmq::sockopt::linger, 0);
-    socket_.set(zmq::sockopt::routing_id, name);
-    socket_.connect(endpoint);
-  }
-  void send(const std::string& frame) { socket_.send(zmq::buffer(frame), zmq::send_flags::none); }
-  void send(const Message& m) { send(encode(m)); }
-  void send_parts(const std::vector<std::string>& parts) {
-    std::vector<zmq::const_buffer> buffers;
-    for (const auto& p : parts) buffers.push_back(zmq::buffer(p));
-    zmq::send_multipart(socket_, buffers);
-  }
-  // The first message within `timeout` that decodes as T, if any.
-  template <class T> std::optional<T> receive(std::chrono::milliseconds timeout) {
-    socket_.set(zmq::sockopt::rcvtimeo, static_cast<int>(timeout.count()));
-    zmq::message_t reply;
-    while (socket_.recv(reply)) {
-      Message m;
-      if (decode(reply.data(), reply.size(), &m).ok() && std::holds_alternative<T>(m))
-        return std::get<T>(m);
-    }
-    return std::nullopt;
-  }
-
- private:
-  zmq::socket_t socket_;
-};
-
-bool wait_for(const Process& p, const std::string& needle, std::chrono::seconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (p.log().find(needle) == std::string::npos) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(50ms);
-  }
-  return true;
-}
 
 TEST(MalformedTest, EveryBadFrameIsRejectedAndTheSweepStillCompletes) {
   setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);

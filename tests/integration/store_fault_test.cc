@@ -9,6 +9,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 
 #include "tests/integration/process.h"
 #include "tests/worker/idx_fixture.h"
@@ -21,6 +22,7 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 
 const std::string kTrellis = TRELLIS_BIN_DIR "/trellis";
+const std::string kWorker = TRELLIS_BIN_DIR "/trellis-worker";
 
 void exec_sql(const std::string& path, const std::string& sql) {
   sqlite3* db = nullptr;
@@ -125,6 +127,57 @@ TEST_F(StoreFaultTest, AFailedStartStopsTheCoordinatorWithTheTrialNamed) {
 
   exec_sql(store_, "DROP TRIGGER refuse_start;");
   expect_resumes_to_completion();
+}
+
+// A Done the coordinator stopped before storing stays in the group's outbox. The group that
+// reconnects to the restarted coordinator must be heard on it before it is given new work:
+// one group runs its trials one after another, so a later trial starting before an earlier
+// one ended would be an order no undisturbed run has (and a scheduler fed in that order, such
+// as PBT's, decides differently).
+TEST_F(StoreFaultTest, AnUnstoredDoneIsHeardBeforeTheGroupIsGivenNewWork) {
+  make_schema_then_rename();
+  exec_sql(store_,
+           "CREATE TRIGGER refuse_end BEFORE UPDATE OF state ON trials "
+           "WHEN NEW.state = 'completed' AND NEW.number = 0 "
+           "BEGIN SELECT RAISE(ABORT, 'disk I/O error (planted)'); END;");
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
+  const std::vector<std::string> serve = {kTrellis, "--store", store_, "serve", spec_,
+                                          "--bind", endpoint, "--liveness", "2"};
+  Process group({"mpirun", "-np", "1", "--bind-to", "none", kWorker, "--connect", endpoint,
+                 "--heartbeat", "0.3", "--liveness", "2", "--timeout", "120"},
+                (dir_ / "group.log").string());
+  {
+    Process refused(serve, (dir_ / "refused.log").string());
+    EXPECT_NE(refused.wait(120s), 0) << refused.log();
+    EXPECT_NE(refused.log().find("cannot record the end of trial id"), std::string::npos)
+        << refused.log();
+  }
+  ASSERT_TRUE(group.running()) << group.log();
+  exec_sql(store_, "DROP TRIGGER refuse_end;");
+  Process resumed(serve, (dir_ / "resumed.log").string());
+  ASSERT_EQ(resumed.wait(300s), 0) << resumed.log();
+  EXPECT_EQ(group.wait(60s), 0) << group.log();
+
+  const json all = exported("faulty");
+  ASSERT_EQ(all["trials"].size(), 4u);
+  for (const json& t : all["trials"]) EXPECT_EQ(t["state"], "completed") << t.dump();
+  // Each trial's first start and its end, as positions in the story.
+  std::map<int, std::size_t> started, ended;
+  for (std::size_t i = 0; i < all["events"].size(); ++i) {
+    const json& e = all["events"][i];
+    if (e["trial"].is_null()) continue;
+    const int trial = e["trial"];
+    if (e["kind"] == "attempt_started") started.try_emplace(trial, i);
+    if (e["kind"] == "trial_ended") ended.try_emplace(trial, i);
+  }
+  ASSERT_EQ(started.size(), 4u) << all["events"].dump(1);
+  ASSERT_EQ(ended.size(), 4u) << all["events"].dump(1);
+  for (int trial = 1; trial < 4; ++trial)
+    EXPECT_LT(ended[trial - 1], started[trial])
+        << "trial " << trial << " started before trial " << trial - 1 << " ended\n"
+        << all["events"].dump(1);
+  EXPECT_NE(resumed.log().find("reconnected still running trial"), std::string::npos)
+      << resumed.log();
 }
 
 }  // namespace

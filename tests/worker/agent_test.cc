@@ -102,8 +102,19 @@ TEST(Agent, HeartbeatsCarryTheProgressTheTrainingThreadSet) {
   EXPECT_EQ(later->trial, 7);
   EXPECT_EQ(later->attempt, 2);
   EXPECT_EQ(later->progress, 42);
-  // Done ends the attempt: an idle group shows no trial and no progress.
+  // The attempt is the group's until its Done is stored: a coordinator that restarted meanwhile
+  // must re-adopt it and hear the Done before it hands out other work.
   agent.done(Done{7, 2, true, "", {}});
+  const auto done = coordinator.next<Done>(30s, [](const Done& d) { return d.trial == 7; });
+  ASSERT_TRUE(done.has_value());
+  const auto unacknowledged = coordinator.next<Heartbeat>(30s, [](const Heartbeat&) {
+    return true;
+  });
+  ASSERT_TRUE(unacknowledged.has_value());
+  EXPECT_EQ(unacknowledged->trial, 7);
+  EXPECT_EQ(unacknowledged->attempt, 2);
+  // Its Ack ends the attempt: an idle group shows no trial and no progress.
+  coordinator.send(Ack{7, 2, 0});
   const auto idle = coordinator.next<Heartbeat>(30s, [](const Heartbeat& b) {
     return b.trial == -1;
   });
@@ -183,7 +194,9 @@ TEST(AttemptSlot, IsReadAsOneValue) {
   }
   writer.join();
   EXPECT_EQ(torn, 0) << "of " << reads << " reads";
-  slot.clear();
+  slot.clear(200000, 199999);  // another attempt's end leaves this one
+  EXPECT_EQ(slot.get().trial, 200000);
+  slot.clear(200000, 200000);
   slot.set_progress(5);  // progress of no attempt is not kept
   EXPECT_EQ(slot.get().trial, -1);
   EXPECT_EQ(slot.get().progress, 0);
