@@ -295,7 +295,7 @@ Status read_when(const SpecReader& r, const std::string& name, const YAML::Node&
 Status read_search(const SpecReader& r, const YAML::Node& node, SweepSpec* spec) {
   if (Status s = r.map(node, "search"); !s.ok()) return s;
   if (Status s = r.check_keys(node, "search",
-                              {"algorithm", "seed", "trials", "budget_epochs", "space"});
+                              {"algorithm", "seed", "trials", "budget_epochs", "lag", "space"});
       !s.ok())
     return s;
   if (node["algorithm"]) {
@@ -317,6 +317,11 @@ Status read_search(const SpecReader& r, const YAML::Node& node, SweepSpec* spec)
     const YAML::Node budget = node["budget_epochs"];
     if (Status s = r.integer(budget, "search.budget_epochs", 1, &spec->budget_epochs); !s.ok())
       return s;
+  }
+  if (node["lag"]) {
+    std::int64_t lag = 0;
+    if (Status s = r.integer(node["lag"], "search.lag", 0, &lag); !s.ok()) return s;
+    spec->lag = static_cast<int>(std::min<std::int64_t>(lag, 1 << 30));
   }
   std::vector<YAML::Node> keys;  // each parameter's key, where its errors point
   if (node["space"]) {

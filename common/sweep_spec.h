@@ -9,6 +9,7 @@
 //     seed: 7
 //     trials: 8                        # grid: optional, the grid's size by default
 //     budget_epochs: 40                # optional cap on epochs summed over trials
+//     lag: 4                           # trial k learns from the trials numbered below k - lag
 //     space:
 //       lr: {type: log_float, low: 1.0e-4, high: 3.0e-3}
 //       hidden_units: {type: int, low: 64, high: 256}
@@ -56,6 +57,11 @@ struct SweepSpec {
   std::uint64_t seed = 0;
   int trials = 1;                // budget in trials (grid: at most the grid's size)
   std::int64_t budget_epochs = 0;  // budget in epochs summed over trials (0: unlimited)
+  // Trial k's parameters depend on the results of trials numbered below k - lag, whatever
+  // finished first (coordinator/search/observation_feed.h). Set it to at least the number
+  // of groups minus one, or groups wait for results.
+  static constexpr int kDefaultLag = 4;
+  int lag = kDefaultLag;
   std::vector<SearchParam> space;
   ParamMap fixed;  // hyperparameters set in `train:`
   int ranks_per_trial = 1;

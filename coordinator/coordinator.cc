@@ -72,7 +72,11 @@ nlohmann::json params_json(const ParamMap& params) {
 }  // namespace
 
 Coordinator::Coordinator(ExperimentStore* store, SweepSpec spec, CoordinatorOptions options)
-    : store_(store), spec_(std::move(spec)), options_(std::move(options)), context_(1) {}
+    : store_(store),
+      spec_(std::move(spec)),
+      options_(std::move(options)),
+      context_(1),
+      feed_(spec_.lag) {}
 
 Coordinator::~Coordinator() = default;
 
@@ -230,8 +234,9 @@ Status Coordinator::replay(const std::vector<TrialRecord>& trials) {
                        t.state == TrialState::kFailed;
     if (ended) scheduler_->on_ended(t.id);
     progress_.epochs_assigned += effective_target(view, t.target_epoch);
-    if (last && (ended || t.state == TrialState::kPaused))
-      searcher_->observe(t.number, t.params, *last);
+    if (ended || t.state == TrialState::kPaused)
+      feed_.stopped(t.number, t.params,
+                    t.state == TrialState::kFailed ? std::nullopt : last);
   };
   // The series stream in trial number order, as `trials` are listed, skipping trials without
   // one: the two are walked together, so only one trial's series is held at a time.
@@ -415,10 +420,13 @@ Status Coordinator::Run(const std::function<bool()>& keep_going) {
   if (experiment_.state != "completed") {
     if (Status s = store_->set_experiment_state(experiment_.id, "completed"); !s.ok()) return s;
     experiment_.state = "completed";
+    for (auto& [identity, group] : groups_) account(group, /*leaving=*/true);
     record("sweep_finished", -1, "",
            {{"trials", progress_.proposed}, {"completed", progress_.completed},
             {"pruned", progress_.pruned}, {"failed", progress_.failed},
-            {"epochs_assigned", progress_.epochs_assigned}});
+            {"epochs_assigned", progress_.epochs_assigned},
+            {"group_seconds", progress_.group_seconds},
+            {"idle_for_results_seconds", progress_.idle_for_results_seconds}});
   }
   if (!fatal_.ok()) return fatal_;
   if (Status s = batch.commit(); !s.ok()) return s.With("cannot commit the end of the sweep");
@@ -426,6 +434,13 @@ Status Coordinator::Run(const std::function<bool()>& keep_going) {
                "assigned",
                experiment_.name, progress_.proposed, progress_.completed, progress_.pruned,
                progress_.failed, progress_.epochs_assigned);
+  if (progress_.idle_for_results_seconds > 0)
+    spdlog::info("groups waited {:.1f} s for results the next proposal needed: {:.1f}% of {:.1f} "
+                 "group-seconds (search.lag {})",
+                 progress_.idle_for_results_seconds,
+                 100 * progress_.idle_for_results_seconds /
+                     std::max(progress_.group_seconds, 1e-9),
+                 progress_.group_seconds, feed_.lag());
   for (const auto& [identity, group] : groups_) send(identity, Shutdown{"sweep finished"});
   return Status::Ok();
 }
@@ -543,7 +558,7 @@ void Coordinator::handle(Group& group, const Message& message) {
   if (const auto* hello = std::get_if<Hello>(&message)) {
     on_hello(group, *hello);
   } else if (std::holds_alternative<Request>(message)) {
-    group.joined = true;  // an agent that kept waiting through a coordinator restart
+    join(group);  // an agent that kept waiting through a coordinator restart
     if (group.trial >= 0) {
       spdlog::warn("group '{}' asked for work while running trial {}; ignored", group.name,
                    group.trial);
@@ -584,8 +599,27 @@ bool Coordinator::holds(Group& group, std::int64_t trial, std::int32_t attempt) 
   return true;
 }
 
-void Coordinator::on_hello(Group& group, const Hello& hello) {
+void Coordinator::join(Group& group) {
+  if (group.joined) return;
   group.joined = true;
+  group.joined_at = std::chrono::steady_clock::now();
+}
+
+void Coordinator::account(Group& group, bool leaving) {
+  const auto now = std::chrono::steady_clock::now();
+  if (group.waiting_for_results) {
+    progress_.idle_for_results_seconds +=
+        std::chrono::duration<double>(now - *group.waiting_for_results).count();
+    group.waiting_for_results.reset();
+  }
+  if (leaving && group.joined) {
+    progress_.group_seconds += std::chrono::duration<double>(now - group.joined_at).count();
+    group.joined_at = now;  // counted
+  }
+}
+
+void Coordinator::on_hello(Group& group, const Hello& hello) {
+  join(group);
   group.host = hello.host;
   group.ranks = hello.ranks;
   group.topology = hello.topology;
@@ -824,14 +858,14 @@ std::string Coordinator::apply_report(std::int64_t id, std::int32_t epoch, doubl
 
 void Coordinator::apply_paused(std::int64_t id, std::int32_t number, const ParamMap& params,
                                std::int32_t epoch, std::optional<double> loss) {
-  if (loss) searcher_->observe(number, params, *loss);
+  feed_.stopped(number, params, loss);
   scheduler_->on_paused(id, epoch);
 }
 
 void Coordinator::apply_ended(std::int64_t id, std::int32_t number, const ParamMap& params,
                               bool failed, std::optional<double> loss) {
   // A failed trial's last value says nothing about its parameters.
-  if (!failed && loss) searcher_->observe(number, params, *loss);
+  feed_.stopped(number, params, failed ? std::nullopt : loss);
   scheduler_->on_ended(id);
 }
 
@@ -924,6 +958,7 @@ bool Coordinator::may_start_new() const {
 }
 
 std::optional<std::int64_t> Coordinator::new_trial(const Job& job) {
+  feed_.release(progress_.proposed, searcher_.get());
   std::optional<ParamMap> proposal = searcher_->propose(progress_.proposed);
   if (!proposal) return std::nullopt;
   TrialRecord record;
@@ -1049,6 +1084,17 @@ void Coordinator::assign_or_wait(Group& group) {
       send(group.name, wait);
       return;
     }
+    if (job.kind == Job::Kind::kNew && !feed_.ready(progress_.proposed, *searcher_)) {
+      if (!group.waiting_for_results) {
+        group.waiting_for_results = std::chrono::steady_clock::now();
+        spdlog::debug("group '{}' waits: trial {} learns from trials below {} (search.lag {}), "
+                      "and trial {} has not stopped yet",
+                      group.name, progress_.proposed, progress_.proposed - feed_.lag(),
+                      feed_.lag(), feed_.first_unstopped());
+      }
+      send(group.name, wait);
+      return;
+    }
     if (spec_.budget_epochs > 0) {
       std::int32_t cost = job.until_epoch > 0 ? job.until_epoch : scheduler_options_.max_epochs;
       if (job.kind == Job::Kind::kContinue) {
@@ -1106,6 +1152,7 @@ void Coordinator::start(Group& group, std::int64_t id) {
   t.state = TrialState::kRunning;
   group.trial = id;
   group.attempt = started.attempt;
+  account(group, /*leaving=*/false);
   record("attempt_started", id, group.name,
          {{"attempt", started.attempt},
           {"resume_epoch", started.resume ? started.resume_epoch : 0},
@@ -1161,6 +1208,7 @@ void Coordinator::expire_silent_groups() {
         "worker group '" + g.name + "' lost (silent for " +
         std::to_string(options_.liveness.count()) + " ms)";
     record("group_lost", g.trial, g.name, {{"reason", reason}});
+    account(g, /*leaving=*/true);
     if (g.trial >= 0) requeue(g.trial, reason, Requeue::kLost);
     it = groups_.erase(it);
   }

@@ -51,6 +51,7 @@
 #include "coordinator/inbox.h"
 #include "coordinator/progress_watch.h"
 #include "coordinator/schedulers/scheduler.h"
+#include "coordinator/search/observation_feed.h"
 #include "coordinator/search/searcher.h"
 #include "coordinator/zap_handler.h"
 
@@ -87,6 +88,10 @@ struct SweepProgress {
   int failed = 0;
   int total = 0;                  // the trial budget
   std::int64_t epochs_assigned = 0;  // what the epoch budget counts
+  // Group time since this coordinator started, and the part of it groups spent told to wait
+  // because the next proposal needed a result still to come (ObservationFeed).
+  double group_seconds = 0;
+  double idle_for_results_seconds = 0;
   int ended() const { return completed + pruned + failed; }
 };
 
@@ -131,6 +136,9 @@ class Coordinator {
     std::int32_t attempt = 0;
     Assign assignment;  // the last one sent
     bool joined = false;  // said Hello or asked for work: only such groups are given trials
+    std::chrono::steady_clock::time_point joined_at;
+    // Since when it waits for a result the next proposal needs (unset: it does not).
+    std::optional<std::chrono::steady_clock::time_point> waiting_for_results;
     std::chrono::steady_clock::time_point last_seen;
     // The CURVE public key (ZAP User-Id, Z85) that first spoke under this identity; empty
     // without CURVE. The identity is the client's choice, so only this key may speak for it.
@@ -164,6 +172,11 @@ class Coordinator {
   // its Assign never reached the group (an agent names its attempt until that attempt's Done
   // is stored), so it runs next, as it would have without the restart.
   void requeue_orphan_of(const Group& group);
+  // Marks a group that said Hello or asked for work as one that may be given trials.
+  void join(Group& group);
+  // Ends the idle time of a group that waited for results; adds its group time so far when
+  // `leaving` (lost, or the sweep finished).
+  void account(Group& group, bool leaving);
   // Answers a free group with Assign, Wait or Shutdown.
   void assign_or_wait(Group& group);
   std::string provenance(const Group& group) const;
@@ -230,6 +243,7 @@ class Coordinator {
   CoordinatorOptions options_;
   SchedulerOptions scheduler_options_;
   std::unique_ptr<Searcher> searcher_;
+  ObservationFeed feed_;
   std::unique_ptr<Scheduler> scheduler_;
   bool searcher_exhausted_ = false;
   bool budget_spent_ = false;

@@ -3,8 +3,9 @@
 // the results observed so far.
 //
 // Determinism: a proposal depends only on the seed, n and the set of observations (kept
-// sorted by trial number, so the order results arrived in does not matter). A sweep restarted
-// on its store replays the observations and proposes the same trial n again.
+// sorted by trial number, so the order results arrived in does not matter). The coordinator
+// makes that set a function of n too (observation_feed.h), so trial n's parameters depend on
+// the spec and the seed alone, through restarts and with any number of groups.
 
 #include <cstdint>
 #include <memory>
@@ -31,6 +32,13 @@ class Searcher {
   // maximises). A later call for the same trial replaces the earlier value.
   virtual void observe(std::int32_t number, const ParamMap& params, double loss) {
     (void)number, (void)params, (void)loss;
+  }
+
+  // Whether proposal `number` depends on what was observed; one that does not never waits
+  // for results.
+  virtual bool uses_observations(std::int32_t number) const {
+    (void)number;
+    return false;
   }
 
   // How many distinct proposals there are, when finite (grid).

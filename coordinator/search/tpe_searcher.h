@@ -43,6 +43,9 @@ class TpeSearcher : public Searcher {
 
   [[nodiscard]] std::optional<ParamMap> propose(std::int32_t number) override;
   void observe(std::int32_t number, const ParamMap& params, double loss) override;
+  bool uses_observations(std::int32_t number) const override {
+    return number >= options_.startup_trials;
+  }
 
  private:
   struct Group {

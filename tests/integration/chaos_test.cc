@@ -10,8 +10,10 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <filesystem>
+#include <map>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -112,33 +114,6 @@ bool wait_until_mid_trial(const Process& coordinator, const Process& worker,
     if (log.find("trial " + trial + " epoch 1:") != std::string::npos) return true;
   }
   return false;
-}
-
-// The pid of MPI rank `rank` among mpirun `launcher`'s descendants, or -1.
-pid_t rank_pid(pid_t launcher, int rank) {
-  const auto parent_of = [](pid_t pid) {
-    std::istringstream stat(read_file("/proc/" + std::to_string(pid) + "/stat"));
-    std::string skip;
-    pid_t ppid = -1;
-    // pid (comm) state ppid: comm has no spaces here (trellis-worker, mpirun, orted).
-    stat >> skip >> skip >> skip >> ppid;
-    return ppid;
-  };
-  const std::string wanted = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    const pid_t pid = std::stoi(name);
-    if (read_file("/proc/" + name + "/comm").rfind("trellis-worker", 0) != 0) continue;
-    bool descends = false;
-    for (pid_t p = parent_of(pid), depth = 0; p > 1 && depth < 5; p = parent_of(p), ++depth)
-      if (p == launcher) descends = true;
-    if (!descends) continue;
-    std::string environ = read_file("/proc/" + name + "/environ");
-    std::replace(environ.begin(), environ.end(), '\0', '\n');
-    if (("\n" + environ).find("\n" + wanted + "\n") != std::string::npos) return pid;
-  }
-  return -1;
 }
 
 TEST_F(ChaosTest, KilledWorkersAndCoordinatorLoseNothing) {
@@ -492,6 +467,93 @@ INSTANTIATE_TEST_SUITE_P(
         ReplayCase{"TpeOnTheTestMetric", "metric: {name: test_acc, mode: max}\n",
                    "  algorithm: tpe\n  trials: 14\n", ""}),
     [](const ::testing::TestParamInfo<ReplayCase>& info) { return std::string(info.param.name); });
+
+// Same spec and seed, same trials, when groups run in parallel: a TPE sweep run by two groups,
+// once undisturbed and once with one group slowed (its rank stopped and continued over and
+// over, so results come in another order), proposes the same parameters for every trial and
+// every trial learns the same curve. Nothing in the worker knows it is being slowed.
+TEST(ParallelDeterminismTest, ASlowedGroupChangesNoTrialAndNoMetric) {
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  const fs::path dir = worker::testing::fresh_dir("parallel");
+  setenv("TRELLIS_HOME", (dir / "keys").c_str(), 1);
+  fs::create_directories(dir / "data");
+  worker::testing::write_dataset(dir / "data", worker::testing::make_pattern_data(6000, 16, 1),
+                                 worker::testing::make_pattern_data(600, 16, 2), /*gz=*/false);
+  const std::string spec = (dir / "p.yaml").string();
+  write_text(spec, "name: parallel\ndataset: {path: " + (dir / "data").string() + "}\n"
+                   "metric: {name: val_loss, mode: min}\n"
+                   "search:\n  algorithm: tpe\n  seed: 4\n  trials: 18\n  space:\n"
+                   "    lr: {type: log_float, low: 1.0e-4, high: 1.0e-1}\n"
+                   "    hidden_units: {type: int, low: 8, high: 48}\n"
+                   "train: {batch_size: 64, epochs: 2}\n");
+  const auto file = [&](const std::string& name) { return (dir / name).string(); };
+  const auto exported = [&](const std::string& store) {
+    const Result r = run({kTrellis, "--store", store, "export", "parallel", "--format", "json",
+                          "-o", file("export.json")},
+                         file("export.log"), 60s);
+    EXPECT_EQ(r.code, 0) << r.output;
+    return json::parse(read_file(file("export.json")));
+  };
+  ASSERT_EQ(run({kTrellis, "keys", "init"}, file("keys.log"), 30s).code, 0);
+  const Result calm = run({kTrellis, "--store", file("calm.db"), "run", spec, "--groups", "2"},
+                          file("calm.log"), 600s);
+  ASSERT_EQ(calm.code, 0) << calm.output;
+
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
+  Process coordinator({kTrellis, "--store", file("slowed.db"), "serve", spec, "--bind", endpoint,
+                       "--liveness", "60"},
+                      file("serve.log"));
+  const auto group = [&](const std::string& log) {
+    return std::make_unique<Process>(
+        std::vector<std::string>{"mpirun", "-np", "1", "--bind-to", "none", kWorker, "--connect",
+                                 endpoint, "--liveness", "60"},
+        file(log));
+  };
+  auto fast = group("fast.log");
+  auto slow = group("slow.log");
+  pid_t slow_rank = -1;
+  for (int i = 0; i < 200 && slow_rank < 0; ++i) {
+    slow_rank = rank_pid(slow->pid(), 0);
+    if (slow_rank < 0) std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_GT(slow_rank, 0) << slow->log();
+  std::atomic<bool> throttling{true};
+  std::thread throttle([&] {
+    while (throttling) {
+      ::kill(slow_rank, SIGSTOP);
+      std::this_thread::sleep_for(150ms);
+      ::kill(slow_rank, SIGCONT);
+      std::this_thread::sleep_for(50ms);
+    }
+  });
+  const int code = coordinator.wait(600s);
+  throttling = false;
+  throttle.join();
+  ::kill(slow_rank, SIGCONT);
+  ASSERT_EQ(code, 0) << coordinator.log();
+  EXPECT_EQ(fast->wait(60s), 0) << fast->log();
+  EXPECT_EQ(slow->wait(60s), 0) << slow->log();
+
+  const json want = exported(file("calm.db"));
+  const json got = exported(file("slowed.db"));
+  ASSERT_EQ(got["trials"].size(), want["trials"].size());
+  // The slowed group ran fewer of the trials, so results did come in another order.
+  std::map<std::string, int> ran_by;
+  for (const json& t : got["trials"]) ++ran_by[t["group"].get<std::string>()];
+  EXPECT_EQ(ran_by.size(), 2u) << got["trials"].dump(1);
+  for (std::size_t i = 0; i < want["trials"].size(); ++i) {
+    const json& t = got["trials"][i];
+    const json& w = want["trials"][i];
+    EXPECT_EQ(t["state"], w["state"]) << "trial " << i;
+    EXPECT_EQ(t["params"], w["params"]) << "trial " << i;
+    for (const char* name : {"train_loss", "val_loss", "val_acc"})
+      EXPECT_EQ(t["metrics"][name], w["metrics"][name]) << "trial " << i << " " << name;
+    EXPECT_EQ(t["final"], w["final"]) << "trial " << i;
+  }
+  unsetenv("TRELLIS_HOME");
+  if (!::testing::Test::HasFailure() && !getenv("KEEP")) fs::remove_all(dir);
+}
 
 // A coordinator killed after it stored an Assign but before the frame left: its group, idle,
 // comes back to the restarted coordinator naming no trial. That trial must be the group's

@@ -6,9 +6,12 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include <signal.h>
+
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <regex>
 #include <thread>
 
 #include "common/protocol.h"
@@ -64,17 +67,32 @@ TEST(MalformedTest, EveryBadFrameIsRejectedAndTheSweepStillCompletes) {
     std::this_thread::sleep_for(300ms);
   }
 
-  // A real group, then the bad reports about its running trial (store id 1, attempt 1).
+  // A real group, then the bad reports about its running trial. Its rank is stopped meanwhile
+  // (a trial here takes a fraction of a second), so the trial is still the group's when they
+  // are handled; trials are numbered from 0 and stored with ids from 1.
   Process workers({"mpirun", "-np", "1", "--bind-to", "none", kWorker, "--connect", endpoint,
                    "--insecure"},
                   (dir / "workers.log").string());
   ASSERT_TRUE(wait_for(serve, "trial 0 (attempt 1)", 60s)) << serve.log();
-  rogue.send(Report{1, 99, 1, {{"val_acc", kPlanted}}});                          // unknown attempt
-  rogue.send(Report{1, 1, -3, {{"val_acc", kPlanted}}});                          // negative epoch
-  rogue.send(Report{1, 1, 0, {{"val_acc", kPlanted}}});                           // epoch 0
-  rogue.send(Report{1, 1, 2, {{"val_acc", std::numeric_limits<double>::quiet_NaN()}}});  // NaN
-  rogue.send(Report{1, 1, 2, {{"val_acc", kPlanted}}});                           // not its trial
-  rogue.send(Done{1, 1, true, "", {{"test_acc", kPlanted}}});                     // not its trial
+  const pid_t rank = rank_pid(workers.pid(), 0);
+  ASSERT_GT(rank, 0) << workers.log();
+  ASSERT_EQ(::kill(rank, SIGSTOP), 0);
+  std::this_thread::sleep_for(300ms);  // for a Done sent before the stop to be handled
+  static const std::regex kAssigned(R"(trial (\d+) \(attempt 1\))");
+  const std::string assigned = serve.log();
+  std::int64_t running = -1;
+  for (auto it = std::sregex_iterator(assigned.begin(), assigned.end(), kAssigned);
+       it != std::sregex_iterator(); ++it)
+    running = std::stoll((*it)[1]) + 1;
+  rogue.send(Report{running, 99, 1, {{"val_acc", kPlanted}}});                  // unknown attempt
+  rogue.send(Report{running, 1, -3, {{"val_acc", kPlanted}}});                  // negative epoch
+  rogue.send(Report{running, 1, 0, {{"val_acc", kPlanted}}});                   // epoch 0
+  rogue.send(Report{running, 1, 2, {{"val_acc", std::numeric_limits<double>::quiet_NaN()}}});
+  rogue.send(Report{running, 1, 2, {{"val_acc", kPlanted}}});                   // not its trial
+  rogue.send(Done{running, 1, true, "", {{"test_acc", kPlanted}}});             // not its trial
+  const bool heard = wait_for(serve, "acknowledged only", 30s);
+  ::kill(rank, SIGCONT);
+  ASSERT_TRUE(heard) << serve.log();
 
   ASSERT_EQ(serve.wait(300s), 0) << serve.log();
   EXPECT_EQ(workers.wait(60s), 0) << workers.log();

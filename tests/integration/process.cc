@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -108,6 +110,32 @@ std::string read_file(const std::string& path) {
 
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream(path) << text;
+}
+
+pid_t rank_pid(pid_t launcher, int rank) {
+  const auto parent_of = [](pid_t pid) {
+    std::istringstream stat(read_file("/proc/" + std::to_string(pid) + "/stat"));
+    std::string skip;
+    pid_t ppid = -1;
+    // pid (comm) state ppid: comm has no spaces here (trellis-worker, mpirun, orted).
+    stat >> skip >> skip >> skip >> ppid;
+    return ppid;
+  };
+  const std::string wanted = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = std::stoi(name);
+    if (read_file("/proc/" + name + "/comm").rfind("trellis-worker", 0) != 0) continue;
+    bool descends = false;
+    for (pid_t p = parent_of(pid), depth = 0; p > 1 && depth < 5; p = parent_of(p), ++depth)
+      if (p == launcher) descends = true;
+    if (!descends) continue;
+    std::string env = read_file("/proc/" + name + "/environ");
+    std::replace(env.begin(), env.end(), '\0', '\n');
+    if (("\n" + env).find("\n" + wanted + "\n") != std::string::npos) return pid;
+  }
+  return -1;
 }
 
 }  // namespace trellis::testing

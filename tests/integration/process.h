@@ -44,6 +44,10 @@ struct Result {
 Result run(const std::vector<std::string>& argv, const std::string& log_path,
            std::chrono::seconds timeout = std::chrono::seconds(300));
 
+// The pid of the trellis-worker that is MPI rank `rank` among mpirun `launcher`'s
+// descendants, or -1 (not started yet, or gone).
+pid_t rank_pid(pid_t launcher, int rank);
+
 // A TCP port on 127.0.0.1 that was free a moment ago.
 int free_loopback_port();
 
