@@ -75,8 +75,7 @@ Coordinator::Coordinator(ExperimentStore* store, SweepSpec spec, CoordinatorOpti
     : store_(store),
       spec_(std::move(spec)),
       options_(std::move(options)),
-      context_(1),
-      feed_(spec_.lag) {}
+      context_(1) {}
 
 Coordinator::~Coordinator() = default;
 
@@ -84,20 +83,25 @@ Status Coordinator::Start() {
   // checkpoint_base() puts the name in a path; a spec not parsed from YAML was never checked.
   if (std::string why = experiment_name_problem(spec_.name); !why.empty())
     return Status::Error("experiment name: " + why);
-  scheduler_options_.spec = spec_.scheduler;
-  scheduler_options_.max_epochs = spec_.scheduler.max_epochs;
-  if (scheduler_options_.max_epochs == 0) {
+  SchedulerOptions scheduling;
+  scheduling.spec = spec_.scheduler;
+  scheduling.max_epochs = spec_.scheduler.max_epochs;
+  if (scheduling.max_epochs == 0) {
     TrainConfig defaults;
     if (Status s = train_config_from_params(spec_.fixed, &defaults); !s.ok()) return s;
-    scheduler_options_.max_epochs = defaults.epochs;
+    scheduling.max_epochs = defaults.epochs;
   }
-  scheduler_options_.metric = spec_.metric;
-  scheduler_options_.maximize = spec_.mode == "max";
-  scheduler_options_.space = spec_.space;
-  scheduler_options_.seed = spec_.seed;
-  if (Status s = make_scheduler(scheduler_options_, &scheduler_); !s.ok()) return s;
-  if (Status s = make_searcher(spec_.algorithm, spec_.space, spec_.seed, &searcher_); !s.ok())
+  scheduling.metric = spec_.metric;
+  scheduling.maximize = spec_.mode == "max";
+  scheduling.space = spec_.space;
+  scheduling.seed = spec_.seed;
+  std::unique_ptr<Scheduler> scheduler;
+  if (Status s = make_scheduler(scheduling, &scheduler); !s.ok()) return s;
+  std::unique_ptr<Searcher> searcher;
+  if (Status s = make_searcher(spec_.algorithm, spec_.space, spec_.seed, &searcher); !s.ok())
     return s;
+  book_ = std::make_unique<TrialBook>(spec_, std::move(scheduling), std::move(searcher),
+                                      std::move(scheduler));
   const bool pauses = spec_.scheduler.type != "fifo" && spec_.scheduler.type != "median";
   if (pauses && options_.checkpoint_dir.empty())
     return Status::Error("scheduler " + spec_.scheduler.type +
@@ -132,7 +136,7 @@ Status Coordinator::Start() {
          {{"resumed", existing.has_value()},
           {"version", TRELLIS_VERSION " " TRELLIS_GIT_REVISION},
           {"pid", static_cast<std::int64_t>(::getpid())},
-          {"trials_in_store", progress_.proposed}});
+          {"trials_in_store", book_->progress().proposed}});
   if (!fatal_.ok()) return fatal_;
 
   if (!options_.security.curve && !is_loopback_endpoint(options_.bind))
@@ -152,15 +156,13 @@ Status Coordinator::Start() {
   }
   endpoint_ = socket_->get(zmq::sockopt::last_endpoint);
   spdlog::info("coordinator listening on {}", endpoint_);
-  check_finished();
+  book_->check_finished();
   return Status::Ok();
 }
 
 Status Coordinator::load_progress() {
   std::vector<TrialRecord> trials;
   if (Status s = store_->list_trials(experiment_.id, &trials); !s.ok()) return s;
-  progress_ = SweepProgress{};
-  progress_.total = spec_.trials;
   std::vector<EventRecord> first;
   if (Status s = store_->list_events(experiment_.id, 0, &first, 1); !s.ok()) return s;
   // An experiment begun before schema 3 has no story of its start: the trials are replayed.
@@ -169,21 +171,10 @@ Status Coordinator::load_progress() {
   std::map<std::int64_t, CarriedState> carried;
   if (Status s = has_story ? replay_story(trials, &carried) : replay(trials); !s.ok()) return s;
   for (auto& t : trials) {
-    ++progress_.proposed;
-    switch (t.state) {
-      case TrialState::kCompleted: ++progress_.completed; continue;
-      case TrialState::kPruned: ++progress_.pruned; continue;
-      case TrialState::kFailed: ++progress_.failed; continue;
-      case TrialState::kPaused: ++progress_.paused; break;
-      case TrialState::kPending: pending_.push_back(t.id); break;
-      case TrialState::kRunning:
-        // A trial a previous coordinator left running may still be training: its group gets
-        // one liveness period to come back and claim it (expire_orphans).
-        orphans_[t.id] = Orphan{t.attempt, t.group};
-        ++progress_.running;
-        break;
-    }
-    Trial& live = trials_[t.id];
+    // A trial a previous coordinator left running may still be training: its group gets
+    // one liveness period to come back and claim it (expire_orphans).
+    if (t.state == TrialState::kRunning) orphans_[t.id] = Orphan{t.attempt, t.group};
+    TrialBook::Trial live;
     live.number = t.number;
     live.state = t.state;
     live.params = std::move(t.params);
@@ -193,10 +184,9 @@ Status Coordinator::load_progress() {
       live.loss = c->second.loss;
       live.stop_reason = c->second.stop_reason;
     }
+    book_->restore(t.id, std::move(live));
   }
-  // A grid that was fully proposed before the restart has nothing more.
-  if (const auto size = searcher_->size(); size && progress_.proposed >= *size)
-    searcher_exhausted_ = true;
+  book_->restored();
   // Two liveness periods: one for the agents to notice the silence, one to get through.
   orphans_deadline_ = std::chrono::steady_clock::now() + 2 * options_.liveness;
   if (!orphans_.empty())
@@ -212,31 +202,27 @@ Status Coordinator::replay(const std::vector<TrialRecord>& trials) {
   if (trials.empty()) return Status::Ok();
   // `series` is null for a trial the store has no series of.
   const auto replay_trial = [&](const TrialRecord& t, const MetricSeries* series) {
-    Trial view;
-    view.params = t.params;
     Job job;
     job.kind = Job::Kind::kNew;
     job.until_epoch = t.target_epoch;
-    scheduler_->on_assigned(t.id, job, t.params);
+    book_->apply_assigned(t.id, job, t.params);
     std::optional<double> last;
     if (series != nullptr) {
       if (const auto m = series->find(spec_.metric); m != series->end()) {
         for (const auto& [epoch, value] : m->second) {
-          if (!std::isfinite(value)) continue;
-          last = scheduler_options_.maximize ? -value : value;
-          (void)scheduler_->on_report(t.id, epoch, *last);
+          const std::optional<double> loss = book_->objective({{spec_.metric, value}});
+          if (!loss) continue;
+          last = loss;
+          (void)book_->apply_report(t.id, epoch, *loss);
         }
       }
     }
-    if (t.state == TrialState::kPaused)
-      scheduler_->on_paused(t.id, effective_target(view, t.target_epoch));
-    const bool ended = t.state == TrialState::kCompleted || t.state == TrialState::kPruned ||
-                       t.state == TrialState::kFailed;
-    if (ended) scheduler_->on_ended(t.id);
-    progress_.epochs_assigned += effective_target(view, t.target_epoch);
-    if (ended || t.state == TrialState::kPaused)
-      feed_.stopped(t.number, t.params,
-                    t.state == TrialState::kFailed ? std::nullopt : last);
+    const std::int32_t reached = book_->effective_target(t.params, t.target_epoch);
+    if (t.state == TrialState::kPaused) book_->apply_paused(t.id, t.number, t.params, reached, last);
+    if (t.state == TrialState::kCompleted || t.state == TrialState::kPruned ||
+        t.state == TrialState::kFailed)
+      book_->apply_ended(t.id, t.number, t.params, t.state == TrialState::kFailed, last);
+    book_->add_epochs_assigned(reached);
   };
   // The series stream in trial number order, as `trials` are listed, skipping trials without
   // one: the two are walked together, so only one trial's series is held at a time.
@@ -295,10 +281,10 @@ Status Coordinator::replay_story(const std::vector<TrialRecord>& trials,
       last_report = r.id;
       const auto it = live.find(r.trial_id);
       if (it == live.end() || it->second.running_attempt != r.attempt) continue;
-      const std::optional<double> loss = objective(r.metrics);
+      const std::optional<double> loss = book_->objective(r.metrics);
       if (!loss) continue;
       it->second.carried.loss = loss;
-      std::string reason = apply_report(r.trial_id, r.epoch, *loss);
+      std::string reason = book_->apply_report(r.trial_id, r.epoch, *loss);
       if (!reason.empty() && it->second.carried.stop_reason.empty())
         it->second.carried.stop_reason = std::move(reason);
     }
@@ -328,10 +314,8 @@ Status Coordinator::replay_story(const std::vector<TrialRecord>& trials,
         Job job;
         job.kind = Job::Kind::kNew;
         job.until_epoch = data.value("until_epoch", 0);
-        apply_assigned(e.trial_id, job, t.params);
-        Trial view;
-        view.params = t.params;
-        progress_.epochs_assigned += effective_target(view, job.until_epoch);
+        book_->apply_assigned(e.trial_id, job, t.params);
+        book_->add_epochs_assigned(book_->effective_target(t.params, job.until_epoch));
         continue;
       }
       if (it == live.end()) continue;  // an event of a trial that ended, or of no trial
@@ -340,7 +324,7 @@ Status Coordinator::replay_story(const std::vector<TrialRecord>& trials,
         t.running_attempt = data.value("attempt", 0);
       } else if (e.kind == "trial_paused") {
         t.running_attempt = 0;
-        apply_paused(e.trial_id, t.number, t.params, data.value("epoch", 0), loss_in(data));
+        book_->apply_paused(e.trial_id, t.number, t.params, data.value("epoch", 0), loss_in(data));
       } else if (e.kind == "trial_promoted" || e.kind == "trial_exploited") {
         Job job;
         job.kind = Job::Kind::kContinue;
@@ -358,19 +342,17 @@ Status Coordinator::replay_story(const std::vector<TrialRecord>& trials,
         }
         job.reason = data.value("reason", "");
         t.carried.stop_reason.clear();
-        apply_assigned(e.trial_id, job, t.params);
-        Trial view;
-        view.params = t.params;
-        progress_.epochs_assigned += effective_target(view, job.until_epoch) - from;
+        book_->apply_assigned(e.trial_id, job, t.params);
+        book_->add_epochs_assigned(book_->effective_target(t.params, job.until_epoch) - from);
       } else if (e.kind == "trial_requeued") {
         t.running_attempt = 0;
         if (data.value("failed", false)) {
-          apply_ended(e.trial_id, t.number, t.params, /*failed=*/true, t.carried.loss);
+          book_->apply_ended(e.trial_id, t.number, t.params, /*failed=*/true, t.carried.loss);
           live.erase(it);
         }
       } else if (e.kind == "trial_ended") {
-        apply_ended(e.trial_id, t.number, t.params, data.value("state", "") == "failed",
-                    loss_in(data));
+        book_->apply_ended(e.trial_id, t.number, t.params, data.value("state", "") == "failed",
+                           loss_in(data));
         live.erase(it);
       }
     }
@@ -381,8 +363,8 @@ Status Coordinator::replay_story(const std::vector<TrialRecord>& trials,
 }
 
 Status Coordinator::Run(const std::function<bool()>& keep_going) {
-  check_finished();
-  while (!finished_) {
+  book_->check_finished();
+  while (!book_->finished()) {
     if (!keep_going()) return Status::Ok();
     // Wait for the socket only when nothing is queued: Reports left over from the last turn's
     // budget are work to do now.
@@ -396,51 +378,48 @@ Status Coordinator::Run(const std::function<bool()>& keep_going) {
       }
     }
     if (Status s = serve_turn(); !s.ok()) return s;
-    check_finished();
+    book_->check_finished();
     if (!fatal_.ok()) return fatal_;
   }
   // The end of the sweep is one commit: the paused trials pruned, the experiment completed.
   ExperimentStore::Batch batch(store_);
   if (Status s = batch.begin(); !s.ok()) return s.With("cannot write the store");
   // What is still paused will not be continued: it stopped where the scheduler left it.
-  for (auto it = trials_.begin(); it != trials_.end();) {
-    if (it->second.state != TrialState::kPaused) {
-      ++it;
-      continue;
-    }
-    const std::string reason = scheduler_->paused_reason(it->first);
-    if (Status s = store_->end_paused_trial(it->first, TrialState::kPruned, reason); !s.ok())
-      return s;
-    spdlog::info("trial {} pruned: {}", it->second.number, reason);
-    record("trial_ended", it->first, "", {{"state", "pruned"}, {"reason", reason}});
-    --progress_.paused;
-    ++progress_.pruned;
-    it = trials_.erase(it);
+  std::vector<std::pair<std::int64_t, std::int32_t>> paused;  // id, number
+  for (const auto& [id, t] : book_->trials())
+    if (t.state == TrialState::kPaused) paused.emplace_back(id, t.number);
+  for (const auto& [id, number] : paused) {
+    const std::string reason = book_->scheduler().paused_reason(id);
+    if (Status s = store_->end_paused_trial(id, TrialState::kPruned, reason); !s.ok()) return s;
+    spdlog::info("trial {} pruned: {}", number, reason);
+    record("trial_ended", id, "", {{"state", "pruned"}, {"reason", reason}});
+    book_->paused_trial_ended(id, TrialState::kPruned);
   }
+  const SweepProgress& progress = book_->progress();
   if (experiment_.state != "completed") {
     if (Status s = store_->set_experiment_state(experiment_.id, "completed"); !s.ok()) return s;
     experiment_.state = "completed";
     for (auto& [identity, group] : groups_) account(group, /*leaving=*/true);
     record("sweep_finished", -1, "",
-           {{"trials", progress_.proposed}, {"completed", progress_.completed},
-            {"pruned", progress_.pruned}, {"failed", progress_.failed},
-            {"epochs_assigned", progress_.epochs_assigned},
-            {"group_seconds", progress_.group_seconds},
-            {"idle_for_results_seconds", progress_.idle_for_results_seconds}});
+           {{"trials", progress.proposed}, {"completed", progress.completed},
+            {"pruned", progress.pruned}, {"failed", progress.failed},
+            {"epochs_assigned", progress.epochs_assigned},
+            {"group_seconds", progress.group_seconds},
+            {"idle_for_results_seconds", progress.idle_for_results_seconds}});
   }
   if (!fatal_.ok()) return fatal_;
   if (Status s = batch.commit(); !s.ok()) return s.With("cannot commit the end of the sweep");
   spdlog::info("sweep '{}' finished: {} trials, {} completed, {} pruned, {} failed; {} epochs "
                "assigned",
-               experiment_.name, progress_.proposed, progress_.completed, progress_.pruned,
-               progress_.failed, progress_.epochs_assigned);
-  if (progress_.idle_for_results_seconds > 0)
+               experiment_.name, progress.proposed, progress.completed, progress.pruned,
+               progress.failed, progress.epochs_assigned);
+  if (progress.idle_for_results_seconds > 0)
     spdlog::info("groups waited {:.1f} s for results the next proposal needed: {:.1f}% of {:.1f} "
                  "group-seconds (search.lag {})",
-                 progress_.idle_for_results_seconds,
-                 100 * progress_.idle_for_results_seconds /
-                     std::max(progress_.group_seconds, 1e-9),
-                 progress_.group_seconds, feed_.lag());
+                 progress.idle_for_results_seconds,
+                 100 * progress.idle_for_results_seconds /
+                     std::max(progress.group_seconds, 1e-9),
+                 progress.group_seconds, book_->feed().lag());
   for (const auto& [identity, group] : groups_) send(identity, Shutdown{"sweep finished"});
   return Status::Ok();
 }
@@ -608,12 +587,12 @@ void Coordinator::join(Group& group) {
 void Coordinator::account(Group& group, bool leaving) {
   const auto now = std::chrono::steady_clock::now();
   if (group.waiting_for_results) {
-    progress_.idle_for_results_seconds +=
+    book_->progress().idle_for_results_seconds +=
         std::chrono::duration<double>(now - *group.waiting_for_results).count();
     group.waiting_for_results.reset();
   }
   if (leaving && group.joined) {
-    progress_.group_seconds += std::chrono::duration<double>(now - group.joined_at).count();
+    book_->progress().group_seconds += std::chrono::duration<double>(now - group.joined_at).count();
     group.joined_at = now;  // counted
   }
 }
@@ -683,8 +662,8 @@ void Coordinator::on_report(Group& group, const Report& report) {
   // Through which epoch the report's trial may train, and its newest attempt.
   std::int32_t last_epoch = 0;
   std::int32_t newest_attempt = 0;
-  if (const auto live = trials_.find(report.trial); current && live != trials_.end()) {
-    last_epoch = effective_target(live->second, live->second.target_epoch);
+  if (const TrialBook::Trial* live = book_->find(report.trial); current && live != nullptr) {
+    last_epoch = book_->effective_target(live->params, live->target_epoch);
     newest_attempt = report.attempt;
   } else {
     TrialRecord record;
@@ -693,10 +672,8 @@ void Coordinator::on_report(Group& group, const Report& report) {
       spdlog::warn("dropped report for unknown trial {} from '{}'", report.trial, group.name);
       return;
     }
-    Trial view;
-    view.params = record.params;
     // Targets only grow, so no older attempt was given more than the trial's current one.
-    last_epoch = effective_target(view, record.target_epoch);
+    last_epoch = book_->effective_target(record.params, record.target_epoch);
     newest_attempt = record.attempt;
   }
   if (report.attempt < 1 || report.attempt > newest_attempt) {
@@ -731,23 +708,20 @@ void Coordinator::on_report(Group& group, const Report& report) {
     return;
   }
   send(group.name, Ack{report.trial, report.attempt, report.epoch});
-  if (!current) return;
-  Trial& t = trials_[report.trial];
+  const TrialBook::Trial* t = current ? book_->find(report.trial) : nullptr;
+  if (t == nullptr) return;
   // The first epoch at info says the trial trains; every epoch at info would be 100,000 lines
   // a second under load, so the rest are debug (the store has them all anyway).
   const auto level = report.epoch == 1 ? spdlog::level::info : spdlog::level::debug;
   if (spdlog::should_log(level))
-    spdlog::log(level, "trial {} epoch {}: {}", t.number, report.epoch, describe(report.metrics));
-  const std::optional<double> loss = objective(report.metrics);
-  if (!loss) return;
-  t.loss = loss;
-  std::string reason = apply_report(report.trial, report.epoch, *loss);
-  if (reason.empty() || !t.stop_reason.empty()) return;
-  t.stop_reason = std::move(reason);
-  spdlog::info("trial {} stopped: {}", t.number, t.stop_reason);
+    spdlog::log(level, "trial {} epoch {}: {}", t->number, report.epoch, describe(report.metrics));
+  const std::optional<double> loss = book_->objective(report.metrics);
+  const std::string reason = book_->reported(report.trial, report.epoch, loss);
+  if (reason.empty()) return;
+  spdlog::info("trial {} stopped: {}", t->number, reason);
   record("trial_stopped", report.trial, group.name,
-         {{"epoch", report.epoch}, {"objective", *loss}, {"reason", t.stop_reason}});
-  send(group.name, Stop{report.trial, t.stop_reason});
+         {{"epoch", report.epoch}, {"objective", *loss}, {"reason", reason}});
+  send(group.name, Stop{report.trial, reason});
 }
 
 void Coordinator::on_done(Group& group, const Done& done) {
@@ -767,7 +741,13 @@ void Coordinator::on_done(Group& group, const Done& done) {
     if (group.trial < 0 && group.joined) assign_or_wait(group);
     return;
   }
-  Trial& t = trials_[done.trial];
+  const TrialBook::Trial* t = book_->find(done.trial);
+  if (t == nullptr) {
+    // Held or orphaned, yet not in the book: our state disagrees with itself.
+    stop_on(Status::Error("trial id " + std::to_string(done.trial) +
+                          " is held by a group but is not a live trial"));
+    return;
+  }
   if (done.preempted) {
     requeue(done.trial,
             done.checkpointed ? "preempted (SIGTERM); resumes from the checkpoint it took"
@@ -777,96 +757,49 @@ void Coordinator::on_done(Group& group, const Done& done) {
     if (current) group.trial = -1;
     return;  // the group is exiting
   }
-  TrialState state = TrialState::kFailed;
-  std::string why = done.error;
-  const std::int32_t reached = effective_target(t, t.target_epoch);
-  if (done.ok && !t.stop_reason.empty()) {
-    state = TrialState::kPruned;
-    why = t.stop_reason;
-  } else if (done.ok && reached < epochs_of(t)) {
-    state = TrialState::kPaused;
-    why = "paused after epoch " + std::to_string(reached) + " for the " +
-          spec_.scheduler.type + " scheduler";
-  } else if (done.ok) {
-    state = TrialState::kCompleted;
-  }
-  if (Status s = store_->finish_trial(done.trial, done.attempt, state, why, done.final_metrics);
+  const AttemptEnd end = book_->end_of(done.trial, done.ok, done.error);
+  if (Status s = store_->finish_trial(done.trial, done.attempt, end.state, end.why,
+                                      done.final_metrics);
       !s.ok()) {
     // Not acknowledged: the agent sends it again to the restarted coordinator.
     stop_on(s.With("cannot record the end of trial id " + std::to_string(done.trial)));
     return;
   }
   send(group.name, Ack{done.trial, done.attempt, 0});
-  --progress_.running;
-  if (const auto loss = objective(done.final_metrics); loss && !t.loss) t.loss = loss;
+  const std::int32_t number = t->number;
+  const std::optional<double> loss = t->loss ? t->loss : book_->objective(done.final_metrics);
   {
-    nlohmann::json body = {{"attempt", done.attempt}, {"state", to_string(state)},
-                           {"epoch", reached}, {"reason", why}};
-    if (t.loss) body["objective"] = *t.loss;
-    record(state == TrialState::kPaused ? "trial_paused" : "trial_ended", done.trial, group.name,
-           std::move(body));
+    nlohmann::json body = {{"attempt", done.attempt}, {"state", to_string(end.state)},
+                           {"epoch", end.epoch}, {"reason", end.why}};
+    if (loss) body["objective"] = *loss;
+    record(end.state == TrialState::kPaused ? "trial_paused" : "trial_ended", done.trial,
+           group.name, std::move(body));
   }
-  const int number = t.number;
-  switch (state) {
+  if (end.state == TrialState::kPaused && spec_.scheduler.type == "pbt")
+    snapshot_for_exploit(number, end.epoch);
+  book_->attempt_ended(done.trial, end, book_->objective(done.final_metrics));
+  const SweepProgress& progress = book_->progress();
+  switch (end.state) {
     case TrialState::kPaused:
-      ++progress_.paused;
-      t.state = TrialState::kPaused;
-      if (spec_.scheduler.type == "pbt") snapshot_for_exploit(t, reached);
-      apply_paused(done.trial, t.number, t.params, reached, t.loss);
-      spdlog::info("trial {} paused after epoch {}: {}", number, reached,
+      spdlog::info("trial {} paused after epoch {}: {}", number, end.epoch,
                    describe(done.final_metrics));
       break;
     case TrialState::kCompleted:
-      ++progress_.completed;
-      ended(done.trial, state);
       spdlog::info("trial {} completed: {} [{}/{} done]", number, describe(done.final_metrics),
-                   progress_.ended(), progress_.total);
+                   progress.ended(), progress.total);
       break;
     case TrialState::kPruned:
-      ++progress_.pruned;
-      ended(done.trial, state);
       spdlog::info("trial {} pruned after epoch {} [{}/{} done]", number,
-                   done.final_metrics.empty() ? 0 : reached, progress_.ended(), progress_.total);
+                   done.final_metrics.empty() ? 0 : end.epoch, progress.ended(), progress.total);
       break;
     default:
-      ++progress_.failed;
-      ended(done.trial, state);
-      spdlog::error("trial {} failed: {} [{}/{} done]", number, done.error, progress_.ended(),
-                    progress_.total);
+      spdlog::error("trial {} failed: {} [{}/{} done]", number, done.error, progress.ended(),
+                    progress.total);
       break;
   }
   if (!current) return;
   group.trial = -1;
   assign_or_wait(group);
-}
-
-void Coordinator::ended(std::int64_t id, TrialState state) {
-  const auto it = trials_.find(id);
-  if (it == trials_.end()) return;
-  apply_ended(id, it->second.number, it->second.params, state == TrialState::kFailed,
-              it->second.loss);
-  trials_.erase(it);
-}
-
-void Coordinator::apply_assigned(std::int64_t id, const Job& job, const ParamMap& params) {
-  scheduler_->on_assigned(id, job, params);
-}
-
-std::string Coordinator::apply_report(std::int64_t id, std::int32_t epoch, double loss) {
-  return scheduler_->on_report(id, epoch, loss);
-}
-
-void Coordinator::apply_paused(std::int64_t id, std::int32_t number, const ParamMap& params,
-                               std::int32_t epoch, std::optional<double> loss) {
-  feed_.stopped(number, params, loss);
-  scheduler_->on_paused(id, epoch);
-}
-
-void Coordinator::apply_ended(std::int64_t id, std::int32_t number, const ParamMap& params,
-                              bool failed, std::optional<double> loss) {
-  // A failed trial's last value says nothing about its parameters.
-  feed_.stopped(number, params, failed ? std::nullopt : loss);
-  scheduler_->on_ended(id);
 }
 
 void Coordinator::record(const char* kind, std::int64_t trial, const std::string& group,
@@ -893,39 +826,19 @@ void Coordinator::requeue(std::int64_t trial, const std::string& reason, Requeue
     stop_on(s.With("cannot requeue trial id " + std::to_string(trial)));
     return;
   }
-  Trial& t = trials_[trial];
-  --progress_.running;
+  const TrialBook::Trial* t = book_->find(trial);
+  const std::int32_t number = t != nullptr ? t->number : -1;
   static constexpr const char* kWhy[] = {"lost", "preempted_with_checkpoint", "not_the_trials_fault"};
   record("trial_requeued", trial, "",
          {{"reason", reason}, {"why", kWhy[static_cast<int>(why)]}, {"failed", failed}});
+  book_->requeued(trial, failed);
   if (failed) {
-    ++progress_.failed;
-    spdlog::error("trial {} failed: {} ({} attempts lost) [{}/{} done]", t.number, reason,
-                  options_.max_failures, progress_.ended(), progress_.total);
-    ended(trial, TrialState::kFailed);
+    const SweepProgress& progress = book_->progress();
+    spdlog::error("trial {} failed: {} ({} attempts lost) [{}/{} done]", number, reason,
+                  options_.max_failures, progress.ended(), progress.total);
     return;
   }
-  t.state = TrialState::kPending;
-  pending_.push_front(trial);
-  spdlog::warn("trial {} requeued: {}", t.number, reason);
-}
-
-std::int32_t Coordinator::epochs_of(const Trial& t) const {
-  const auto it = t.params.find("epochs");
-  double epochs = 0;
-  if (it != t.params.end() && as_double(it->second, &epochs)) return static_cast<std::int32_t>(epochs);
-  return scheduler_options_.max_epochs;
-}
-
-std::int32_t Coordinator::effective_target(const Trial& t, std::int32_t until_epoch) const {
-  const std::int32_t all = epochs_of(t);
-  return until_epoch <= 0 ? all : std::min(until_epoch, all);
-}
-
-std::optional<double> Coordinator::objective(const MetricMap& metrics) const {
-  const auto it = metrics.find(spec_.metric);
-  if (it == metrics.end() || !std::isfinite(it->second)) return std::nullopt;
-  return scheduler_options_.maximize ? -it->second : it->second;
+  spdlog::warn("trial {} requeued: {}", number, reason);
 }
 
 std::string Coordinator::checkpoint_base(std::int32_t number) const {
@@ -937,9 +850,9 @@ std::string Coordinator::checkpoint_base(std::int32_t number) const {
 // A donor keeps training after it paused, and its worker deletes old epoch checkpoints, so the
 // state a later exploit copies is linked aside when the trial pauses. The last few are kept:
 // trials decide about epoch B while the donor may have moved on a few intervals.
-void Coordinator::snapshot_for_exploit(const Trial& t, std::int32_t epoch) {
+void Coordinator::snapshot_for_exploit(std::int32_t number, std::int32_t epoch) {
   namespace fs = std::filesystem;
-  const std::string base = checkpoint_base(t.number);
+  const std::string base = checkpoint_base(number);
   const std::string snapshot = exploit_snapshot(base, epoch);
   std::error_code ec;
   fs::remove(snapshot, ec);
@@ -948,52 +861,31 @@ void Coordinator::snapshot_for_exploit(const Trial& t, std::int32_t epoch) {
   if (ec)
     spdlog::warn("trial {}: cannot keep its checkpoint after epoch {} for PBT ({}); no trial can "
                  "exploit it",
-                 t.number, epoch, ec.message());
+                 number, epoch, ec.message());
   fs::remove(exploit_snapshot(base, epoch - kExploitSnapshotsKept * spec_.scheduler.interval), ec);
 }
 
-bool Coordinator::may_start_new() const {
-  if (searcher_exhausted_ || budget_spent_ || progress_.proposed >= spec_.trials) return false;
-  return spec_.budget_epochs == 0 || progress_.epochs_assigned < spec_.budget_epochs;
-}
-
-std::optional<std::int64_t> Coordinator::new_trial(const Job& job) {
-  feed_.release(progress_.proposed, searcher_.get());
-  std::optional<ParamMap> proposal = searcher_->propose(progress_.proposed);
-  if (!proposal) return std::nullopt;
+std::optional<std::int64_t> Coordinator::new_trial(const Decision& d) {
   TrialRecord record;
   record.experiment_id = experiment_.id;
-  record.number = progress_.proposed;
-  record.params = spec_.fixed;
-  for (auto& [name, value] : *proposal) record.params[name] = std::move(value);
-  record.seed = derive_seed(spec_.seed, {static_cast<std::uint64_t>(record.number)});
-  record.target_epoch = job.until_epoch;
+  record.number = d.number;
+  record.params = d.params;
+  record.seed = d.seed;
+  record.target_epoch = d.job.until_epoch;
   if (Status s = store_->add_trial(&record); !s.ok()) {
     stop_on(s.With("cannot add trial " + std::to_string(record.number)));
     return std::nullopt;
   }
-  ++progress_.proposed;
   this->record("trial_proposed", record.id, "",
                {{"number", record.number}, {"params", params_json(record.params)},
-                {"until_epoch", job.until_epoch}, {"seed", record.seed}});
-  Trial& t = trials_[record.id];
-  t.number = record.number;
-  t.params = std::move(record.params);
-  t.seed = record.seed;
-  t.target_epoch = job.until_epoch;
+                {"until_epoch", d.job.until_epoch}, {"seed", record.seed}});
+  book_->proposed(record.id, d);
   return record.id;
 }
 
 bool Coordinator::continue_trial(const Job& job) {
-  const auto it = trials_.find(job.trial);
-  if (it == trials_.end() || it->second.state != TrialState::kPaused) {
-    // The scheduler's state disagrees with ours; asking it again would return the same job.
-    stop_on(Status::Error("the " + spec_.scheduler.type + " scheduler asked to continue trial id " +
-                          std::to_string(job.trial) + ", which is not paused"));
-    return false;
-  }
-  Trial& t = it->second;
-  const std::int32_t paused_at = effective_target(t, t.target_epoch);
+  const TrialBook::Trial& t = *book_->find(job.trial);  // paused: TrialBook::next checked
+  const std::int32_t paused_at = book_->effective_target(t.params, t.target_epoch);
   std::string from = checkpoint_file(checkpoint_base(t.number), paused_at);
   std::int32_t donor_number = -1;
   if (job.donor >= 0) {
@@ -1017,9 +909,7 @@ bool Coordinator::continue_trial(const Job& job) {
     }
     record("trial_ended", job.trial, "", {{"state", "failed"}, {"reason", reason}});
     spdlog::error("trial {} failed: {}", t.number, reason);
-    --progress_.paused;
-    ++progress_.failed;
-    ended(job.trial, TrialState::kFailed);
+    book_->paused_trial_ended(job.trial, TrialState::kFailed);
     return false;
   }
   Status s;
@@ -1033,7 +923,6 @@ bool Coordinator::continue_trial(const Job& job) {
     exploit.params_after = job.params;
     exploit.reason = job.reason + "; donor: trial " + std::to_string(donor_number);
     s = store_->exploit_trial(exploit, job.until_epoch, from);
-    if (s.ok()) t.params = job.params;
   } else {
     s = store_->continue_trial(job.trial, job.until_epoch);
   }
@@ -1050,12 +939,8 @@ bool Coordinator::continue_trial(const Job& job) {
     record("trial_promoted", job.trial, "",
            {{"from_epoch", paused_at}, {"until_epoch", job.until_epoch}, {"reason", job.reason}});
   }
-  progress_.epochs_assigned += effective_target(t, job.until_epoch) - paused_at;
-  t.target_epoch = job.until_epoch;
-  t.state = TrialState::kPending;
-  t.stop_reason.clear();
-  --progress_.paused;
   spdlog::info("trial {} continues: {}", t.number, job.reason);
+  book_->continued(job);
   return true;
 }
 
@@ -1063,83 +948,46 @@ void Coordinator::assign_or_wait(Group& group) {
   const Wait wait{static_cast<std::int32_t>(options_.wait_retry.count())};
   for (;;) {
     if (!fatal_.ok()) return;
-    check_finished();
-    if (finished_) {
-      send(group.name, Shutdown{"sweep finished"});
+    Decision d;
+    if (Status s = book_->next(&d); !s.ok()) {
+      stop_on(s);
       return;
     }
-    if (!pending_.empty()) {
-      const std::int64_t id = pending_.front();
-      pending_.pop_front();
-      start(group, id);
-      return;
-    }
-    if (budget_spent_ ||
-        (spec_.max_concurrent_trials > 0 && progress_.running >= spec_.max_concurrent_trials)) {
-      send(group.name, wait);
-      return;
-    }
-    const Job job = scheduler_->next(may_start_new());
-    if (job.kind == Job::Kind::kWait || job.kind == Job::Kind::kNone) {
-      send(group.name, wait);
-      return;
-    }
-    if (job.kind == Job::Kind::kNew && !feed_.ready(progress_.proposed, *searcher_)) {
-      if (!group.waiting_for_results) {
-        group.waiting_for_results = std::chrono::steady_clock::now();
-        spdlog::debug("group '{}' waits: trial {} learns from trials below {} (search.lag {}), "
-                      "and trial {} has not stopped yet",
-                      group.name, progress_.proposed, progress_.proposed - feed_.lag(),
-                      feed_.lag(), feed_.first_unstopped());
+    switch (d.kind) {
+      case Decision::Kind::kFinished:
+        send(group.name, Shutdown{"sweep finished"});
+        return;
+      case Decision::Kind::kStart:
+        start(group, d.trial);
+        return;
+      case Decision::Kind::kWaitForResults:
+        if (!group.waiting_for_results) {
+          group.waiting_for_results = std::chrono::steady_clock::now();
+          spdlog::debug("group '{}' waits: trial {} learns from trials below {} (search.lag {}), "
+                        "and trial {} has not stopped yet",
+                        group.name, d.number, d.number - book_->feed().lag(),
+                        book_->feed().lag(), book_->feed().first_unstopped());
+        }
+        send(group.name, wait);
+        return;
+      case Decision::Kind::kWait:
+        send(group.name, wait);
+        return;
+      case Decision::Kind::kNew: {
+        const std::optional<std::int64_t> id = new_trial(d);
+        if (!id) return;  // the store refused it: stopping
+        start(group, *id);
+        return;
       }
-      send(group.name, wait);
-      return;
+      case Decision::Kind::kContinue:
+        if (continue_trial(d.job)) {
+          start(group, d.trial);
+          return;
+        }
+        if (!fatal_.ok()) return;
+        continue;  // it failed on a missing checkpoint, and the book has forgotten it
     }
-    if (spec_.budget_epochs > 0) {
-      std::int32_t cost = job.until_epoch > 0 ? job.until_epoch : scheduler_options_.max_epochs;
-      if (job.kind == Job::Kind::kContinue) {
-        const Trial& t = trials_[job.trial];
-        cost = effective_target(t, job.until_epoch) - effective_target(t, t.target_epoch);
-      }
-      if (progress_.epochs_assigned + cost > spec_.budget_epochs) {
-        spdlog::info("epoch budget: {} of {} epochs assigned, the next job needs {}; starting "
-                     "no more work",
-                     progress_.epochs_assigned, spec_.budget_epochs, cost);
-        budget_spent_ = true;
-        continue;
-      }
-    }
-    std::optional<std::int64_t> id;
-    if (job.kind == Job::Kind::kNew) {
-      id = new_trial(job);
-      if (!fatal_.ok()) return;
-      if (!id) {
-        searcher_exhausted_ = true;
-        continue;
-      }
-      progress_.epochs_assigned += effective_target(trials_[*id], job.until_epoch);
-    } else if (continue_trial(job)) {
-      id = job.trial;
-    } else if (!fatal_.ok()) {
-      return;
-    } else {
-      continue;  // it failed on a missing checkpoint, and the scheduler has forgotten it
-    }
-    apply_assigned(*id, job, trials_[*id].params);
-    start(group, *id);
-    return;
   }
-}
-
-void Coordinator::check_finished() {
-  if (finished_ || progress_.running > 0 || !pending_.empty() || !orphans_.empty()) return;
-  if (!budget_spent_) {
-    const Job job = scheduler_->next(may_start_new());
-    if (job.kind == Job::Kind::kNew || job.kind == Job::Kind::kContinue) return;
-    if (job.kind == Job::Kind::kWait)
-      spdlog::warn("scheduler waits on trials although none runs; ending the sweep");
-  }
-  finished_ = true;
 }
 
 void Coordinator::start(Group& group, std::int64_t id) {
@@ -1148,23 +996,23 @@ void Coordinator::start(Group& group, std::int64_t id) {
     stop_on(s.With("cannot start trial id " + std::to_string(id)));
     return;
   }
-  Trial& t = trials_[id];
-  t.state = TrialState::kRunning;
+  book_->started(id);
+  const TrialBook::Trial& t = *book_->find(id);
   group.trial = id;
   group.attempt = started.attempt;
   account(group, /*leaving=*/false);
+  const std::int32_t until = book_->effective_target(t.params, t.target_epoch);
+  const std::int32_t epochs = book_->epochs_of(t.params);
   record("attempt_started", id, group.name,
          {{"attempt", started.attempt},
           {"resume_epoch", started.resume ? started.resume_epoch : 0},
           {"warm_start", started.warm_start},
-          {"until_epoch", effective_target(t, t.target_epoch)}});
-  ++progress_.running;
-  const std::int32_t until = effective_target(t, t.target_epoch);
+          {"until_epoch", until}});
   spdlog::info("trial {} (attempt {}{}{}) -> group '{}': {}", t.number, started.attempt,
                started.resume_epoch > 0
                    ? ", resuming after epoch " + std::to_string(started.resume_epoch)
                    : std::string(),
-               until < epochs_of(t) ? ", through epoch " + std::to_string(until) : std::string(),
+               until < epochs ? ", through epoch " + std::to_string(until) : std::string(),
                group.name, describe(t.params));
   Assign assign;
   assign.trial = id;
@@ -1178,7 +1026,7 @@ void Coordinator::start(Group& group, std::int64_t id) {
   assign.resume = started.resume && !assign.checkpoint.empty();
   assign.resume_epoch = assign.resume ? started.resume_epoch : 0;
   assign.warm_start = assign.resume ? started.warm_start : std::string();
-  assign.stop_epoch = until < epochs_of(t) ? until : 0;
+  assign.stop_epoch = until < epochs ? until : 0;
   group.assignment = assign;
   send(group.name, assign);
 }

@@ -1,14 +1,12 @@
 #pragma once
 // Coordinator: serves one sweep to worker groups over a ZeroMQ ROUTER socket.
 //
-// It owns the experiment's trial state machine (pending -> running -> completed | pruned |
-// failed | paused, paused -> pending when the scheduler continues a trial, and running ->
-// pending when a group goes silent, is preempted, or the coordinator restarts). When a group
-// is free it runs, in order: a requeued trial; else, under the concurrency limit and the
-// budget, the scheduler's job (a promotion or PBT continuation of a paused trial, or a new
-// trial from the searcher). Every report reaches the store before it is acknowledged, then
-// the scheduler, which may stop the trial. A malformed frame or a message that does not fit
-// the state is logged and dropped; the loop keeps serving the other groups.
+// The trial state machine is TrialBook (trial_book.h): it decides what a free group runs and
+// how an attempt ends. This class carries the decisions out: group sessions and liveness,
+// store writes and the sweep's events, the wire. Every report reaches the store before it is
+// acknowledged, then the book, whose scheduler may stop the trial. A malformed frame or a
+// message that does not fit the state is logged and dropped; the loop keeps serving the other
+// groups.
 //
 // The sweep ends when nothing runs or waits and the scheduler has nothing left: trials still
 // paused then are marked pruned with the scheduler's reason.
@@ -50,9 +48,7 @@
 #include "coordinator/experiment_store.h"
 #include "coordinator/inbox.h"
 #include "coordinator/progress_watch.h"
-#include "coordinator/schedulers/scheduler.h"
-#include "coordinator/search/observation_feed.h"
-#include "coordinator/search/searcher.h"
+#include "coordinator/trial_book.h"
 #include "coordinator/zap_handler.h"
 
 namespace trellis::coordinator {
@@ -79,22 +75,6 @@ struct CoordinatorOptions {
   std::vector<std::string> authorized_workers;
 };
 
-struct SweepProgress {
-  int proposed = 0;
-  int running = 0;
-  int paused = 0;
-  int completed = 0;
-  int pruned = 0;
-  int failed = 0;
-  int total = 0;                  // the trial budget
-  std::int64_t epochs_assigned = 0;  // what the epoch budget counts
-  // Group time since this coordinator started, and the part of it groups spent told to wait
-  // because the next proposal needed a result still to come (ObservationFeed).
-  double group_seconds = 0;
-  double idle_for_results_seconds = 0;
-  int ended() const { return completed + pruned + failed; }
-};
-
 class Coordinator {
  public:
   Coordinator(ExperimentStore* store, SweepSpec spec, CoordinatorOptions options);
@@ -107,25 +87,14 @@ class Coordinator {
   // The bound endpoint with the port resolved ("tcp://127.0.0.1:43121").
   const std::string& endpoint() const { return endpoint_; }
   const ExperimentRecord& experiment() const { return experiment_; }
-  SweepProgress progress() const { return progress_; }
-  bool finished() const { return finished_; }
+  SweepProgress progress() const { return book_ ? book_->progress() : SweepProgress{}; }
+  bool finished() const { return book_ && book_->finished(); }
 
   // Serves until the sweep is finished (every group is then told to shut down) or
   // `keep_going` returns false. `keep_going` is called about every poll interval.
   [[nodiscard]] Status Run(const std::function<bool()>& keep_going);
 
  private:
-  // What the coordinator keeps of a trial until it ends (then only the store has it).
-  struct Trial {
-    std::int32_t number = 0;
-    TrialState state = TrialState::kPending;
-    ParamMap params;
-    std::uint64_t seed = 0;
-    std::int32_t target_epoch = 0;  // through which epoch the current job trains
-    std::string stop_reason;       // set once the scheduler stopped it
-    std::optional<double> loss;    // its latest objective (smaller is better)
-  };
-
   struct Group {
     std::string name;
     std::string host;
@@ -177,28 +146,19 @@ class Coordinator {
   // Ends the idle time of a group that waited for results; adds its group time so far when
   // `leaving` (lost, or the sweep finished).
   void account(Group& group, bool leaving);
-  // Answers a free group with Assign, Wait or Shutdown.
+  // Answers a free group with what the trial book decides: Assign, Wait or Shutdown.
   void assign_or_wait(Group& group);
   std::string provenance(const Group& group) const;
-  // Asks the searcher for a new trial training through `until_epoch`; nullopt when it has
-  // nothing left (or the store refused it).
-  std::optional<std::int64_t> new_trial(const Job& job);
-  // Applies a kContinue job to its paused trial: the checkpoint must exist, else the trial
-  // fails with the reason and false is returned.
+  // Stores the new trial of decision `d` and enters it in the book; nullopt when the store
+  // refused it (the coordinator then stops).
+  std::optional<std::int64_t> new_trial(const Decision& d);
+  // Carries out a kContinue job on its paused trial: the checkpoint must exist, else the
+  // trial fails with the reason and false is returned.
   bool continue_trial(const Job& job);
   // Starts trial `id` (pending) on `group`.
   void start(Group& group, std::int64_t id);
-  bool may_start_new() const;
-  // The epochs trial `t` trains in all (its `epochs` hyperparameter).
-  std::int32_t epochs_of(const Trial& t) const;
-  // Through which epoch a job of `until_epoch` trains trial `t`.
-  std::int32_t effective_target(const Trial& t, std::int32_t until_epoch) const;
-  std::optional<double> objective(const MetricMap& metrics) const;
   std::string checkpoint_base(std::int32_t number) const;
-  // A trial will not run again: the searcher learns its result, the scheduler forgets it.
-  void ended(std::int64_t id, TrialState state);
-  void check_finished();
-  void snapshot_for_exploit(const Trial& t, std::int32_t epoch);
+  void snapshot_for_exploit(std::int32_t number, std::int32_t epoch);
   // What a trial still running or paused carries from before a restart.
   struct CarriedState {
     std::optional<double> loss;  // its latest objective
@@ -209,13 +169,6 @@ class Coordinator {
   // Everything else: the events and reports, in commit order, through the apply_* functions.
   Status replay_story(const std::vector<TrialRecord>& trials,
                       std::map<std::int64_t, CarriedState>* carried);
-  // The searcher and the scheduler hear of trials only through these, live and in replay.
-  void apply_assigned(std::int64_t id, const Job& job, const ParamMap& params);
-  [[nodiscard]] std::string apply_report(std::int64_t id, std::int32_t epoch, double loss);
-  void apply_paused(std::int64_t id, std::int32_t number, const ParamMap& params,
-                    std::int32_t epoch, std::optional<double> loss);
-  void apply_ended(std::int64_t id, std::int32_t number, const ParamMap& params, bool failed,
-                   std::optional<double> loss);
   void expire_silent_groups();
   // A busy group that heartbeats without training progress (progress_watch.h) loses its trial.
   void expire_if_stalled(Group& group, std::chrono::steady_clock::time_point now);
@@ -241,25 +194,13 @@ class Coordinator {
   ExperimentStore* store_;
   SweepSpec spec_;
   CoordinatorOptions options_;
-  SchedulerOptions scheduler_options_;
-  std::unique_ptr<Searcher> searcher_;
-  ObservationFeed feed_;
-  std::unique_ptr<Scheduler> scheduler_;
-  bool searcher_exhausted_ = false;
-  bool budget_spent_ = false;
-  bool finished_ = false;
+  std::unique_ptr<TrialBook> book_;  // the trial state machine, made by Start()
   Status fatal_;  // see stop_on()
   zmq::context_t context_;
   std::unique_ptr<ZapHandler> zap_;  // before socket_: the handshake needs it first
   std::unique_ptr<zmq::socket_t> socket_;
   std::string endpoint_;
   ExperimentRecord experiment_;
-  SweepProgress progress_;
-  std::deque<std::int64_t> pending_;  // trial ids waiting for a group; requeued ones first
-  // Trials of this experiment that have not ended, by id. An ended trial is forgotten (the
-  // store has it), so memory does not grow with the sweep; a late message about one is checked
-  // against the store.
-  std::map<std::int64_t, Trial> trials_;
   std::map<std::string, Group> groups_;         // by ZeroMQ identity
   // Trials a previous coordinator left running, by trial id, until the deadline.
   struct Orphan {

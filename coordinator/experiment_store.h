@@ -32,17 +32,11 @@
 #include "common/status.h"
 #include "coordinator/metric_fold.h"
 #include "coordinator/store_filesystem.h"
+#include "coordinator/trial_state.h"
 
 struct sqlite3;
 
 namespace trellis::coordinator {
-
-// paused: the trial reached the epoch its scheduler gave it and waits, with its checkpoint,
-// to be continued (ASHA promotion, PBT) or ended at the end of the sweep.
-enum class TrialState { kPending, kRunning, kPaused, kCompleted, kPruned, kFailed };
-
-const char* to_string(TrialState state);  // "pending", "running", ...
-bool parse_trial_state(const std::string& text, TrialState* out);
 
 struct ExperimentRecord {
   std::int64_t id = 0;
