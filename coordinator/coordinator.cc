@@ -173,7 +173,12 @@ Status Coordinator::load_progress() {
   for (auto& t : trials) {
     // A trial a previous coordinator left running may still be training: its group gets
     // one liveness period to come back and claim it (expire_orphans).
-    if (t.state == TrialState::kRunning) orphans_[t.id] = Orphan{t.attempt, t.group};
+    if (t.state == TrialState::kRunning) {
+      orphans_[t.id] = Orphan{t.attempt, t.group};
+      const nlohmann::json provenance = nlohmann::json::parse(t.provenance, nullptr, false);
+      if (provenance.is_object() && provenance.contains("key"))
+        restored_keys_[t.group].key = provenance["key"].get<std::string>();
+    }
     TrialBook::Trial live;
     live.number = t.number;
     live.state = t.state;
@@ -509,15 +514,26 @@ Coordinator::Group& Coordinator::group_for(const std::string& identity) {
 
 void Coordinator::handle_frame(const std::string& identity, const zmq::message_t& payload) {
   const std::string_view key = sender_key(payload);
-  if (auto it = groups_.find(identity); it != groups_.end() && it->second.key != key) {
+  // The key an identity is bound to: the group's, or, until a group of a previous coordinator
+  // speaks again, the key its running attempt was started for.
+  const std::string* owner = nullptr;
+  std::uint64_t* foreign = nullptr;
+  if (auto it = groups_.find(identity); it != groups_.end()) {
+    owner = &it->second.key;
+    foreign = &it->second.foreign_frames;
+  } else if (auto b = restored_keys_.find(identity); b != restored_keys_.end()) {
+    owner = &b->second.key;
+    foreign = &b->second.foreign_frames;
+  }
+  if (owner != nullptr && *owner != key) {
     // The socket refuses a second connection under a connected identity (no router_handover),
     // so this comes from another key after the group's connection dropped. Logged at powers of
     // two: a flood of them costs a few lines.
-    const std::uint64_t n = ++it->second.foreign_frames;
+    const std::uint64_t n = ++*foreign;
     if ((n & (n - 1)) == 0)
       spdlog::warn("dropped a frame from CURVE key {} under group identity '{}', which belongs to "
                    "key {}: another key may not speak for a group ({} such frame(s) so far)",
-                   key.empty() ? std::string_view("(none)") : key, identity, it->second.key, n);
+                   key.empty() ? std::string_view("(none)") : key, identity, *owner, n);
     return;
   }
   Message message;
@@ -695,6 +711,22 @@ void Coordinator::on_report(Group& group, const Report& report) {
                      report.trial, report.attempt, group.name, identity);
         return;
       }
+    }
+    // A late report (resent after a reconnect) comes from the group that ran the attempt,
+    // under the key it ran with; any other authorized key may not write into its record.
+    std::string ran_on, ran_with;
+    if (Status s = store_->attempt_owner(report.trial, report.attempt, &ran_on, &ran_with);
+        !s.ok()) {
+      spdlog::warn("dropped report of trial {} attempt {} from '{}': {}", report.trial,
+                   report.attempt, group.name, s.message());
+      return;
+    }
+    if (ran_on != group.name || ran_with != group.key) {
+      spdlog::warn("dropped report of trial {} attempt {} epoch {} from '{}': that attempt ran "
+                   "on group '{}'{}",
+                   report.trial, report.attempt, report.epoch, group.name, ran_on,
+                   ran_on == group.name ? " under another key" : "");
+      return;
     }
   }
   // A late report of an older attempt, or of a trial that ended meanwhile (resent after a
@@ -1033,6 +1065,7 @@ void Coordinator::start(Group& group, std::int64_t id) {
 
 std::string Coordinator::provenance(const Group& group) const {
   return nlohmann::json{{"group", group.name},
+                        {"key", group.key},
                         {"host", group.host},
                         {"ranks", group.ranks},
                         {"topology", group.topology},

@@ -208,6 +208,13 @@ class Coordinator {
     std::string group;  // the group that attempt was assigned to
   };
   std::map<std::int64_t, Orphan> orphans_;
+  // The CURVE key each orphan's attempt was started for, by group identity: a previous
+  // coordinator bound the identity to it, and so does this one before the group speaks.
+  struct BoundKey {
+    std::string key;
+    std::uint64_t foreign_frames = 0;
+  };
+  std::map<std::string, BoundKey> restored_keys_;
   std::chrono::steady_clock::time_point orphans_deadline_;
   std::chrono::steady_clock::time_point last_heartbeat_;
   std::chrono::steady_clock::time_point last_timers_;

@@ -652,6 +652,25 @@ Status ExperimentStore::get_trial(std::int64_t trial_id, TrialRecord* out) {
   return s.With(where);
 }
 
+Status ExperimentStore::attempt_owner(std::int64_t trial_id, std::int32_t attempt,
+                                      std::string* group, std::string* key) {
+  const std::string where =
+      "attempt_owner " + std::to_string(trial_id) + "/" + std::to_string(attempt);
+  Statement st;
+  Status s = st.prepare(db_, "SELECT grp, provenance FROM attempts WHERE trial_id = ?1 AND "
+                             "attempt = ?2");
+  if (!s.ok()) return s.With(where);
+  st.bind(1, trial_id);
+  st.bind(2, static_cast<std::int64_t>(attempt));
+  if (!st.next_row(&s)) return s.ok() ? Status::Error(where + ": no such attempt") : s.With(where);
+  *group = st.text(0);
+  const nlohmann::json provenance = nlohmann::json::parse(st.text(1), nullptr, false);
+  key->clear();
+  if (provenance.is_object() && provenance.contains("key") && provenance["key"].is_string())
+    *key = provenance["key"].get<std::string>();
+  return Status::Ok();
+}
+
 Status ExperimentStore::start_trial(std::int64_t trial_id, const std::string& group,
                                     std::int32_t* attempt) {
   StartedAttempt started;

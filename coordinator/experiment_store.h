@@ -221,6 +221,11 @@ class ExperimentStore {
   // The same without provenance, returning only the attempt number.
   [[nodiscard]] Status start_trial(std::int64_t trial_id, const std::string& group,
                                    std::int32_t* attempt);
+  // The group an attempt was started on and the CURVE key in its provenance (empty without
+  // CURVE, or for attempts started before keys were recorded). Error if there is no such
+  // attempt.
+  [[nodiscard]] Status attempt_owner(std::int64_t trial_id, std::int32_t attempt,
+                                     std::string* group, std::string* key);
   // Idempotent on (trial, attempt, epoch): a second report of the same epoch is ignored. A
   // report that arrives after its trial ended still counts (it refreshes the trial's latest
   // metrics if it belongs to the lineage).

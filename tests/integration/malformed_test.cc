@@ -122,7 +122,8 @@ TEST(MalformedTest, EveryBadFrameIsRejectedAndTheSweepStillCompletes) {
 
 // A group may report only epochs its trial trains through: a report of epoch 9 of a 3-epoch
 // trial, flagged as checkpointed, once moved the resume point to a checkpoint that never
-// existed, and the trial's next attempt failed on it.
+// existed, and the trial's next attempt failed on it. And only for attempts it ran: a late
+// report from another group once went into the trial's record.
 TEST(MalformedTest, AReportBeyondTheTrialsLastEpochIsDroppedAndMovesNoResumePoint) {
   setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
   setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
@@ -150,6 +151,11 @@ TEST(MalformedTest, AReportBeyondTheTrialsLastEpochIsDroppedAndMovesNoResumePoin
   rogue.send(beyond);
   // Then it falls silent: lost, requeued, and a real group takes the trial.
   ASSERT_TRUE(wait_for(serve, "requeued", 30s)) << serve.log();
+  // Another client writes into the rogue's attempt as a late report: the attempt was not its.
+  RawClient intruder(context, endpoint, "intruder");
+  intruder.send(Report{assign->trial, assign->attempt, 1, {{"val_acc", kPlanted}}, false});
+  ASSERT_TRUE(wait_for(serve, "from 'intruder': that attempt ran on group 'rogue'", 30s))
+      << serve.log();
   Process workers({"mpirun", "-np", "1", "--bind-to", "none", kWorker, "--connect", endpoint,
                    "--insecure"},
                   (dir / "workers.log").string());

@@ -112,6 +112,16 @@ void write_text(const std::string& path, const std::string& text) {
   std::ofstream(path) << text;
 }
 
+bool wait_for(Process& process, const std::string& needle, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (process.log().find(needle) != std::string::npos) return true;
+    if (!process.running()) return process.log().find(needle) != std::string::npos;
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
 pid_t rank_pid(pid_t launcher, int rank) {
   const auto parent_of = [](pid_t pid) {
     std::istringstream stat(read_file("/proc/" + std::to_string(pid) + "/stat"));

@@ -44,6 +44,10 @@ struct Result {
 Result run(const std::vector<std::string>& argv, const std::string& log_path,
            std::chrono::seconds timeout = std::chrono::seconds(300));
 
+// True once `needle` appears in `process`'s log; false after `timeout`, or as soon as the
+// process has exited without printing it.
+bool wait_for(Process& process, const std::string& needle, std::chrono::seconds timeout);
+
 // The pid of the trellis-worker that is MPI rank `rank` among mpirun `launcher`'s
 // descendants, or -1 (not started yet, or gone).
 pid_t rank_pid(pid_t launcher, int rank);

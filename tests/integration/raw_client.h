@@ -8,11 +8,9 @@
 #include <chrono>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "common/protocol.h"
-#include "tests/integration/process.h"
 
 namespace trellis::testing {
 
@@ -47,15 +45,5 @@ class RawClient {
  private:
   zmq::socket_t socket_;
 };
-
-// True once `needle` appears in the process's log, false after `timeout`.
-inline bool wait_for(const Process& p, const std::string& needle, std::chrono::seconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (p.log().find(needle) == std::string::npos) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return true;
-}
 
 }  // namespace trellis::testing

@@ -71,15 +71,6 @@ class SecurityTest : public ::testing::Test {
 };
 
 // Waits (bounded) until `process` has logged `text`; false if it exited or never did.
-bool wait_for_log(Process& process, const std::string& text) {
-  for (int i = 0; i < 600; ++i) {
-    if (process.log().find(text) != std::string::npos) return true;
-    if (!process.running()) return false;
-    std::this_thread::sleep_for(100ms);
-  }
-  return false;
-}
-
 // A client that tries its luck: a DEALER that connects, sends a valid Hello and garbage, and
 // collects whatever comes back.
 class RogueClient {
@@ -129,7 +120,7 @@ TEST_F(SecurityTest, RogueClientsAreRefusedWhileAKeyedWorkerCompletesTheSweep) {
   const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
   Process serve({kTrellis, "--store", store, "serve", spec, "--bind", endpoint},
                 file("serve.log"));
-  ASSERT_TRUE(wait_for_log(serve, "coordinator listening")) << serve.log();
+  ASSERT_TRUE(wait_for(serve, "coordinator listening", 60s)) << serve.log();
 
   // The rogue CURVE client knows the server's public key (it is public) but has a key pair of
   // its own; the plaintext one does not speak CURVE at all.
@@ -195,6 +186,13 @@ class Impostor {
     }
   }
   void heartbeat(std::int64_t trial, std::int32_t attempt) { send(Heartbeat{trial, attempt}); }
+  // Says Hello as the group still running (trial, attempt): what re-adopts an orphan.
+  void claim(std::int64_t trial, std::int32_t attempt) {
+    Hello hello{identity_, 2, "impostor-host", 1, "", "impostor"};
+    hello.trial = trial;
+    hello.attempt = attempt;
+    send(hello);
+  }
 
   // Frames received so far, without waiting; `heartbeats` too or not: the coordinator's empty
   // periodic Heartbeat goes to whoever holds an identity's connection, and once the lost group
@@ -277,7 +275,7 @@ TEST_F(SecurityTest, AnotherKeyCannotTakeOverARunningGroup) {
   const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
   Process serve({kTrellis, "--store", store, "serve", spec, "--bind", endpoint},
                 file("serve.log"));
-  ASSERT_TRUE(wait_for_log(serve, "coordinator listening")) << serve.log();
+  ASSERT_TRUE(wait_for(serve, "coordinator listening", 60s)) << serve.log();
   Process workers({"mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", kWorker,
                    "--connect", endpoint, "--timeout", "60"},
                   file("workers.log"));
@@ -325,7 +323,7 @@ TEST_F(SecurityTest, AnotherKeyUnderALostGroupsIdentityIsDroppedAndNamed) {
   Process serve({kTrellis, "--store", store, "serve", spec, "--bind", endpoint, "--liveness", "15",
                  "--checkpoints", "none"},
                 file("serve.log"));
-  ASSERT_TRUE(wait_for_log(serve, "coordinator listening")) << serve.log();
+  ASSERT_TRUE(wait_for(serve, "coordinator listening", 60s)) << serve.log();
   Assignment lost;
   {
     Process workers({"mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", kWorker,
@@ -370,6 +368,77 @@ TEST_F(SecurityTest, AnotherKeyUnderALostGroupsIdentityIsDroppedAndNamed) {
   EXPECT_EQ(trials[0]["state"], "completed") << trials[0].dump();
   EXPECT_EQ(trials[0]["error"], "") << trials[0].dump();
   EXPECT_GT(trials[0]["attempt"].get<int>(), lost.attempt) << trials[0].dump();
+  for (const json& point : trials[0]["metrics"]["val_acc"])
+    EXPECT_NE(point[1], Impostor::kMarker) << "a forged report reached the store";
+}
+
+// A restarted coordinator has no connections yet, so the first key to speak under a group's
+// identity would bind it: another authorized key naming the group's running attempt would
+// take the orphaned trial over. The identity stays bound to the key the attempt was started
+// for (kept in its provenance), and the real group, once back, keeps its trial.
+TEST_F(SecurityTest, AnotherKeyCannotAdoptAGroupsTrialAfterACoordinatorRestart) {
+  ASSERT_EQ(run({kTrellis, "keys", "init"}, file("init.log"), 60s).code, 0);
+  std::string server_key, worker_key, other_public, other_secret;
+  ASSERT_TRUE(load_public_key(keys_.string(), kCoordinatorKeyName, &server_key).ok());
+  ASSERT_TRUE(load_public_key(keys_.string(), kWorkerKeyName, &worker_key).ok());
+  ASSERT_NO_FATAL_FAILURE(authorize_another_key(file("authorize.log"), &other_public, &other_secret));
+
+  const std::string spec = write_spec("adopt", 1, 2000);
+  const std::string store = file("adopt.db");
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
+  const std::vector<std::string> serve_args = {kTrellis, "--store", store, "serve", spec, "--bind",
+                                               endpoint, "--liveness", "30"};
+  auto serve = std::make_unique<Process>(serve_args, file("serve1.log"));
+  ASSERT_TRUE(wait_for(*serve, "coordinator listening", 60s)) << serve->log();
+  Process workers({"mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", kWorker,
+                   "--connect", endpoint, "--timeout", "120"},
+                  file("workers.log"));
+  Assignment running;
+  ASSERT_TRUE(wait_for_assignment(*serve, &running)) << serve->log() << workers.log();
+  // The group says nothing while the impostor tries: its ranks are stopped.
+  std::vector<pid_t> ranks;
+  for (int rank = 0; rank < 2; ++rank) {
+    const pid_t pid = rank_pid(workers.pid(), rank);
+    ASSERT_GT(pid, 0) << workers.log();
+    ASSERT_EQ(::kill(pid, SIGSTOP), 0);
+    ranks.push_back(pid);
+  }
+  serve->kill_group(SIGKILL);
+  serve = std::make_unique<Process>(serve_args, file("serve2.log"));
+  ASSERT_TRUE(wait_for(*serve, "coordinator listening", 60s)) << serve->log();
+  {
+    zmq::context_t context;
+    Impostor impostor(context, running.group, server_key, other_public, other_secret, endpoint);
+    impostor.claim(1, running.attempt);
+    impostor.forge(1, running.attempt);
+    std::this_thread::sleep_for(2s);
+    impostor.claim(1, running.attempt);  // after its handshake surely finished
+    impostor.forge(1, running.attempt);
+    std::this_thread::sleep_for(1s);
+    EXPECT_EQ(impostor.drain(/*heartbeats=*/false), 0)
+        << "the impostor received the group's messages";
+  }
+  const std::string during = serve->log();
+  EXPECT_NE(during.find("dropped a frame from CURVE key " + other_public +
+                        " under group identity '" + running.group + "', which belongs to key " +
+                        worker_key),
+            std::string::npos)
+      << during;
+  EXPECT_EQ(during.find("reconnected still running trial"), std::string::npos)
+      << "the impostor adopted the trial\n" << during;
+
+  for (const pid_t pid : ranks) ::kill(pid, SIGCONT);
+  const std::string back = "group '" + running.group + "' reconnected still running trial";
+  EXPECT_TRUE(wait_for(*serve, back, 60s)) << serve->log() << workers.log();
+  serve->kill_group(SIGKILL);
+  // The ranks are still training and writing checkpoints: gone before the directory goes.
+  workers.kill_group(SIGKILL);
+  for (const pid_t pid : ranks)
+    for (int i = 0; i < 200 && ::kill(pid, 0) == 0; ++i) std::this_thread::sleep_for(50ms);
+  const json trials = export_trials(kTrellis, store, "adopt", file("export.log"));
+  ASSERT_EQ(trials.size(), 1u);
+  EXPECT_EQ(trials[0]["state"], "running") << trials[0].dump();
+  EXPECT_EQ(trials[0]["attempt"], running.attempt) << "the trial was never taken from its group";
   for (const json& point : trials[0]["metrics"]["val_acc"])
     EXPECT_NE(point[1], Impostor::kMarker) << "a forged report reached the store";
 }
