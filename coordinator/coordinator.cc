@@ -166,8 +166,11 @@ Status Coordinator::load_progress() {
   std::vector<EventRecord> first;
   if (Status s = store_->list_events(experiment_.id, 0, &first, 1); !s.ok()) return s;
   // An experiment begun before schema 3 has no story of its start: the trials are replayed.
-  const bool has_story = !first.empty() && first[0].kind == "coordinator_started" &&
-                         first[0].body.find("\"resumed\":false") != std::string::npos;
+  bool has_story = false;
+  if (!first.empty() && first[0].kind == "coordinator_started") {
+    const nlohmann::json started = nlohmann::json::parse(first[0].body, nullptr, false);
+    has_story = started.is_object() && started.value("resumed", true) == false;
+  }
   std::map<std::int64_t, CarriedState> carried;
   if (Status s = has_story ? replay_story(trials, &carried) : replay(trials); !s.ok()) return s;
   for (auto& t : trials) {
@@ -594,10 +597,11 @@ bool Coordinator::holds(Group& group, std::int64_t trial, std::int32_t attempt) 
   return true;
 }
 
-void Coordinator::join(Group& group) {
-  if (group.joined) return;
+bool Coordinator::join(Group& group) {
+  if (group.joined) return false;
   group.joined = true;
   group.joined_at = std::chrono::steady_clock::now();
+  return true;
 }
 
 void Coordinator::account(Group& group, bool leaving) {
@@ -614,7 +618,7 @@ void Coordinator::account(Group& group, bool leaving) {
 }
 
 void Coordinator::on_hello(Group& group, const Hello& hello) {
-  join(group);
+  const bool first = join(group);
   group.host = hello.host;
   group.ranks = hello.ranks;
   group.topology = hello.topology;
@@ -631,11 +635,13 @@ void Coordinator::on_hello(Group& group, const Hello& hello) {
     send(group.name, Stop{hello.trial, "this attempt was given up while the group was away"});
     return;
   }
-  spdlog::info("group '{}' joined: {} rank(s) on {}{}", group.name, hello.ranks, hello.host,
-               hello.topology.empty() ? "" : " [" + hello.topology + "]");
-  record("group_joined", -1, group.name,
-         {{"host", hello.host}, {"ranks", hello.ranks}, {"topology", hello.topology},
-          {"version", hello.version}});
+  if (first) {  // a repeated Hello (an idle agent that heard no answer) is no new session
+    spdlog::info("group '{}' joined: {} rank(s) on {}{}", group.name, hello.ranks, hello.host,
+                 hello.topology.empty() ? "" : " [" + hello.topology + "]");
+    record("group_joined", -1, group.name,
+           {{"host", hello.host}, {"ranks", hello.ranks}, {"topology", hello.topology},
+            {"version", hello.version}});
+  }
   if (group.trial >= 0) {
     reassign(group);  // this Hello crossed our Assign: the same identity is the same process
     return;

@@ -141,8 +141,9 @@ class Coordinator {
   // its Assign never reached the group (an agent names its attempt until that attempt's Done
   // is stored), so it runs next, as it would have without the restart.
   void requeue_orphan_of(const Group& group);
-  // Marks a group that said Hello or asked for work as one that may be given trials.
-  void join(Group& group);
+  // Marks a group that said Hello or asked for work as one that may be given trials; true the
+  // first time this coordinator hears it.
+  bool join(Group& group);
   // Ends the idle time of a group that waited for results; adds its group time so far when
   // `leaving` (lost, or the sweep finished).
   void account(Group& group, bool leaving);
