@@ -1,5 +1,6 @@
 #pragma once
-// The states of a trial, shared by the trial state machine (trial_book.h) and the store.
+// The states of a trial, shared by the trial state machine (trial_book.h) and the store
+// (whose library, trellis_store, builds trial_state.cc).
 
 #include <string>
 
@@ -9,7 +10,7 @@ namespace trellis::coordinator {
 // to be continued (ASHA promotion, PBT) or ended at the end of the sweep.
 enum class TrialState { kPending, kRunning, kPaused, kCompleted, kPruned, kFailed };
 
-const char* to_string(TrialState state);  // "pending", "running", ... (experiment_store.cc)
+const char* to_string(TrialState state);  // "pending", "running", ...
 bool parse_trial_state(const std::string& text, TrialState* out);
 
 }  // namespace trellis::coordinator
