@@ -62,13 +62,6 @@ std::string_view sender_key(const zmq::message_t& frame) {
   return key != nullptr ? std::string_view(key) : std::string_view();
 }
 
-nlohmann::json params_json(const ParamMap& params) {
-  nlohmann::json j = nlohmann::json::object();
-  for (const auto& [name, value] : params)
-    std::visit([&](const auto& v) { j[name] = v; }, value);
-  return j;
-}
-
 }  // namespace
 
 Coordinator::Coordinator(ExperimentStore* store, SweepSpec spec, CoordinatorOptions options)
@@ -317,7 +310,7 @@ Status Coordinator::replay_story(const std::vector<TrialRecord>& trials,
       if (e.kind == "trial_proposed") {
         Replayed& t = live[e.trial_id];
         t.number = data.value("number", 0);
-        if (Status s = params_from_json(data.at("params").dump(), &t.params); !s.ok())
+        if (Status s = params_from_object(data.at("params"), &t.params); !s.ok())
           return s.With("event " + std::to_string(e.seq));
         Job job;
         job.kind = Job::Kind::kNew;
@@ -344,7 +337,7 @@ Status Coordinator::replay_story(const std::vector<TrialRecord>& trials,
           const auto donor = id_of.find(data.value("donor", -1));
           job.donor = donor == id_of.end() ? -1 : donor->second;
           job.donor_epoch = data.value("donor_epoch", 0);
-          if (Status s = params_from_json(data.at("params").dump(), &job.params); !s.ok())
+          if (Status s = params_from_object(data.at("params"), &job.params); !s.ok())
             return s.With("event " + std::to_string(e.seq));
           t.params = job.params;
         }
@@ -915,7 +908,7 @@ std::optional<std::int64_t> Coordinator::new_trial(const Decision& d) {
     return std::nullopt;
   }
   this->record("trial_proposed", record.id, "",
-               {{"number", record.number}, {"params", params_json(record.params)},
+               {{"number", record.number}, {"params", params_object(record.params)},
                 {"until_epoch", d.job.until_epoch}, {"seed", record.seed}});
   book_->proposed(record.id, d);
   return record.id;
@@ -971,7 +964,7 @@ bool Coordinator::continue_trial(const Job& job) {
   if (job.donor >= 0) {
     record("trial_exploited", job.trial, "",
            {{"epoch", paused_at}, {"donor", donor_number}, {"donor_epoch", job.donor_epoch},
-            {"params", params_json(job.params)}, {"until_epoch", job.until_epoch},
+            {"params", params_object(job.params)}, {"until_epoch", job.until_epoch},
             {"reason", job.reason}});
   } else {
     record("trial_promoted", job.trial, "",

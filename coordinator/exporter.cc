@@ -7,6 +7,8 @@
 #include <set>
 #include <vector>
 
+#include "coordinator/params_codec.h"
+
 namespace trellis::coordinator {
 
 namespace {
@@ -33,12 +35,6 @@ Status load(ExperimentStore& store, const std::string& name, Snapshot* out) {
 
 json number_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
-json param_json(const ParamValue& value) {
-  if (const auto* i = std::get_if<std::int64_t>(&value)) return json(*i);
-  if (const auto* d = std::get_if<double>(&value)) return number_or_null(*d);
-  return json(std::get<std::string>(value));
-}
-
 // What ran the latest attempt, as the coordinator recorded it; {} for a trial never started.
 json provenance_json(const std::string& text) {
   if (text.empty()) return json::object();
@@ -54,11 +50,6 @@ Status write_json(const Snapshot& snap, std::ostream& out) {
                        {"seed", e.seed},           {"state", e.state},
                        {"created_at", e.created_at}, {"spec_hash", e.spec_hash},
                        {"spec", e.spec_yaml}};
-  const auto params_json = [](const ParamMap& p) {
-    json out = json::object();
-    for (const auto& [name, value] : p) out[name] = param_json(value);
-    return out;
-  };
   std::map<std::int64_t, std::int32_t> number_of;
   for (const TrialRecord& t : snap.trials) number_of[t.id] = t.number;
   std::map<std::int64_t, json> lineage;
@@ -66,12 +57,12 @@ Status write_json(const Snapshot& snap, std::ostream& out) {
     lineage[l.trial_id].push_back({{"epoch", l.epoch},
                                    {"donor", number_of[l.donor_id]},
                                    {"donor_epoch", l.donor_epoch},
-                                   {"params_before", params_json(l.params_before)},
-                                   {"params_after", params_json(l.params_after)},
+                                   {"params_before", params_object(l.params_before)},
+                                   {"params_after", params_object(l.params_after)},
                                    {"reason", l.reason}});
   json trials = json::array();
   for (const TrialRecord& t : snap.trials) {
-    json params = params_json(t.params);
+    json params = params_object(t.params);
     json metrics = json::object();
     if (auto it = snap.series.find(t.id); it != snap.series.end()) {
       for (const auto& [name, points] : it->second) {
