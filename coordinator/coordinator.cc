@@ -165,8 +165,38 @@ Status Coordinator::load_progress() {
     has_story = started.is_object() && started.value("resumed", true) == false;
   }
   std::map<std::int64_t, CarriedState> carried;
-  if (Status s = has_story ? replay_story(trials, &carried) : replay(trials); !s.ok()) return s;
-  for (auto& t : trials) {
+  std::deque<std::int64_t> pending;
+  if (Status s = has_story ? replay_story(trials, &carried, &pending) : replay(trials); !s.ok())
+    return s;
+  // With a story, each trial's state is the story's; its row must agree (both are written in
+  // one batch), and a row that does not is a store to look at, not one to run on.
+  if (has_story) {
+    for (const TrialRecord& t : trials) {
+      const auto c = carried.find(t.id);
+      const bool ended = t.state == TrialState::kCompleted || t.state == TrialState::kPruned ||
+                         t.state == TrialState::kFailed;
+      if (ended ? c == carried.end() : (c != carried.end() && c->second.state == t.state))
+        continue;
+      return Status::Error(
+          "trial " + std::to_string(t.number) + " of experiment '" + experiment_.name +
+          "' is " + to_string(t.state) + " in the trials table but " +
+          (c == carried.end() ? std::string("ended") : to_string(c->second.state)) +
+          " in its events: the store " + store_->path() + " is inconsistent");
+    }
+  }
+  // Requeued trials first, in the order the live coordinator would have run them.
+  std::map<std::int64_t, const TrialRecord*> by_id;
+  for (const TrialRecord& t : trials) by_id[t.id] = &t;
+  std::vector<const TrialRecord*> order;
+  for (const std::int64_t id : pending)
+    if (const auto it = by_id.find(id); it != by_id.end()) {
+      order.push_back(it->second);
+      by_id.erase(it);
+    }
+  for (const TrialRecord& t : trials)
+    if (by_id.count(t.id) != 0) order.push_back(&t);
+  for (const TrialRecord* record : order) {
+    const TrialRecord& t = *record;
     // A trial a previous coordinator left running may still be training: its group gets
     // one liveness period to come back and claim it (expire_orphans).
     if (t.state == TrialState::kRunning) {
@@ -178,10 +208,12 @@ Status Coordinator::load_progress() {
     TrialBook::Trial live;
     live.number = t.number;
     live.state = t.state;
-    live.params = std::move(t.params);
+    live.params = t.params;
     live.seed = t.seed;
     live.target_epoch = t.target_epoch;
     if (const auto c = carried.find(t.id); c != carried.end()) {
+      live.params = c->second.params;
+      live.target_epoch = c->second.target_epoch;
       live.loss = c->second.loss;
       live.stop_reason = c->second.stop_reason;
     }
@@ -250,7 +282,8 @@ Status Coordinator::replay(const std::vector<TrialRecord>& trials) {
 // scheduler and the searcher reach the state the last coordinator had -- the same proposals,
 // rung order, brackets and donors. Read a page at a time.
 Status Coordinator::replay_story(const std::vector<TrialRecord>& trials,
-                                 std::map<std::int64_t, CarriedState>* carried) {
+                                 std::map<std::int64_t, CarriedState>* carried,
+                                 std::deque<std::int64_t>* pending) {
   constexpr std::size_t kPage = 8192;
   std::map<std::int32_t, std::int64_t> id_of;  // number -> id, for PBT donors
   for (const TrialRecord& t : trials) id_of[t.number] = t.id;
@@ -259,6 +292,9 @@ Status Coordinator::replay_story(const std::vector<TrialRecord>& trials,
     ParamMap params;
     std::int32_t running_attempt = 0;  // the attempt whose reports the live path heard
     CarriedState carried;
+  };
+  const auto unqueue = [&](std::int64_t id) {
+    pending->erase(std::remove(pending->begin(), pending->end(), id), pending->end());
   };
   std::map<std::int64_t, Replayed> live;  // trials that have not ended
   std::vector<ReportRecord> reports;
@@ -315,6 +351,7 @@ Status Coordinator::replay_story(const std::vector<TrialRecord>& trials,
         Job job;
         job.kind = Job::Kind::kNew;
         job.until_epoch = data.value("until_epoch", 0);
+        t.carried.target_epoch = job.until_epoch;
         book_->apply_assigned(e.trial_id, job, t.params);
         book_->add_epochs_assigned(book_->effective_target(t.params, job.until_epoch));
         continue;
@@ -323,8 +360,11 @@ Status Coordinator::replay_story(const std::vector<TrialRecord>& trials,
       Replayed& t = it->second;
       if (e.kind == "attempt_started") {
         t.running_attempt = data.value("attempt", 0);
+        t.carried.state = TrialState::kRunning;
+        unqueue(e.trial_id);
       } else if (e.kind == "trial_paused") {
         t.running_attempt = 0;
+        t.carried.state = TrialState::kPaused;
         book_->apply_paused(e.trial_id, t.number, t.params, data.value("epoch", 0), loss_in(data));
       } else if (e.kind == "trial_promoted" || e.kind == "trial_exploited") {
         Job job;
@@ -343,6 +383,8 @@ Status Coordinator::replay_story(const std::vector<TrialRecord>& trials,
         }
         job.reason = data.value("reason", "");
         t.carried.stop_reason.clear();
+        t.carried.state = TrialState::kPending;
+        t.carried.target_epoch = job.until_epoch;
         book_->apply_assigned(e.trial_id, job, t.params);
         book_->add_epochs_assigned(book_->effective_target(t.params, job.until_epoch) - from);
       } else if (e.kind == "trial_requeued") {
@@ -350,16 +392,23 @@ Status Coordinator::replay_story(const std::vector<TrialRecord>& trials,
         if (data.value("failed", false)) {
           book_->apply_ended(e.trial_id, t.number, t.params, /*failed=*/true, t.carried.loss);
           live.erase(it);
+        } else {
+          t.carried.state = TrialState::kPending;
+          pending->push_front(e.trial_id);  // as TrialBook::requeued
         }
       } else if (e.kind == "trial_ended") {
         book_->apply_ended(e.trial_id, t.number, t.params, data.value("state", "") == "failed",
                            loss_in(data));
+        unqueue(e.trial_id);
         live.erase(it);
       }
     }
   } while (events.size() == kPage);
   if (Status s = feed_reports(-1); !s.ok()) return s;
-  for (auto& [id, t] : live) (*carried)[id] = std::move(t.carried);
+  for (auto& [id, t] : live) {
+    t.carried.params = std::move(t.params);
+    (*carried)[id] = std::move(t.carried);
+  }
   return Status::Ok();
 }
 

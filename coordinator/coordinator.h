@@ -160,16 +160,22 @@ class Coordinator {
   void start(Group& group, std::int64_t id);
   std::string checkpoint_base(std::int32_t number) const;
   void snapshot_for_exploit(std::int32_t number, std::int32_t epoch);
-  // What a trial still running or paused carries from before a restart.
+  // A trial that had not ended when the last coordinator stopped, as its story tells it.
   struct CarriedState {
-    std::optional<double> loss;  // its latest objective
-    std::string stop_reason;     // the scheduler already stopped it
+    TrialState state = TrialState::kPending;
+    ParamMap params;               // PBT exploits change them
+    std::int32_t target_epoch = 0;
+    std::optional<double> loss;    // its latest objective
+    std::string stop_reason;       // the scheduler already stopped it
   };
   // Experiments begun before schema 3, which have no story: the trials, each as one job.
   Status replay(const std::vector<TrialRecord>& trials);
   // Everything else: the events and reports, in commit order, through the apply_* functions.
+  // `carried`: every trial that has not ended; `pending`: the requeued ones, in the order the
+  // live coordinator would have run them.
   Status replay_story(const std::vector<TrialRecord>& trials,
-                      std::map<std::int64_t, CarriedState>* carried);
+                      std::map<std::int64_t, CarriedState>* carried,
+                      std::deque<std::int64_t>* pending);
   void expire_silent_groups();
   // A busy group that heartbeats without training progress (progress_watch.h) loses its trial.
   void expire_if_stalled(Group& group, std::chrono::steady_clock::time_point now);

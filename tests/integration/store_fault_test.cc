@@ -129,6 +129,24 @@ TEST_F(StoreFaultTest, AFailedStartStopsTheCoordinatorWithTheTrialNamed) {
   expect_resumes_to_completion();
 }
 
+// A restart takes each trial's state from the sweep's events, and its row in the trials table
+// must agree (both are written in one batch). A row edited behind the coordinator's back is
+// named, with the store, instead of being run on.
+TEST_F(StoreFaultTest, ARowThatDisagreesWithTheEventsIsRefusedAtRestart) {
+  const Result first = run_sweep("first.log");
+  ASSERT_EQ(first.code, 0) << first.output;
+  exec_sql(store_, "UPDATE trials SET state = 'pending' WHERE number = 1;");
+  const Result refused = run_sweep("refused.log");
+  EXPECT_NE(refused.code, 0) << refused.output;
+  EXPECT_NE(refused.output.find("trial 1 of experiment 'faults' is pending in the trials table "
+                                "but ended in its events"),
+            std::string::npos)
+      << refused.output;
+  EXPECT_NE(refused.output.find("is inconsistent"), std::string::npos) << refused.output;
+  EXPECT_EQ(refused.output.find("trial 1 (attempt"), std::string::npos)
+      << "the edited trial ran again\n" << refused.output;
+}
+
 // A Done the coordinator stopped before storing stays in the group's outbox. The group that
 // reconnects to the restarted coordinator must be heard on it before it is given new work:
 // one group runs its trials one after another, so a later trial starting before an earlier
