@@ -6,9 +6,10 @@
 // else. A trial's first result is its objective the first time it stopped: paused by its
 // scheduler (ASHA and Hyperband at their first rung, PBT at its first interval) or ended (its
 // last objective; none when it failed). Training is deterministic and a trial's first stop is
-// where its first job ended, so that value never depends on timing; a later one does (which
+// where its first job ended, so that value does not depend on timing; a later one does (which
 // ASHA trial is promoted first, and so when its higher rung comes in, depends on who finished
-// when), and is not shown to the searcher.
+// when), and is not shown to the searcher. The exception is the median rule, which prunes a
+// trial mid-job at an epoch that depends on which other trials had reported it.
 //
 // When trial k is due while a trial below k - lag has not stopped once yet, proposal k waits
 // for it: ready(k) is false and the group asking for work is told to wait. With G groups of
