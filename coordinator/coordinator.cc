@@ -68,7 +68,8 @@ Coordinator::Coordinator(ExperimentStore* store, SweepSpec spec, CoordinatorOpti
     : store_(store),
       spec_(std::move(spec)),
       options_(std::move(options)),
-      context_(1) {}
+      context_(1),
+      groups_({options_.liveness, options_.stall, options_.stall_floor}) {}
 
 Coordinator::~Coordinator() = default;
 
@@ -164,7 +165,7 @@ Status Coordinator::load_progress() {
     const nlohmann::json started = nlohmann::json::parse(first[0].body, nullptr, false);
     has_story = started.is_object() && started.value("resumed", true) == false;
   }
-  std::map<std::int64_t, CarriedState> carried;
+  std::map<std::int64_t, TrialBook::Trial> carried;
   std::deque<std::int64_t> pending;
   if (Status s = has_story ? replay_story(trials, &carried, &pending) : replay(trials); !s.ok())
     return s;
@@ -198,34 +199,31 @@ Status Coordinator::load_progress() {
   for (const TrialRecord* record : order) {
     const TrialRecord& t = *record;
     // A trial a previous coordinator left running may still be training: its group gets
-    // one liveness period to come back and claim it (expire_orphans).
+    // two liveness periods to come back and claim it (GroupTable).
     if (t.state == TrialState::kRunning) {
-      orphans_[t.id] = Orphan{t.attempt, t.group};
       const nlohmann::json provenance = nlohmann::json::parse(t.provenance, nullptr, false);
-      if (provenance.is_object() && provenance.contains("key"))
-        restored_keys_[t.group].key = provenance["key"].get<std::string>();
+      groups_.add_orphan(t.id, t.attempt, t.group,
+                         provenance.is_object() ? provenance.value("key", "") : "");
     }
     TrialBook::Trial live;
-    live.number = t.number;
-    live.state = t.state;
-    live.params = t.params;
-    live.seed = t.seed;
-    live.target_epoch = t.target_epoch;
     if (const auto c = carried.find(t.id); c != carried.end()) {
-      live.params = c->second.params;
-      live.target_epoch = c->second.target_epoch;
-      live.loss = c->second.loss;
-      live.stop_reason = c->second.stop_reason;
+      live = std::move(c->second);
+    } else {
+      live.state = t.state;
+      live.params = t.params;
+      live.target_epoch = t.target_epoch;
     }
+    live.number = t.number;
+    live.seed = t.seed;
     book_->restore(t.id, std::move(live));
   }
   book_->restored();
   // Two liveness periods: one for the agents to notice the silence, one to get through.
-  orphans_deadline_ = std::chrono::steady_clock::now() + 2 * options_.liveness;
-  if (!orphans_.empty())
+  groups_.set_orphan_deadline(std::chrono::steady_clock::now() + 2 * options_.liveness);
+  if (groups_.orphans() != 0)
     spdlog::info("{} trial(s) were running when the last coordinator stopped; waiting up to {} ms "
                  "for their groups to reconnect",
-                 orphans_.size(), options_.liveness.count());
+                 groups_.orphans(), options_.liveness.count());
   return Status::Ok();
 }
 
@@ -282,16 +280,14 @@ Status Coordinator::replay(const std::vector<TrialRecord>& trials) {
 // scheduler and the searcher reach the state the last coordinator had -- the same proposals,
 // rung order, brackets and donors. Read a page at a time.
 Status Coordinator::replay_story(const std::vector<TrialRecord>& trials,
-                                 std::map<std::int64_t, CarriedState>* carried,
+                                 std::map<std::int64_t, TrialBook::Trial>* carried,
                                  std::deque<std::int64_t>* pending) {
   constexpr std::size_t kPage = 8192;
   std::map<std::int32_t, std::int64_t> id_of;  // number -> id, for PBT donors
   for (const TrialRecord& t : trials) id_of[t.number] = t.id;
   struct Replayed {
-    std::int32_t number = 0;
-    ParamMap params;
+    TrialBook::Trial trial;
     std::int32_t running_attempt = 0;  // the attempt whose reports the live path heard
-    CarriedState carried;
   };
   const auto unqueue = [&](std::int64_t id) {
     pending->erase(std::remove(pending->begin(), pending->end(), id), pending->end());
@@ -320,10 +316,10 @@ Status Coordinator::replay_story(const std::vector<TrialRecord>& trials,
       if (it == live.end() || it->second.running_attempt != r.attempt) continue;
       const std::optional<double> loss = book_->objective(r.metrics);
       if (!loss) continue;
-      it->second.carried.loss = loss;
+      it->second.trial.loss = loss;
       std::string reason = book_->apply_report(r.trial_id, r.epoch, *loss);
-      if (!reason.empty() && it->second.carried.stop_reason.empty())
-        it->second.carried.stop_reason = std::move(reason);
+      if (!reason.empty() && it->second.trial.stop_reason.empty())
+        it->second.trial.stop_reason = std::move(reason);
     }
   };
   const auto loss_in = [](const nlohmann::json& data) -> std::optional<double> {
@@ -345,27 +341,27 @@ Status Coordinator::replay_story(const std::vector<TrialRecord>& trials,
       const auto it = live.find(e.trial_id);
       if (e.kind == "trial_proposed") {
         Replayed& t = live[e.trial_id];
-        t.number = data.value("number", 0);
-        if (Status s = params_from_object(data.at("params"), &t.params); !s.ok())
+        t.trial.number = data.value("number", 0);
+        if (Status s = params_from_object(data.at("params"), &t.trial.params); !s.ok())
           return s.With("event " + std::to_string(e.seq));
         Job job;
         job.kind = Job::Kind::kNew;
         job.until_epoch = data.value("until_epoch", 0);
-        t.carried.target_epoch = job.until_epoch;
-        book_->apply_assigned(e.trial_id, job, t.params);
-        book_->add_epochs_assigned(book_->effective_target(t.params, job.until_epoch));
+        t.trial.target_epoch = job.until_epoch;
+        book_->apply_assigned(e.trial_id, job, t.trial.params);
+        book_->add_epochs_assigned(book_->effective_target(t.trial.params, job.until_epoch));
         continue;
       }
       if (it == live.end()) continue;  // an event of a trial that ended, or of no trial
       Replayed& t = it->second;
       if (e.kind == "attempt_started") {
         t.running_attempt = data.value("attempt", 0);
-        t.carried.state = TrialState::kRunning;
+        t.trial.state = TrialState::kRunning;
         unqueue(e.trial_id);
       } else if (e.kind == "trial_paused") {
         t.running_attempt = 0;
-        t.carried.state = TrialState::kPaused;
-        book_->apply_paused(e.trial_id, t.number, t.params, data.value("epoch", 0), loss_in(data));
+        t.trial.state = TrialState::kPaused;
+        book_->apply_paused(e.trial_id, t.trial.number, t.trial.params, data.value("epoch", 0), loss_in(data));
       } else if (e.kind == "trial_promoted" || e.kind == "trial_exploited") {
         Job job;
         job.kind = Job::Kind::kContinue;
@@ -379,25 +375,25 @@ Status Coordinator::replay_story(const std::vector<TrialRecord>& trials,
           job.donor_epoch = data.value("donor_epoch", 0);
           if (Status s = params_from_object(data.at("params"), &job.params); !s.ok())
             return s.With("event " + std::to_string(e.seq));
-          t.params = job.params;
+          t.trial.params = job.params;
         }
         job.reason = data.value("reason", "");
-        t.carried.stop_reason.clear();
-        t.carried.state = TrialState::kPending;
-        t.carried.target_epoch = job.until_epoch;
-        book_->apply_assigned(e.trial_id, job, t.params);
-        book_->add_epochs_assigned(book_->effective_target(t.params, job.until_epoch) - from);
+        t.trial.stop_reason.clear();
+        t.trial.state = TrialState::kPending;
+        t.trial.target_epoch = job.until_epoch;
+        book_->apply_assigned(e.trial_id, job, t.trial.params);
+        book_->add_epochs_assigned(book_->effective_target(t.trial.params, job.until_epoch) - from);
       } else if (e.kind == "trial_requeued") {
         t.running_attempt = 0;
         if (data.value("failed", false)) {
-          book_->apply_ended(e.trial_id, t.number, t.params, /*failed=*/true, t.carried.loss);
+          book_->apply_ended(e.trial_id, t.trial.number, t.trial.params, /*failed=*/true, t.trial.loss);
           live.erase(it);
         } else {
-          t.carried.state = TrialState::kPending;
+          t.trial.state = TrialState::kPending;
           pending->push_front(e.trial_id);  // as TrialBook::requeued
         }
       } else if (e.kind == "trial_ended") {
-        book_->apply_ended(e.trial_id, t.number, t.params, data.value("state", "") == "failed",
+        book_->apply_ended(e.trial_id, t.trial.number, t.trial.params, data.value("state", "") == "failed",
                            loss_in(data));
         unqueue(e.trial_id);
         live.erase(it);
@@ -405,10 +401,7 @@ Status Coordinator::replay_story(const std::vector<TrialRecord>& trials,
     }
   } while (events.size() == kPage);
   if (Status s = feed_reports(-1); !s.ok()) return s;
-  for (auto& [id, t] : live) {
-    t.carried.params = std::move(t.params);
-    (*carried)[id] = std::move(t.carried);
-  }
+  for (auto& [id, t] : live) (*carried)[id] = std::move(t.trial);
   return Status::Ok();
 }
 
@@ -449,13 +442,13 @@ Status Coordinator::Run(const std::function<bool()>& keep_going) {
   if (experiment_.state != "completed") {
     if (Status s = store_->set_experiment_state(experiment_.id, "completed"); !s.ok()) return s;
     experiment_.state = "completed";
-    for (auto& [identity, group] : groups_) account(group, /*leaving=*/true);
+    groups_.end_sessions(std::chrono::steady_clock::now());
     record("sweep_finished", -1, "",
            {{"trials", progress.proposed}, {"completed", progress.completed},
             {"pruned", progress.pruned}, {"failed", progress.failed},
             {"epochs_assigned", progress.epochs_assigned},
-            {"group_seconds", progress.group_seconds},
-            {"idle_for_results_seconds", progress.idle_for_results_seconds}});
+            {"group_seconds", groups_.group_seconds()},
+            {"idle_for_results_seconds", groups_.idle_for_results_seconds()}});
   }
   if (!fatal_.ok()) return fatal_;
   if (Status s = batch.commit(); !s.ok()) return s.With("cannot commit the end of the sweep");
@@ -463,14 +456,12 @@ Status Coordinator::Run(const std::function<bool()>& keep_going) {
                "assigned",
                experiment_.name, progress.proposed, progress.completed, progress.pruned,
                progress.failed, progress.epochs_assigned);
-  if (progress.idle_for_results_seconds > 0)
+  if (const double idle = groups_.idle_for_results_seconds(); idle > 0)
     spdlog::info("groups waited {:.1f} s for results the next proposal needed: {:.1f}% of {:.1f} "
                  "group-seconds (search.lag {})",
-                 progress.idle_for_results_seconds,
-                 100 * progress.idle_for_results_seconds /
-                     std::max(progress.group_seconds, 1e-9),
-                 progress.group_seconds, book_->feed().lag());
-  for (const auto& [identity, group] : groups_) send(identity, Shutdown{"sweep finished"});
+                 idle, 100 * idle / std::max(groups_.group_seconds(), 1e-9),
+                 groups_.group_seconds(), book_->feed().lag());
+  for (const auto& [identity, group] : groups_.groups()) send(identity, Shutdown{"sweep finished"});
   return Status::Ok();
 }
 
@@ -506,8 +497,7 @@ Status Coordinator::serve_batch(bool reports) {
     const auto now = std::chrono::steady_clock::now();
     if (now - last_timers_ >= kTimerInterval) {
       last_timers_ = now;
-      expire_silent_groups();
-      expire_orphans();
+      expire_groups();
       send_heartbeats();
     }
   }
@@ -539,46 +529,25 @@ void Coordinator::receive() {
       continue;
     }
     std::string identity = parts[0].to_string();
-    // Heard now, even if its message waits behind others; another key's frames under its
-    // identity (dropped in handle_frame) must not keep a lost group alive.
-    if (auto it = groups_.find(identity);
-        it != groups_.end() && it->second.key == sender_key(parts[1]))
-      it->second.last_seen = now;
+    // Heard now, even if its message waits behind others.
+    groups_.heard(identity, sender_key(parts[1]), now);
     const bool report = is_report_frame(parts[1].data(), parts[1].size());
     inbox_.push(std::move(identity), std::move(parts[1]), report);
     parts.clear();
   }
 }
 
-Coordinator::Group& Coordinator::group_for(const std::string& identity) {
-  auto [it, inserted] = groups_.try_emplace(identity);
-  if (inserted) it->second.name = identity;
-  it->second.last_seen = std::chrono::steady_clock::now();
-  return it->second;
-}
-
 void Coordinator::handle_frame(const std::string& identity, const zmq::message_t& payload) {
   const std::string_view key = sender_key(payload);
-  // The key an identity is bound to: the group's, or, until a group of a previous coordinator
-  // speaks again, the key its running attempt was started for.
-  const std::string* owner = nullptr;
-  std::uint64_t* foreign = nullptr;
-  if (auto it = groups_.find(identity); it != groups_.end()) {
-    owner = &it->second.key;
-    foreign = &it->second.foreign_frames;
-  } else if (auto b = restored_keys_.find(identity); b != restored_keys_.end()) {
-    owner = &b->second.key;
-    foreign = &b->second.foreign_frames;
-  }
-  if (owner != nullptr && *owner != key) {
+  if (GroupTable::Refusal refused; !groups_.admit(identity, key, &refused)) {
     // The socket refuses a second connection under a connected identity (no router_handover),
     // so this comes from another key after the group's connection dropped. Logged at powers of
     // two: a flood of them costs a few lines.
-    const std::uint64_t n = ++*foreign;
-    if ((n & (n - 1)) == 0)
+    if ((refused.count & (refused.count - 1)) == 0)
       spdlog::warn("dropped a frame from CURVE key {} under group identity '{}', which belongs to "
                    "key {}: another key may not speak for a group ({} such frame(s) so far)",
-                   key.empty() ? std::string_view("(none)") : key, identity, *owner, n);
+                   key.empty() ? std::string_view("(none)") : key, identity, refused.owner,
+                   refused.count);
     return;
   }
   Message message;
@@ -589,16 +558,15 @@ void Coordinator::handle_frame(const std::string& identity, const zmq::message_t
     if (peer_version != 0 && peer_version != kProtocolVersion) send(identity, Refuse{s.message()});
     return;
   }
-  Group& group = group_for(identity);
-  group.key = key;  // the first key binds the identity (checked above for every later frame)
-  handle(group, message);
+  handle(groups_.at(identity, key, std::chrono::steady_clock::now()), message);
 }
 
 void Coordinator::handle(Group& group, const Message& message) {
   if (const auto* hello = std::get_if<Hello>(&message)) {
     on_hello(group, *hello);
   } else if (std::holds_alternative<Request>(message)) {
-    join(group);  // an agent that kept waiting through a coordinator restart
+    // An agent that kept waiting through a coordinator restart.
+    groups_.join(group, std::chrono::steady_clock::now());
     if (group.trial >= 0) {
       spdlog::warn("group '{}' asked for work while running trial {}; ignored", group.name,
                    group.trial);
@@ -611,14 +579,10 @@ void Coordinator::handle(Group& group, const Message& message) {
   } else if (const auto* done = std::get_if<Done>(&message)) {
     on_done(group, *done);
   } else if (const auto* beat = std::get_if<Heartbeat>(&message)) {
-    // group_for() refreshed last_seen; a heartbeat naming a trial may re-adopt an orphan.
+    // A heartbeat naming a trial may re-adopt an orphan.
     if (beat->trial >= 0 && group.trial != beat->trial) holds(group, beat->trial, beat->attempt);
-    if (beat->trial >= 0 && group.trial == beat->trial && group.attempt == beat->attempt) {
-      const auto now = std::chrono::steady_clock::now();
-      if (!group.progress.watching(group.trial, group.attempt))
-        group.progress.begin(group.trial, group.attempt, now);
-      group.progress.observe(beat->progress, now);
-    }
+    groups_.heartbeat(group, beat->trial, beat->attempt, beat->progress,
+                      std::chrono::steady_clock::now());
   } else {
     spdlog::warn("group '{}' sent '{}', which only the coordinator sends; dropped", group.name,
                  message_name(message));
@@ -626,41 +590,17 @@ void Coordinator::handle(Group& group, const Message& message) {
 }
 
 bool Coordinator::holds(Group& group, std::int64_t trial, std::int32_t attempt) {
-  if (group.trial == trial && group.attempt == attempt) return true;
-  const auto orphan = orphans_.find(trial);
-  if (group.trial >= 0 || orphan == orphans_.end() || orphan->second.attempt != attempt)
-    return false;
-  orphans_.erase(orphan);
-  group.trial = trial;
-  group.attempt = attempt;
-  record("group_readopted", trial, group.name, {{"attempt", attempt}});
-  spdlog::info("group '{}' reconnected still running trial id {} (attempt {}); it keeps it",
-               group.name, trial, attempt);
-  return true;
-}
-
-bool Coordinator::join(Group& group) {
-  if (group.joined) return false;
-  group.joined = true;
-  group.joined_at = std::chrono::steady_clock::now();
-  return true;
-}
-
-void Coordinator::account(Group& group, bool leaving) {
-  const auto now = std::chrono::steady_clock::now();
-  if (group.waiting_for_results) {
-    book_->progress().idle_for_results_seconds +=
-        std::chrono::duration<double>(now - *group.waiting_for_results).count();
-    group.waiting_for_results.reset();
+  const GroupTable::Holding holding = groups_.holds(group, trial, attempt);
+  if (holding == GroupTable::Holding::kAdopted) {
+    record("group_readopted", trial, group.name, {{"attempt", attempt}});
+    spdlog::info("group '{}' reconnected still running trial id {} (attempt {}); it keeps it",
+                 group.name, trial, attempt);
   }
-  if (leaving && group.joined) {
-    book_->progress().group_seconds += std::chrono::duration<double>(now - group.joined_at).count();
-    group.joined_at = now;  // counted
-  }
+  return holding != GroupTable::Holding::kNo;
 }
 
 void Coordinator::on_hello(Group& group, const Hello& hello) {
-  const bool first = join(group);
+  const bool first = groups_.join(group, std::chrono::steady_clock::now());
   group.host = hello.host;
   group.ranks = hello.ranks;
   group.topology = hello.topology;
@@ -693,14 +633,9 @@ void Coordinator::on_hello(Group& group, const Hello& hello) {
 }
 
 void Coordinator::requeue_orphan_of(const Group& group) {
-  for (auto it = orphans_.begin(); it != orphans_.end(); ++it) {
-    if (it->second.group != group.name) continue;
-    const std::int64_t trial = it->first;
-    orphans_.erase(it);
-    requeue(trial, "its group came back without it: the assignment never reached the group",
+  if (const std::optional<std::int64_t> trial = groups_.take_orphan_of(group))
+    requeue(*trial, "its group came back without it: the assignment never reached the group",
             Requeue::kNotTheTrialsFault);
-    return;  // a group runs one attempt at a time
-  }
 }
 
 void Coordinator::reassign(Group& group) {
@@ -753,12 +688,10 @@ void Coordinator::on_report(Group& group, const Report& report) {
     return;
   }
   if (!current) {
-    for (const auto& [identity, other] : groups_) {
-      if (other.trial == report.trial && other.attempt == report.attempt) {
-        spdlog::warn("dropped report for trial {} attempt {} from '{}': group '{}' runs it",
-                     report.trial, report.attempt, group.name, identity);
-        return;
-      }
+    if (const Group* other = groups_.running(report.trial, report.attempt)) {
+      spdlog::warn("dropped report for trial {} attempt {} from '{}': group '{}' runs it",
+                   report.trial, report.attempt, group.name, other->name);
+      return;
     }
     // A late report (resent after a reconnect) comes from the group that ran the attempt,
     // under the key it ran with; any other authorized key may not write into its record.
@@ -808,10 +741,7 @@ void Coordinator::on_done(Group& group, const Done& done) {
   const bool current = holds(group, done.trial, done.attempt);
   // A Done resent after both sides restarted, for a trial the previous coordinator left
   // running: the group has moved on, but the result is good.
-  const auto orphan = orphans_.find(done.trial);
-  const bool orphan_done =
-      !current && orphan != orphans_.end() && orphan->second.attempt == done.attempt;
-  if (orphan_done) orphans_.erase(orphan);
+  const bool orphan_done = !current && groups_.end_orphan(done.trial, done.attempt);
   if (!current && !orphan_done) {
     // Resent after a reconnect, or an attempt given up meanwhile: acknowledge so the agent's
     // outbox empties, change nothing.
@@ -1041,8 +971,7 @@ void Coordinator::assign_or_wait(Group& group) {
         start(group, d.trial);
         return;
       case Decision::Kind::kWaitForResults:
-        if (!group.waiting_for_results) {
-          group.waiting_for_results = std::chrono::steady_clock::now();
+        if (groups_.waits_for_results(group, std::chrono::steady_clock::now())) {
           spdlog::debug("group '{}' waits: trial {} learns from trials below {} (search.lag {}), "
                         "and trial {} has not stopped yet",
                         group.name, d.number, d.number - book_->feed().lag(),
@@ -1078,9 +1007,7 @@ void Coordinator::start(Group& group, std::int64_t id) {
   }
   book_->started(id);
   const TrialBook::Trial& t = *book_->find(id);
-  group.trial = id;
-  group.attempt = started.attempt;
-  account(group, /*leaving=*/false);
+  groups_.started(group, id, started.attempt, std::chrono::steady_clock::now());
   const std::int32_t until = book_->effective_target(t.params, t.target_epoch);
   const std::int32_t epochs = book_->epochs_of(t.params);
   record("attempt_started", id, group.name,
@@ -1124,58 +1051,24 @@ std::string Coordinator::provenance(const Group& group) const {
       .dump();
 }
 
-void Coordinator::expire_silent_groups() {
+void Coordinator::expire_groups() {
   const auto now = std::chrono::steady_clock::now();
-  for (auto it = groups_.begin(); it != groups_.end();) {
-    Group& g = it->second;
-    if (now - g.last_seen < options_.liveness) {
-      if (g.trial >= 0) expire_if_stalled(g, now);
-      ++it;
-      continue;
-    }
-    const std::string reason =
-        "worker group '" + g.name + "' lost (silent for " +
-        std::to_string(options_.liveness.count()) + " ms)";
-    record("group_lost", g.trial, g.name, {{"reason", reason}});
-    account(g, /*leaving=*/true);
-    if (g.trial >= 0) requeue(g.trial, reason, Requeue::kLost);
-    it = groups_.erase(it);
+  for (const GroupTable::Loss& loss : groups_.expire(now)) {
+    if (loss.silent) record("group_lost", loss.trial, loss.group, {{"reason", loss.reason}});
+    if (loss.trial < 0) continue;
+    requeue(loss.trial, loss.reason, Requeue::kLost);
+    if (!loss.silent) send(loss.group, Stop{loss.trial, loss.reason});
   }
-}
-
-void Coordinator::expire_if_stalled(Group& g, std::chrono::steady_clock::time_point now) {
-  // Watched from when the group was first seen running it: the Assign went out about then.
-  if (!g.progress.watching(g.trial, g.attempt)) g.progress.begin(g.trial, g.attempt, now);
-  const auto idle = g.progress.stalled(now, options_.stall_floor, options_.stall);
-  if (!idle) return;
-  const std::string reason =
-      fmt::format("stalled: no training progress for {:.1f} s (worker group '{}' still answers; "
-                  "allowed {:.1f} s)",
-                  std::chrono::duration<double>(*idle).count(), g.name,
-                  std::chrono::duration<double>(
-                      g.progress.allowance(options_.stall_floor, options_.stall))
-                      .count());
-  const std::int64_t trial = g.trial;
-  // The group keeps its identity but not the trial: should it ever move again, the Stop ends
-  // the attempt there, and its Done is acknowledged as not current.
-  g.trial = -1;
-  requeue(trial, reason, Requeue::kLost);
-  send(g.name, Stop{trial, reason});
-}
-
-void Coordinator::expire_orphans() {
-  if (orphans_.empty() || std::chrono::steady_clock::now() < orphans_deadline_) return;
-  for (const auto& [trial, orphan] : orphans_)
+  for (const std::int64_t trial : groups_.expired_orphans(now))
     requeue(trial, "its group did not come back after the coordinator restarted",
             Requeue::kNotTheTrialsFault);
-  orphans_.clear();
 }
 
 void Coordinator::send_heartbeats() {
   const auto now = std::chrono::steady_clock::now();
   if (now - last_heartbeat_ < options_.heartbeat) return;
   last_heartbeat_ = now;
-  for (const auto& [identity, group] : groups_) send(identity, Heartbeat{});
+  for (const auto& [identity, group] : groups_.groups()) send(identity, Heartbeat{});
 }
 
 void Coordinator::send(const std::string& identity, const Message& message) {

@@ -46,8 +46,8 @@
 #include "common/status.h"
 #include "common/sweep_spec.h"
 #include "coordinator/experiment_store.h"
+#include "coordinator/group_table.h"
 #include "coordinator/inbox.h"
-#include "coordinator/progress_watch.h"
 #include "coordinator/trial_book.h"
 #include "coordinator/zap_handler.h"
 
@@ -95,26 +95,7 @@ class Coordinator {
   [[nodiscard]] Status Run(const std::function<bool()>& keep_going);
 
  private:
-  struct Group {
-    std::string name;
-    std::string host;
-    std::int32_t ranks = 0;
-    std::string topology;
-    std::string version;
-    std::int64_t trial = -1;  // store id of the trial it runs, -1 when idle
-    std::int32_t attempt = 0;
-    Assign assignment;  // the last one sent
-    bool joined = false;  // said Hello or asked for work: only such groups are given trials
-    std::chrono::steady_clock::time_point joined_at;
-    // Since when it waits for a result the next proposal needs (unset: it does not).
-    std::optional<std::chrono::steady_clock::time_point> waiting_for_results;
-    std::chrono::steady_clock::time_point last_seen;
-    // The CURVE public key (ZAP User-Id, Z85) that first spoke under this identity; empty
-    // without CURVE. The identity is the client's choice, so only this key may speak for it.
-    std::string key;
-    std::uint64_t foreign_frames = 0;  // dropped because another key sent them
-    ProgressWatch progress;  // of the attempt it runs, from its heartbeats
-  };
+  using Group = GroupTable::Group;
 
   // One turn of the loop: receive, then one batch for what waits for an Assign and one for the
   // rest (see the top of this file).
@@ -132,8 +113,8 @@ class Coordinator {
   void on_hello(Group& group, const Hello& hello);
   void on_report(Group& group, const Report& report);
   void on_done(Group& group, const Done& done);
-  // True when `group` runs (trial, attempt), taking over an orphan of a previous coordinator
-  // if need be.
+  // True when `group` runs (trial, attempt), taking over (and recording) an orphan of a
+  // previous coordinator if need be.
   bool holds(Group& group, std::int64_t trial, std::int32_t attempt);
   // Sends the group's current Assign again (its Hello crossed our answer).
   void reassign(Group& group);
@@ -141,12 +122,6 @@ class Coordinator {
   // its Assign never reached the group (an agent names its attempt until that attempt's Done
   // is stored), so it runs next, as it would have without the restart.
   void requeue_orphan_of(const Group& group);
-  // Marks a group that said Hello or asked for work as one that may be given trials; true the
-  // first time this coordinator hears it.
-  bool join(Group& group);
-  // Ends the idle time of a group that waited for results; adds its group time so far when
-  // `leaving` (lost, or the sweep finished).
-  void account(Group& group, bool leaving);
   // Answers a free group with what the trial book decides: Assign, Wait or Shutdown.
   void assign_or_wait(Group& group);
   std::string provenance(const Group& group) const;
@@ -160,26 +135,18 @@ class Coordinator {
   void start(Group& group, std::int64_t id);
   std::string checkpoint_base(std::int32_t number) const;
   void snapshot_for_exploit(std::int32_t number, std::int32_t epoch);
-  // A trial that had not ended when the last coordinator stopped, as its story tells it.
-  struct CarriedState {
-    TrialState state = TrialState::kPending;
-    ParamMap params;               // PBT exploits change them
-    std::int32_t target_epoch = 0;
-    std::optional<double> loss;    // its latest objective
-    std::string stop_reason;       // the scheduler already stopped it
-  };
   // Experiments begun before schema 3, which have no story: the trials, each as one job.
   Status replay(const std::vector<TrialRecord>& trials);
   // Everything else: the events and reports, in commit order, through the apply_* functions.
-  // `carried`: every trial that has not ended; `pending`: the requeued ones, in the order the
-  // live coordinator would have run them.
+  // `carried`: every trial that has not ended, as its story tells it (its parameters after
+  // exploits, its target, state, objective and stop reason; no seed); `pending`: the requeued
+  // ones, in the order the live coordinator would have run them.
   Status replay_story(const std::vector<TrialRecord>& trials,
-                      std::map<std::int64_t, CarriedState>* carried,
+                      std::map<std::int64_t, TrialBook::Trial>* carried,
                       std::deque<std::int64_t>* pending);
-  void expire_silent_groups();
-  // A busy group that heartbeats without training progress (progress_watch.h) loses its trial.
-  void expire_if_stalled(Group& group, std::chrono::steady_clock::time_point now);
-  void expire_orphans();
+  // Requeues the trials of lost and stalled groups (GroupTable::expire) and of orphans whose
+  // groups did not come back.
+  void expire_groups();
   void send_heartbeats();
   // A store write failed or our state disagrees with the scheduler's: the turn's batch is not
   // committed, nothing of it is acknowledged, and Run() returns `error` (the first one). The
@@ -196,7 +163,6 @@ class Coordinator {
   void send_frame(const std::string& identity, const std::string& frame, const char* what);
   void flush_outbox();
   Status load_progress();
-  Group& group_for(const std::string& identity);
 
   ExperimentStore* store_;
   SweepSpec spec_;
@@ -208,21 +174,7 @@ class Coordinator {
   std::unique_ptr<zmq::socket_t> socket_;
   std::string endpoint_;
   ExperimentRecord experiment_;
-  std::map<std::string, Group> groups_;         // by ZeroMQ identity
-  // Trials a previous coordinator left running, by trial id, until the deadline.
-  struct Orphan {
-    std::int32_t attempt = 0;
-    std::string group;  // the group that attempt was assigned to
-  };
-  std::map<std::int64_t, Orphan> orphans_;
-  // The CURVE key each orphan's attempt was started for, by group identity: a previous
-  // coordinator bound the identity to it, and so does this one before the group speaks.
-  struct BoundKey {
-    std::string key;
-    std::uint64_t foreign_frames = 0;
-  };
-  std::map<std::string, BoundKey> restored_keys_;
-  std::chrono::steady_clock::time_point orphans_deadline_;
+  GroupTable groups_;  // sessions, orphans and liveness
   std::chrono::steady_clock::time_point last_heartbeat_;
   std::chrono::steady_clock::time_point last_timers_;
 

@@ -45,10 +45,6 @@ struct SweepProgress {
   int failed = 0;
   int total = 0;                     // the trial budget
   std::int64_t epochs_assigned = 0;  // what the epoch budget counts
-  // Group time since this coordinator started, and the part of it groups spent told to wait
-  // because the next proposal needed a result still to come (ObservationFeed).
-  double group_seconds = 0;
-  double idle_for_results_seconds = 0;
   int ended() const { return completed + pruned + failed; }
 };
 
@@ -148,7 +144,6 @@ class TrialBook {
   const Trial* find(std::int64_t trial) const;
   Trial* find(std::int64_t trial);
   const std::map<std::int64_t, Trial>& trials() const { return trials_; }
-  SweepProgress& progress() { return progress_; }
   const SweepProgress& progress() const { return progress_; }
   const Scheduler& scheduler() const { return *scheduler_; }
   const ObservationFeed& feed() const { return feed_; }

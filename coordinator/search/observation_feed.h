@@ -14,7 +14,7 @@
 // When trial k is due while a trial below k - lag has not stopped once yet, proposal k waits
 // for it: ready(k) is false and the group asking for work is told to wait. With G groups of
 // similar trials, lag >= G - 1 makes that wait rare; the coordinator measures it
-// (SweepProgress::idle_for_results).
+// (GroupTable::idle_for_results_seconds).
 //
 // A proposal that does not use results (random, grid and Sobol search, TPE's startup trials)
 // never waits. The feed is
