@@ -28,7 +28,6 @@
 // for neither the Reports before it nor their commit.
 
 #include <chrono>
-#include <deque>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -135,15 +134,6 @@ class Coordinator {
   void start(Group& group, std::int64_t id);
   std::string checkpoint_base(std::int32_t number) const;
   void snapshot_for_exploit(std::int32_t number, std::int32_t epoch);
-  // Experiments begun before schema 3, which have no story: the trials, each as one job.
-  Status replay(const std::vector<TrialRecord>& trials);
-  // Everything else: the events and reports, in commit order, through the apply_* functions.
-  // `carried`: every trial that has not ended, as its story tells it (its parameters after
-  // exploits, its target, state, objective and stop reason; no seed); `pending`: the requeued
-  // ones, in the order the live coordinator would have run them.
-  Status replay_story(const std::vector<TrialRecord>& trials,
-                      std::map<std::int64_t, TrialBook::Trial>* carried,
-                      std::deque<std::int64_t>* pending);
   // Requeues the trials of lost and stalled groups (GroupTable::expire) and of orphans whose
   // groups did not come back.
   void expire_groups();
@@ -162,6 +152,7 @@ class Coordinator {
   void send(const std::string& identity, const Message& message);
   void send_frame(const std::string& identity, const std::string& frame, const char* what);
   void flush_outbox();
+  // Restores the book from the store (book_restore.h); trials left running become orphans.
   Status load_progress();
 
   ExperimentStore* store_;
