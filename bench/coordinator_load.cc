@@ -61,6 +61,8 @@
 #include <thread>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "common/protocol.h"
 
 extern char** environ;
@@ -90,36 +92,18 @@ struct Args {
   bool keep = false;
 };
 
-const char* kUsage =
-    "usage: bench_coordinator_load [--trials N] [--connections N] [--optuna-trials N (0: skip)]\n"
-    "                              [--optuna-seconds S] [--log-level LEVEL] [--bin DIR] [--keep]\n";
-
-bool parse_args(int argc, char** argv, Args* args) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--keep") {
-      args->keep = true;
-      continue;
-    }
-    if (flag == "--help" || i + 1 >= argc) return false;
-    const std::string value = argv[++i];
-    if (flag == "--trials") {
-      args->trials = std::atoi(value.c_str());
-    } else if (flag == "--connections") {
-      args->connections = std::atoi(value.c_str());
-    } else if (flag == "--optuna-trials") {
-      args->optuna_trials = std::atoi(value.c_str());
-    } else if (flag == "--optuna-seconds") {
-      args->optuna_seconds = std::atof(value.c_str());
-    } else if (flag == "--log-level") {
-      args->log_level = value;
-    } else if (flag == "--bin") {
-      args->bin = value;
-    } else {
-      return false;
-    }
-  }
-  return args->trials >= 1 && args->connections >= 1 && args->optuna_trials >= 0;
+// Exits with CLI11's message (and 0 for --help) when the arguments are not usable.
+int parse_args(int argc, char** argv, Args* args) {
+  CLI::App app{"bench_coordinator_load: one coordinator against many connections"};
+  app.add_option("--trials", args->trials, "trials of the sweep")->check(CLI::Range(1, 1 << 30));
+  app.add_option("--connections", args->connections, "simulated groups")->check(CLI::Range(1, 1 << 30));
+  app.add_option("--optuna-trials", args->optuna_trials, "trials of the Optuna peer (0: skip it)")->check(CLI::NonNegativeNumber);
+  app.add_option("--optuna-seconds", args->optuna_seconds, "time budget of the Optuna peer")->check(CLI::PositiveNumber);
+  app.add_option("--log-level", args->log_level, "the coordinator's log level");
+  app.add_option("--bin", args->bin, "directory of trellis");
+  app.add_flag("--keep", args->keep, "keep the sweep's directory");
+  CLI11_PARSE(app, argc, argv);
+  return -1;
 }
 
 std::string read_file(const std::string& path) {
@@ -565,10 +549,7 @@ std::optional<double> run_optuna(const Args& args, const std::string& dir, std::
 
 int main(int argc, char** argv) {
   Args args;
-  if (!parse_args(argc, argv, &args)) {
-    std::cerr << kUsage;
-    return 2;
-  }
+  if (const int code = parse_args(argc, argv, &args); code >= 0) return code;
   char dir_template[] = "/tmp/trellis-bench-load-XXXXXX";
   if (mkdtemp(dir_template) == nullptr) {
     std::perror("bench_coordinator_load: mkdtemp");

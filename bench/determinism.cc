@@ -26,6 +26,8 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "bench/sweep_run.h"
 #include "common/sweep_spec.h"
 
@@ -41,36 +43,18 @@ struct Args {
   bool keep = false;
 };
 
-const char* kUsage =
-    "usage: bench_determinism [--trials N] [--epochs N] [--groups N] [--repetitions N]\n"
-    "                         [--dataset DIR] [--bin DIR] [--keep]\n";
-
-bool parse_args(int argc, char** argv, Args* args) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--keep") {
-      args->keep = true;
-      continue;
-    }
-    if (i + 1 >= argc) return false;
-    const std::string value = argv[++i];
-    if (flag == "--trials") {
-      args->trials = std::atoi(value.c_str());
-    } else if (flag == "--epochs") {
-      args->epochs = std::atoi(value.c_str());
-    } else if (flag == "--groups") {
-      args->groups = std::atoi(value.c_str());
-    } else if (flag == "--repetitions") {
-      args->repetitions = std::atoi(value.c_str());
-    } else if (flag == "--dataset") {
-      args->dataset = value;
-    } else if (flag == "--bin") {
-      args->bin = value;
-    } else {
-      return false;
-    }
-  }
-  return args->trials >= 1 && args->epochs >= 1 && args->groups >= 1 && args->repetitions >= 1;
+// Exits with CLI11's message (and 0 for --help) when the arguments are not usable.
+int parse_args(int argc, char** argv, Args* args) {
+  CLI::App app{"bench_determinism: idle group time of reproducible TPE proposals, by search.lag"};
+  app.add_option("--trials", args->trials, "trials per sweep")->check(CLI::Range(1, 1 << 30));
+  app.add_option("--epochs", args->epochs, "epochs per trial")->check(CLI::Range(1, 1 << 30));
+  app.add_option("--groups", args->groups, "worker groups")->check(CLI::Range(1, 1 << 30));
+  app.add_option("--repetitions", args->repetitions, "runs per lag, interleaved")->check(CLI::Range(1, 1 << 30));
+  app.add_option("--dataset", args->dataset, "Fashion-MNIST directory");
+  app.add_option("--bin", args->bin, "directory of trellis and trellis-worker");
+  app.add_flag("--keep", args->keep, "keep the sweep's directory");
+  CLI11_PARSE(app, argc, argv);
+  return -1;
 }
 
 std::string spec_text(const Args& args, const std::string& name, int lag) {
@@ -138,10 +122,7 @@ nlohmann::json spread(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   Args args;
-  if (!parse_args(argc, argv, &args)) {
-    std::cerr << kUsage;
-    return 2;
-  }
+  if (const int code = parse_args(argc, argv, &args); code >= 0) return code;
   trellis::bench::prepare_environment();
   const std::string dir = trellis::bench::make_temp_dir("determinism");
   if (dir.empty()) return 1;

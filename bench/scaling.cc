@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <CLI/CLI.hpp>
+
 #include "bench/sweep_run.h"
 
 #include <algorithm>
@@ -50,34 +52,17 @@ struct Run {
   double wall_s = 0;
 };
 
-const char* kUsage =
-    "usage: bench_scaling [--epochs N] [--hidden-units N] [--batch-size N] [--dataset DIR]\n"
-    "                     [--bin DIR] [--keep]\n";
-
-bool parse_args(int argc, char** argv, Args* args) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "--keep") {
-      args->keep = true;
-      continue;
-    }
-    if (i + 1 >= argc) return false;
-    const std::string value = argv[++i];
-    if (flag == "--epochs") {
-      args->epochs = std::atoi(value.c_str());
-    } else if (flag == "--hidden-units") {
-      args->hidden_units = std::atoi(value.c_str());
-    } else if (flag == "--batch-size") {
-      args->batch_size = std::atoi(value.c_str());
-    } else if (flag == "--dataset") {
-      args->dataset = value;
-    } else if (flag == "--bin") {
-      args->bin = value;
-    } else {
-      return false;
-    }
-  }
-  return args->epochs >= 1 && args->hidden_units >= 1 && args->batch_size >= 2;
+// Exits with CLI11's message (and 0 for --help) when the arguments are not usable.
+int parse_args(int argc, char** argv, Args* args) {
+  CLI::App app{"bench_scaling: 2 ranks against 1 on the same trial"};
+  app.add_option("--epochs", args->epochs, "epochs of the trial")->check(CLI::Range(1, 1 << 30));
+  app.add_option("--hidden-units", args->hidden_units, "hidden units of the MLP")->check(CLI::Range(1, 1 << 30));
+  app.add_option("--batch-size", args->batch_size, "global batch size (split over the ranks)")->check(CLI::Range(2, 1 << 20));
+  app.add_option("--dataset", args->dataset, "Fashion-MNIST directory");
+  app.add_option("--bin", args->bin, "directory of trellis and trellis-worker");
+  app.add_flag("--keep", args->keep, "keep the sweep's directory");
+  CLI11_PARSE(app, argc, argv);
+  return -1;
 }
 
 std::string experiment_name(int ranks) { return "bench-scaling-r" + std::to_string(ranks); }
@@ -139,10 +124,7 @@ bool train_once(const Args& args, const std::string& dir, int ranks, Run* run) {
 
 int main(int argc, char** argv) {
   Args args;
-  if (!parse_args(argc, argv, &args)) {
-    std::cerr << kUsage;
-    return 2;
-  }
+  if (const int code = parse_args(argc, argv, &args); code >= 0) return code;
   trellis::bench::prepare_environment();
   const std::string dir = trellis::bench::make_temp_dir("scaling");
   if (dir.empty()) return 1;

@@ -543,7 +543,8 @@ void Coordinator::on_done(Group& group, const Done& done) {
   }
   send(group.name, Ack{done.trial, done.attempt, 0});
   const std::int32_t number = t->number;
-  const std::optional<double> loss = t->loss ? t->loss : book_->objective(done.final_metrics);
+  const std::optional<double> final_loss = book_->objective(done.final_metrics);
+  const std::optional<double> loss = t->loss ? t->loss : final_loss;
   {
     nlohmann::json body = {{"attempt", done.attempt}, {"state", to_string(end.state)},
                            {"epoch", end.epoch}, {"reason", end.why}};
@@ -553,7 +554,7 @@ void Coordinator::on_done(Group& group, const Done& done) {
   }
   if (end.state == TrialState::kPaused && spec_.scheduler.type == "pbt")
     snapshot_for_exploit(number, end.epoch);
-  book_->attempt_ended(done.trial, end, book_->objective(done.final_metrics));
+  book_->attempt_ended(done.trial, end, final_loss);
   const SweepProgress& progress = book_->progress();
   switch (end.state) {
     case TrialState::kPaused:
