@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string_view>
+#include <unordered_map>
 
 #include "coordinator/metrics_json.h"
 #include "coordinator/params_codec.h"
@@ -18,6 +19,27 @@
 #include "coordinator/store_rows.h"
 
 namespace trellis::coordinator {
+namespace {
+
+// Fills each row's final_metrics from the finals table; `index_of`: a trial id's row in `out`.
+template <typename Row>
+Status read_finals(sqlite3* db, std::int64_t experiment_id,
+                   const std::unordered_map<std::int64_t, std::size_t>& index_of,
+                   std::vector<Row>* out) {
+  Statement finals;
+  Status s = finals.prepare(db,
+                            "SELECT f.trial_id, f.name, f.value FROM finals f "
+                            "JOIN trials t ON t.id = f.trial_id WHERE t.experiment_id = ?1");
+  if (!s.ok()) return s;
+  finals.bind(1, experiment_id);
+  while (finals.next_row(&s)) {
+    const auto it = index_of.find(finals.i64(0));
+    if (it != index_of.end()) (*out)[it->second].final_metrics[finals.text(1)] = finals.real(2);
+  }
+  return s;
+}
+
+}  // namespace
 
 Status ExperimentStore::list_trials(std::int64_t experiment_id, std::vector<TrialRecord>* out) {
   const std::string where = "list_trials of experiment " + std::to_string(experiment_id);
@@ -38,17 +60,7 @@ Status ExperimentStore::list_trials(std::int64_t experiment_id, std::vector<Tria
   }
   if (!s.ok()) return s.With(where);
 
-  Statement finals;
-  s = finals.prepare(db_,
-                     "SELECT f.trial_id, f.name, f.value FROM finals f "
-                     "JOIN trials t ON t.id = f.trial_id WHERE t.experiment_id = ?1");
-  if (!s.ok()) return s.With(where);
-  finals.bind(1, experiment_id);
-  while (finals.next_row(&s)) {
-    auto it = index_of.find(finals.i64(0));
-    if (it != index_of.end()) (*out)[it->second].final_metrics[finals.text(1)] = finals.real(2);
-  }
-  return s.With(where);
+  return read_finals(db_, experiment_id, index_of, out).With(where);
 }
 
 Status ExperimentStore::trial_summaries(std::int64_t experiment_id,
@@ -88,17 +100,7 @@ Status ExperimentStore::trial_summaries(std::int64_t experiment_id,
   }
   if (!s.ok()) return s.With(where);
 
-  Statement finals;
-  s = finals.prepare(db_,
-                     "SELECT f.trial_id, f.name, f.value FROM finals f "
-                     "JOIN trials t ON t.id = f.trial_id WHERE t.experiment_id = ?1");
-  if (!s.ok()) return s.With(where);
-  finals.bind(1, experiment_id);
-  while (finals.next_row(&s)) {
-    auto it = index_of.find(finals.i64(0));
-    if (it != index_of.end()) (*out)[it->second].final_metrics[finals.text(1)] = finals.real(2);
-  }
-  if (!s.ok()) return s.With(where);
+  if (s = read_finals(db_, experiment_id, index_of, out); !s.ok()) return s.With(where);
 
   if (!any_live) return Status::Ok();
   s = read_lineage((std::string("t.experiment_id = ?1 AND t.state NOT IN ") + kTerminalStates)
