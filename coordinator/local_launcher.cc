@@ -30,18 +30,33 @@ Status LocalLauncher::Launch(const LaunchOptions& options) {
   if (access(worker.c_str(), X_OK) != 0)
     return Status::Error("worker binary '" + worker + "' is not executable: " + std::strerror(errno));
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  const bool srun = options.launcher == Launcher::kSrun;
   for (int g = 0; g < options.groups; ++g) {
-    std::vector<std::string> args = {options.mpirun, "-np", std::to_string(options.ranks_per_group)};
-    // Placement by topology is the worker's job; mpirun's default core binding would put
-    // rank 0 of every group on the same core.
-    args.insert(args.end(), {"--bind-to", "none"});
-    if (static_cast<unsigned>(options.groups * options.ranks_per_group) > cores)
-      args.push_back("--oversubscribe");
-    args.insert(args.end(), options.mpirun_args.begin(), options.mpirun_args.end());
-    // Each group binds its ranks inside its own share of the node's cores.
-    args.insert(args.end(), {worker, "--connect", options.endpoint, "--log-level",
-                             options.log_level, "--cpu-slot",
-                             std::to_string(g) + "/" + std::to_string(options.groups)});
+    std::vector<std::string> args;
+    if (srun) {
+      const int nodes = std::max(1, options.nodes_per_group);
+      // --exact: the step gets just the CPUs of its tasks, so the groups' steps run side by
+      // side in the allocation instead of one after the other.
+      args = {options.srun, "--exact", "--nodes=" + std::to_string(nodes),
+              "--ntasks=" + std::to_string(options.ranks_per_group),
+              "--ntasks-per-node=" + std::to_string((options.ranks_per_group + nodes - 1) / nodes),
+              "--mpi=pmix", "--kill-on-bad-exit=1", "--job-name=trellis-group-" + std::to_string(g)};
+      args.insert(args.end(), options.mpirun_args.begin(), options.mpirun_args.end());
+      args.insert(args.end(), {worker, "--connect", options.endpoint, "--log-level",
+                               options.log_level});
+    } else {
+      args = {options.mpirun, "-np", std::to_string(options.ranks_per_group)};
+      // Placement by topology is the worker's job; mpirun's default core binding would put
+      // rank 0 of every group on the same core.
+      args.insert(args.end(), {"--bind-to", "none"});
+      if (static_cast<unsigned>(options.groups * options.ranks_per_group) > cores)
+        args.push_back("--oversubscribe");
+      args.insert(args.end(), options.mpirun_args.begin(), options.mpirun_args.end());
+      // Each group binds its ranks inside its own share of the node's cores.
+      args.insert(args.end(), {worker, "--connect", options.endpoint, "--log-level",
+                               options.log_level, "--cpu-slot",
+                               std::to_string(g) + "/" + std::to_string(options.groups)});
+    }
     args.insert(args.end(), options.worker_args.begin(), options.worker_args.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -49,9 +64,11 @@ Status LocalLauncher::Launch(const LaunchOptions& options) {
     pid_t pid = 0;
     const int rc = posix_spawnp(&pid, argv[0], nullptr, nullptr, argv.data(), environ);
     if (rc != 0)
-      return Status::Error("cannot start '" + options.mpirun + "': " + std::strerror(rc) +
-                           " (is OpenMPI installed and on PATH?)");
-    spdlog::info("started worker group {} (pid {}): {} ranks", g, pid, options.ranks_per_group);
+      return Status::Error("cannot start '" + args[0] + "': " + std::strerror(rc) +
+                           (srun ? " (is Slurm's srun on PATH?)" : " (is OpenMPI installed and on PATH?)"));
+    spdlog::info("started worker group {} (pid {}): {} rank(s){}", g, pid, options.ranks_per_group,
+                 srun ? " with srun on " + std::to_string(options.nodes_per_group) + " node(s)"
+                      : std::string());
     pids_.push_back(pid);
   }
   return Status::Ok();
@@ -87,7 +104,7 @@ void LocalLauncher::Stop(std::chrono::milliseconds grace) {
   while (any_running() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   if (pids_.empty()) return;
-  // mpirun forwards SIGTERM to its ranks and exits.
+  // mpirun and srun forward SIGTERM to their ranks and exit.
   for (pid_t pid : pids_) kill(pid, SIGTERM);
   const auto kill_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (any_running() && std::chrono::steady_clock::now() < kill_deadline)

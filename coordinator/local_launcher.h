@@ -1,6 +1,10 @@
 #pragma once
-// LocalLauncher: starts worker groups on this machine for `trellis run`, one `mpirun -np K
-// trellis-worker --connect ENDPOINT` per group, and stops them (by pid) when the sweep ends.
+// LocalLauncher: starts the worker groups of `trellis run` and stops them (by pid) when the
+// sweep ends. With mpirun, every group runs on this machine (`mpirun -np K trellis-worker
+// --connect ENDPOINT`), each bound inside its own share of the cores (--cpu-slot). With srun,
+// inside a Slurm allocation, each group is one job step (`srun --exact --nodes N --ntasks K
+// --mpi=pmix trellis-worker ...`) on as few nodes as hold its ranks; Slurm gives every step
+// CPUs of its own, and the workers keep the binding srun made.
 
 #include <sys/types.h>
 
@@ -12,13 +16,18 @@
 
 namespace trellis::coordinator {
 
+enum class Launcher { kMpirun, kSrun };
+
 struct LaunchOptions {
   std::string endpoint;        // where the workers connect
   int groups = 1;
   int ranks_per_group = 1;
+  Launcher launcher = Launcher::kMpirun;
   std::string mpirun = "mpirun";
+  std::string srun = "srun";
+  int nodes_per_group = 1;     // srun: the nodes each group's ranks are spread over
   std::string worker_binary;   // default: trellis-worker beside the running trellis
-  std::vector<std::string> mpirun_args;  // extra arguments, e.g. "--mca", "btl", "self,vader"
+  std::vector<std::string> mpirun_args;  // extra mpirun or srun arguments, e.g. "--mca", "btl", "self,vader"
   std::vector<std::string> worker_args;  // extra trellis-worker arguments, e.g. "--insecure"
   std::string log_level = "info";
 };

@@ -21,6 +21,7 @@
 #include "coordinator/exporter.h"
 #include "coordinator/store_schema.h"
 #include "coordinator/local_launcher.h"
+#include "coordinator/slurm_allocation.h"
 #include "coordinator/trial_table.h"
 
 namespace {
@@ -74,7 +75,9 @@ std::string checkpoint_dir(const CommonArgs& common, const ServeArgs& args) {
 struct RunArgs {
   ServeArgs serve;
   int groups = 0;
+  std::string launcher = "auto";  // auto | mpirun | srun
   std::string mpirun = "mpirun";
+  std::string srun = "srun";
   std::vector<std::string> mpirun_args;
 };
 
@@ -162,11 +165,53 @@ int cmd_serve(const CommonArgs& common, const ServeArgs& args) {
   return print_ranking(*store, spec.name);
 }
 
+// Where `trellis run` starts its groups, and how many: this machine's cores with mpirun, or the
+// Slurm allocation it runs in with srun (auto: srun exactly when inside an allocation).
+Status plan_launch(const RunArgs& args, const SweepSpec& spec, LaunchOptions* launch,
+                   std::optional<SlurmAllocation>* allocation) {
+  if (Status s = current_allocation(allocation); !s.ok()) return s;
+  if (args.launcher == "srun" || (args.launcher == "auto" && allocation->has_value())) {
+    if (!allocation->has_value())
+      return Status::Error("--launcher srun needs a Slurm allocation (run it inside sbatch or "
+                           "salloc), and SLURM_JOB_ID is not set");
+    launch->launcher = Launcher::kSrun;
+  } else if (args.launcher != "mpirun" && args.launcher != "auto") {
+    return Status::Error("--launcher '" + args.launcher + "': expected auto, mpirun or srun");
+  }
+  launch->ranks_per_group = spec.ranks_per_trial;
+  if (launch->launcher == Launcher::kMpirun) {
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    launch->groups = args.groups > 0 ? args.groups : std::max(1, cores / spec.ranks_per_trial);
+    return Status::Ok();
+  }
+  const SlurmAllocation& a = **allocation;
+  // A group's ranks on as few nodes as hold them, so most of its all-reduce stays in a node.
+  const int per_node = std::max(1, a.min_cpus_per_node());
+  launch->nodes_per_group = (spec.ranks_per_trial + per_node - 1) / per_node;
+  if (launch->nodes_per_group > a.nodes)
+    return Status::Error("a group of " + std::to_string(spec.ranks_per_trial) + " ranks needs " +
+                         std::to_string(launch->nodes_per_group) + " nodes of " +
+                         std::to_string(per_node) + " CPUs, and job " + a.job_id + " has " +
+                         std::to_string(a.nodes));
+  const int slots = a.tasks > 0 ? a.tasks : a.total_cpus();
+  launch->groups = args.groups > 0 ? args.groups : std::max(1, slots / spec.ranks_per_trial);
+  return Status::Ok();
+}
+
 int cmd_run(const CommonArgs& common, RunArgs args) {
   std::unique_ptr<ExperimentStore> store;
   std::unique_ptr<Coordinator> coordinator;
   SweepSpec spec;
-  if (args.serve.bind.empty()) args.serve.bind = "tcp://127.0.0.1:*";
+  LaunchOptions launch;
+  std::optional<SlurmAllocation> allocation;
+  {
+    SweepSpec peek;  // the launch plan is checked before anything is started
+    if (Status s = load_sweep_spec(args.serve.spec, &peek); !s.ok()) return fail(s);
+    if (Status s = plan_launch(args, peek, &launch, &allocation); !s.ok()) return fail(s);
+  }
+  const bool srun = launch.launcher == Launcher::kSrun;
+  // Groups on other nodes reach the coordinator over the allocation's network (with CURVE).
+  if (args.serve.bind.empty()) args.serve.bind = srun ? "tcp://*:*" : "tcp://127.0.0.1:*";
   args.serve.create_keys = true;
   // Local workers find the coordinator's key directory through the environment they inherit.
   if (!args.serve.insecure && !args.serve.key_dir.empty())
@@ -174,12 +219,18 @@ int cmd_run(const CommonArgs& common, RunArgs args) {
   if (Status s = start_coordinator(common, args.serve, &store, &coordinator, &spec); !s.ok())
     return fail(s);
 
-  LaunchOptions launch;
   launch.endpoint = coordinator->endpoint();
-  launch.ranks_per_group = spec.ranks_per_trial;
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  launch.groups = args.groups > 0 ? args.groups : std::max(1, cores / spec.ranks_per_trial);
+  if (srun) {
+    // The bound wildcard address is no address to connect to: the batch node's name is.
+    const std::string& bound = launch.endpoint;
+    launch.endpoint = "tcp://" + allocation->node_name + bound.substr(bound.rfind(':'));
+    spdlog::info("inside Slurm job {} ({} node(s)): {} group(s) of {} rank(s) on {} node(s) "
+                 "each, with srun; workers connect to {}",
+                 allocation->job_id, allocation->nodes, launch.groups, launch.ranks_per_group,
+                 launch.nodes_per_group, launch.endpoint);
+  }
   launch.mpirun = args.mpirun;
+  launch.srun = args.srun;
   launch.mpirun_args = args.mpirun_args;
   launch.log_level = common.log_level;
   if (args.serve.insecure) launch.worker_args.push_back("--insecure");
@@ -259,13 +310,22 @@ int main(int argc, char** argv) {
 
   RunArgs run;
   auto* run_cmd = app.add_subcommand(
-      "run", "run a sweep on this machine: coordinator plus local mpirun worker groups; exits "
+      "run", "run a sweep here: the coordinator plus its worker groups, started with mpirun on "
+             "this machine or, inside a Slurm allocation, with srun across its nodes; exits "
              "when every trial has ended, then prints the ranked trials");
+  run_cmd->fallthrough();  // `trellis run SPEC --store DB`, as the sbatch template writes it
   run_cmd->add_option("spec", run.serve.spec, "sweep spec (YAML)")->required();
   run_cmd->add_option("--groups", run.groups,
-                      "worker groups to start (default: cores / ranks_per_trial, at least 1)");
+                      "worker groups to start (default: cores / ranks_per_trial, at least 1; "
+                      "with srun: the job's tasks, or else its CPUs, / ranks_per_trial)");
+  run_cmd->add_option("--launcher", run.launcher,
+                      "how groups start: mpirun (on this machine), srun (one job step per group "
+                      "inside the Slurm allocation this runs in), auto (srun inside an "
+                      "allocation, else mpirun)")
+      ->capture_default_str();
   run_cmd->add_option("--mpirun", run.mpirun, "mpirun executable")->capture_default_str();
-  run_cmd->add_option("--mpirun-arg", run.mpirun_args, "extra argument for mpirun, repeatable; write --mpirun-arg=--mca for arguments that start with a dash")
+  run_cmd->add_option("--srun", run.srun, "srun executable")->capture_default_str();
+  run_cmd->add_option("--mpirun-arg", run.mpirun_args, "extra argument for mpirun (or srun), repeatable; write --mpirun-arg=--mca for arguments that start with a dash")
       ->allow_extra_args(false);
   run_cmd->add_option("--liveness", run.serve.liveness_s,
                       "seconds of silence after which a busy worker group is declared lost")

@@ -1,0 +1,216 @@
+// The cluster path on a real Slurm cluster: one controller and two compute nodes, each in its
+// own network namespace (tests/slurm/cluster, started by ctest's slurm_cluster fixture). Slurm
+// commands run in the controller's namespace, as from a login node; the nodes reach each other
+// and the coordinator only over TCP on the bridge.
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "tests/integration/process.h"
+#include "tests/worker/idx_fixture.h"
+
+namespace trellis::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+const std::string kTrellis = TRELLIS_BIN_DIR "/trellis";
+const std::string kSweepTemplate = TRELLIS_SOURCE_DIR "/deploy/slurm/sweep.sbatch";
+
+// The running test cluster: its environment (DIR/env) and how to run a command as from its
+// login node.
+class Cluster {
+ public:
+  // Empty `why` when the cluster is up; else why it is not.
+  static Cluster* Get(std::string* why) {
+    static Cluster* cluster = nullptr;
+    static std::string reason;
+    if (cluster == nullptr && reason.empty()) {
+      const char* dir = std::getenv("TRELLIS_SLURM_DIR");
+      if (dir == nullptr) {
+        reason = "TRELLIS_SLURM_DIR is not set (run through ctest, which starts the cluster)";
+      } else if (!fs::exists(fs::path(dir) / "env")) {
+        const fs::path unavailable = fs::path(dir) / "unavailable";
+        reason = fs::exists(unavailable) ? read_file(unavailable.string())
+                                         : "the test cluster in " + std::string(dir) + " is not up";
+      } else {
+        cluster = new Cluster(dir);
+      }
+    }
+    *why = reason;
+    return cluster;
+  }
+
+  // `argv` in the controller's namespace with the cluster's environment.
+  std::vector<std::string> login(const std::vector<std::string>& argv) const {
+    std::vector<std::string> out = {"env"};
+    out.insert(out.end(), env_.begin(), env_.end());
+    out.insert(out.end(), {"nsenter", "--net=/run/netns/" + ctl_, "--"});
+    out.insert(out.end(), argv.begin(), argv.end());
+    return out;
+  }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  explicit Cluster(std::string dir) : dir_(std::move(dir)) {
+    std::istringstream in(read_file(dir_ + "/env"));
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("export ", 0) != 0) continue;
+      const std::string assignment = line.substr(7);
+      env_.push_back(assignment);
+      if (assignment.rfind("TRELLIS_SLURM_NETNS_CTL=", 0) == 0)
+        ctl_ = assignment.substr(assignment.find('=') + 1);
+    }
+  }
+  std::string dir_;
+  std::string ctl_;
+  std::vector<std::string> env_;  // K=V
+};
+
+class SlurmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    cluster_ = Cluster::Get(&why);
+    if (cluster_ == nullptr) GTEST_SKIP() << "no Slurm test cluster: " << why;
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    dir_ = worker::testing::fresh_dir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+  }
+  void TearDown() override {
+    if (cluster_ != nullptr && !HasFailure() && !std::getenv("KEEP")) fs::remove_all(dir_);
+  }
+  std::string file(const std::string& name) const { return (dir_ / name).string(); }
+  Result login(const std::vector<std::string>& argv, const std::string& log,
+               std::chrono::seconds timeout = 60s) {
+    return run(cluster_->login(argv), file(log), timeout);
+  }
+  // Submits `argv` (sbatch and its arguments), returns the job id (or -1).
+  long submit(std::vector<std::string> argv) {
+    argv.insert(argv.begin(), {"sbatch", "--parsable", "--chdir=" + dir_.string()});
+    const Result r = login(argv, "sbatch.log");
+    EXPECT_EQ(r.code, 0) << r.output;
+    return r.code == 0 ? std::atol(r.output.c_str()) : -1;
+  }
+  // The job's state once it has left the queue's live states (COMPLETED, FAILED, ...), polled
+  // (sbatch --wait polls with backoff; this is quicker), or "" after `timeout`.
+  std::string wait_job(long job, std::chrono::seconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    static const std::regex kState(R"(JobState=(\S+))");
+    while (std::chrono::steady_clock::now() < deadline) {
+      const Result r =
+          login({"scontrol", "-o", "show", "job", std::to_string(job)}, "scontrol.log");
+      std::smatch m;
+      if (r.code == 0 && std::regex_search(r.output, m, kState)) {
+        const std::string state = m[1];
+        if (state != "PENDING" && state != "RUNNING" && state != "CONFIGURING" &&
+            state != "COMPLETING" && state != "REQUEUED" && state != "SUSPENDED")
+          return state;
+      }
+      std::this_thread::sleep_for(250ms);
+    }
+    return "";
+  }
+  // Jobs still queued or running in the cluster.
+  std::string live_jobs() {
+    const Result r = login({"squeue", "-h", "-t", "PENDING,RUNNING,COMPLETING", "-o", "%i %j %T"},
+                           "squeue.log");
+    EXPECT_EQ(r.code, 0) << r.output;
+    return r.output;
+  }
+  json exported(const std::string& store, const std::string& experiment) {
+    const Result r = run({kTrellis, "--store", store, "export", experiment, "--format", "json",
+                          "-o", file("export.json")},
+                         file("export.log"), 60s);
+    EXPECT_EQ(r.code, 0) << r.output;
+    return json::parse(read_file(file("export.json")));
+  }
+  void write_data() {
+    fs::create_directories(dir_ / "data");
+    worker::testing::write_dataset(dir_ / "data", worker::testing::make_pattern_data(4000, 16, 1),
+                                   worker::testing::make_pattern_data(400, 16, 2), /*gz=*/false);
+  }
+
+  Cluster* cluster_ = nullptr;
+  fs::path dir_;
+};
+
+TEST_F(SlurmTest, TheTwoNodesRunOneStepWithTheirOwnHostnames) {
+  const Result r = login({"srun", "--nodes=2", "--ntasks-per-node=1", "hostname"}, "srun.log");
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::multiset<std::string> hosts;
+  std::istringstream in(r.output);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) hosts.insert(line);
+  EXPECT_EQ(hosts, (std::multiset<std::string>{"n1", "n2"})) << r.output;
+}
+
+// Same trials, same metrics: random search and FIFO, so no decision depends on a metric. The
+// groups on the cluster train with the nodes' cores (2 threads each), the local ones with one
+// core each: OpenBLAS then sums in another order, so metrics agree to a relative 1e-6, not bit
+// for bit (README, "What else is reproduced").
+TEST_F(SlurmTest, ASweepFromTheSbatchTemplateAcrossBothNodesEqualsTheSameSpecRunOnOneNode) {
+  write_data();
+  const std::string spec = file("sweep.yaml");
+  write_text(spec, "name: cluster\ndataset: {path: " + (dir_ / "data").string() + "}\n"
+                   "metric: {name: val_loss, mode: min}\n"
+                   "search:\n  algorithm: random\n  seed: 5\n  trials: 4\n  space:\n"
+                   "    lr: {type: log_float, low: 1.0e-3, high: 1.0e-1}\n"
+                   "    hidden_units: {type: int, low: 8, high: 32}\n"
+                   "train: {batch_size: 64, epochs: 2}\n");
+  setenv("TRELLIS_HOME", file("keys").c_str(), 1);
+  const Result local = run({kTrellis, "--store", file("local.db"), "run", spec, "--groups", "2",
+                            "--launcher", "mpirun"},
+                           file("local.log"), 300s);
+  ASSERT_EQ(local.code, 0) << local.output;
+
+  const long job = submit({"--nodes=2", "--ntasks-per-node=1", "--export=ALL,TRELLIS_BIN=" TRELLIS_BIN_DIR,
+                           kSweepTemplate, spec, "--store", file("cluster.db")});
+  ASSERT_GT(job, 0);
+  const std::string state = wait_job(job, 300s);
+  const std::string log = read_file(file("trellis-sweep-" + std::to_string(job) + ".log"));
+  ASSERT_EQ(state, "COMPLETED") << log;
+  EXPECT_NE(log.find("inside Slurm job " + std::to_string(job) + " (2 node(s)): 2 group(s)"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(live_jobs(), "");
+
+  const json want = exported(file("local.db"), "cluster");
+  const json got = exported(file("cluster.db"), "cluster");
+  std::set<std::string> hosts;
+  ASSERT_EQ(got["trials"].size(), want["trials"].size());
+  for (std::size_t i = 0; i < want["trials"].size(); ++i) {
+    const json& t = got["trials"][i];
+    const json& w = want["trials"][i];
+    EXPECT_EQ(t["state"], "completed") << i;
+    EXPECT_EQ(t["params"], w["params"]) << i;
+    const std::string group = t["group"];
+    hosts.insert(group.substr(0, group.find(':')));
+    for (const char* name : {"train_loss", "val_loss", "val_acc"}) {
+      ASSERT_EQ(w["metrics"][name].size(), 2u) << i << " " << name;  // both epochs
+      ASSERT_EQ(t["metrics"][name].size(), 2u) << i << " " << name;
+      for (std::size_t e = 0; e < w["metrics"][name].size(); ++e) {
+        const double a = t["metrics"][name][e][1], b = w["metrics"][name][e][1];
+        EXPECT_LE(std::abs(a - b), 1e-6 * std::max(1.0, std::abs(b)))
+            << "trial " << i << " " << name << " epoch " << e + 1;
+      }
+    }
+  }
+  EXPECT_EQ(hosts, (std::set<std::string>{"n1", "n2"})) << got["trials"].dump(1);
+  unsetenv("TRELLIS_HOME");
+}
+
+}  // namespace
+}  // namespace trellis::testing
