@@ -222,7 +222,9 @@ int main(int argc, char** argv) {
     options.heartbeat = std::chrono::milliseconds(static_cast<long>(heartbeat_s * 1000));
     options.liveness = std::chrono::milliseconds(static_cast<long>(liveness_s * 1000));
     agent = std::make_unique<Agent>(options);
-    spdlog::info("group '{}' of {} rank(s) connecting to {}", options.group, ranks, endpoint);
+    spdlog::info("group '{}' of {} rank(s) on {} node(s) connecting to {}; allreduce auto is {} "
+                 "here", options.group, ranks, group->node_count(), endpoint,
+                 to_string(group->resolve(AllreduceAlgorithm::kAuto)));
   }
 
   int exit_code = 0;
