@@ -135,7 +135,8 @@ class SpecReader {
   std::string source_;
 };
 
-Status read_dataset(const SpecReader& r, const YAML::Node& node, DatasetRef* out) {
+Status read_dataset(const SpecReader& r, const YAML::Node& node, DatasetCheck check,
+                    DatasetRef* out) {
   namespace fs = std::filesystem;
   if (Status s = r.map(node, "dataset"); !s.ok()) return s;
   if (Status s = r.check_keys(node, "dataset",
@@ -176,6 +177,7 @@ Status read_dataset(const SpecReader& r, const YAML::Node& node, DatasetRef* out
     if (out->validation_fraction <= 0 || out->validation_fraction >= 1)
       return r.error(v, "dataset.validation_fraction", "must be in (0, 1), got " + r.describe(v));
   }
+  if (check == DatasetCheck::kOnTheWorkers) return Status::Ok();
   std::error_code ec;
   if (!fs::is_directory(out->path, ec))
     return r.error(node["path"], "dataset.path",
@@ -512,15 +514,16 @@ std::string experiment_name_problem(const std::string& name) {
   return "";
 }
 
-Status load_sweep_spec(const std::string& path, SweepSpec* out) {
+Status load_sweep_spec(const std::string& path, SweepSpec* out, DatasetCheck dataset) {
   std::ifstream in(path);
   if (!in) return Status::Error(path + ": cannot open the sweep spec");
   std::stringstream text;
   text << in.rdbuf();
-  return parse_sweep_spec(text.str(), path, out);
+  return parse_sweep_spec(text.str(), path, out, dataset);
 }
 
-Status parse_sweep_spec(const std::string& text, const std::string& source, SweepSpec* out) {
+Status parse_sweep_spec(const std::string& text, const std::string& source, SweepSpec* out,
+                        DatasetCheck dataset) {
   SpecReader r(source);
   YAML::Node root;
   try {
@@ -544,7 +547,7 @@ Status parse_sweep_spec(const std::string& text, const std::string& source, Swee
     if (Status s = r.string(root["name"], "name", &spec.name); !s.ok()) return s;
     if (std::string why = experiment_name_problem(spec.name); !why.empty())
       return r.error(root["name"], "name", why);
-    if (Status s = read_dataset(r, root["dataset"], &spec.dataset); !s.ok()) return s;
+    if (Status s = read_dataset(r, root["dataset"], dataset, &spec.dataset); !s.ok()) return s;
     if (root["metric"])
       if (Status s = read_metric(r, root["metric"], &spec); !s.ok()) return s;
     if (Status s = read_search(r, root["search"], &spec); !s.ok()) return s;

@@ -86,8 +86,14 @@ const std::vector<std::string>& search_algorithms();
 constexpr std::size_t kMaxExperimentName = 128;
 std::string experiment_name_problem(const std::string& name);
 
-[[nodiscard]] Status load_sweep_spec(const std::string& path, SweepSpec* out);
+// Where the dataset's files are checked: here (the directory and its files must exist), or
+// only by the workers (`trellis submit` on a login node that does not mount the compute
+// nodes' scratch; each trial then fails with the missing file named).
+enum class DatasetCheck { kHere, kOnTheWorkers };
+
+[[nodiscard]] Status load_sweep_spec(const std::string& path, SweepSpec* out,
+                                     DatasetCheck dataset = DatasetCheck::kHere);
 [[nodiscard]] Status parse_sweep_spec(const std::string& text, const std::string& source,
-                                      SweepSpec* out);
+                                      SweepSpec* out, DatasetCheck dataset = DatasetCheck::kHere);
 
 }  // namespace trellis

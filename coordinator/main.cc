@@ -1,14 +1,20 @@
 // trellis: the researcher's command line. `run` and `serve` host the coordinator; `trials`
 // and `export` only read the store; `keys` manages the CURVE keys (common/keys.h).
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <iostream>
 #include <thread>
 
@@ -22,6 +28,7 @@
 #include "coordinator/store_schema.h"
 #include "coordinator/local_launcher.h"
 #include "coordinator/slurm_allocation.h"
+#include "coordinator/slurm_jobs.h"
 #include "coordinator/trial_table.h"
 
 namespace {
@@ -60,6 +67,7 @@ struct ServeArgs {
   std::string key_dir;      // default: default_key_dir()
   bool insecure = false;    // plaintext, loopback only
   bool create_keys = false; // `run`: make the keys on first use
+  DatasetCheck dataset = DatasetCheck::kHere;
 };
 
 // Workers resolve paths on their own nodes, so the coordinator hands them absolute ones.
@@ -118,7 +126,7 @@ Status start_coordinator(const CommonArgs& common, const ServeArgs& args,
                          "drop --insecure to serve with CURVE");
   CoordinatorOptions options;
   if (Status s = load_security(args, &options); !s.ok()) return s;
-  if (Status s = load_sweep_spec(args.spec, spec); !s.ok()) return s;
+  if (Status s = load_sweep_spec(args.spec, spec, args.dataset); !s.ok()) return s;
   if (Status s = open_store(common, false, store); !s.ok()) return s;
   Durability durability;
   if (Status s = (*store)->durability(&durability); !s.ok()) return s;
@@ -260,6 +268,237 @@ int cmd_run(const CommonArgs& common, RunArgs args) {
                               " (rerun the same command to resume)"));
   }
   return print_ranking(*store, spec.name);
+}
+
+struct SubmitArgs {
+  ServeArgs serve;
+  int groups = 1;
+  int nodes_per_group = 1;
+  std::string time;
+  std::string partition;
+  std::string account;
+  int max_running = 0;
+  std::vector<std::string> sbatch_args;
+  std::string advertise;  // the name compute nodes reach this node by; default: its host name
+  int port = 0;           // 0: the last submission's, else any free one
+};
+
+bool is_live_trellis(pid_t pid) {
+  if (pid <= 0 || kill(pid, 0) != 0) return false;
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("State:", 0) == 0 && line.find('Z') != std::string::npos) return false;
+  std::ifstream cmdline("/proc/" + std::to_string(pid) + "/cmdline");
+  std::string text((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+  return text.find("trellis") != std::string::npos;
+}
+
+// The detached coordinator of `trellis submit`: tells the submitting process (through `ready`)
+// where it listens, or why it could not start, then serves the sweep; when the sweep ends, it
+// cancels the worker jobs still queued (running ones leave on the Shutdown they are sent).
+int serve_detached(const CommonArgs& common, const ServeArgs& args, int ready,
+                   const std::string& record) {
+  std::unique_ptr<ExperimentStore> store;
+  std::unique_ptr<Coordinator> coordinator;
+  SweepSpec spec;
+  const Status started = start_coordinator(common, args, &store, &coordinator, &spec);
+  const std::string line =
+      started.ok() ? "OK " + coordinator->endpoint() + "\n" : "ERR " + started.message() + "\n";
+  (void)!write(ready, line.data(), line.size());
+  close(ready);
+  if (!started.ok()) return fail(started);
+  const Status s = coordinator->Run([] { return g_signal == 0; });
+  if (coordinator->finished()) {
+    Submission submission;
+    if (Status r = read_submission(record, &submission); r.ok()) {
+      if (Status c = cancel_jobs(submission.jobs, /*pending_only=*/true); !c.ok())
+        spdlog::warn("the sweep ended, but its queued worker jobs were not cancelled: {}",
+                     c.message());
+      else if (!submission.jobs.empty())
+        spdlog::info("the sweep ended: cancelled the queued worker jobs of array(s) {}",
+                     fmt::join(submission.jobs, ", "));
+    }
+  }
+  if (!s.ok()) return fail(s.With("the sweep stopped (`trellis submit` of the same spec and "
+                                  "store resumes it)"));
+  if (g_signal != 0) {
+    spdlog::warn("stopped by signal {}: `trellis submit` of the same spec and store resumes",
+                 static_cast<int>(g_signal));
+    return 130;
+  }
+  return print_ranking(*store, spec.name);
+}
+
+int cmd_submit(const CommonArgs& common, SubmitArgs args) {
+  namespace fs = std::filesystem;
+  SweepSpec spec;
+  if (Status s = load_sweep_spec(args.serve.spec, &spec, DatasetCheck::kOnTheWorkers); !s.ok())
+    return fail(s);
+  spdlog::info("spec {} checked, except its dataset {}: the workers check it, on nodes that may "
+               "mount what this one does not",
+               args.serve.spec, spec.dataset.path);
+  if (args.groups < 1 || args.nodes_per_group < 1)
+    return fail(Status::Error("--groups and --nodes-per-group must be at least 1"));
+  if (args.nodes_per_group > spec.ranks_per_trial)
+    return fail(Status::Error("--nodes-per-group " + std::to_string(args.nodes_per_group) +
+                              " is more nodes than a group has ranks (ranks_per_trial " +
+                              std::to_string(spec.ranks_per_trial) + ")"));
+  {
+    std::string output;
+    int code = 0;
+    if (Status s = run_command({"sbatch", "--version"}, &output, &code); !s.ok() || code != 0)
+      return fail(Status::Error("trellis submit needs Slurm's sbatch: " +
+                                (s.ok() ? output : s.message())));
+  }
+  const std::string store = fs::absolute(common.store).lexically_normal().string();
+  const std::string dir = fs::path(store).parent_path().string();
+  const std::string log = dir + "/trellis-" + spec.name + ".log";
+  const std::string record = submission_path(store, spec.name);
+  Submission previous;
+  const bool resubmitted = read_submission(record, &previous).ok();
+  if (resubmitted && is_live_trellis(previous.coordinator))
+    return fail(Status::Error("experiment '" + spec.name + "' is already served by coordinator pid " +
+                              std::to_string(previous.coordinator) + " (" + previous.endpoint +
+                              "); `trellis status " + spec.name + "` follows it, `trellis cancel " +
+                              spec.name + "` stops it"));
+  // Jobs of the last submission that still run reconnect to the same port.
+  if (args.port == 0 && resubmitted) {
+    const auto colon = previous.endpoint.rfind(':');
+    if (colon != std::string::npos) args.port = std::atoi(previous.endpoint.c_str() + colon + 1);
+  }
+  if (args.serve.bind.empty())
+    args.serve.bind = "tcp://*:" + (args.port > 0 ? std::to_string(args.port) : std::string("*"));
+  args.serve.dataset = DatasetCheck::kOnTheWorkers;
+  args.serve.create_keys = true;
+  std::string advertise = args.advertise;
+  if (advertise.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    advertise = host;
+  }
+
+  int ready[2];
+  if (pipe(ready) != 0) return fail(Status::Error(std::string("pipe: ") + std::strerror(errno)));
+  std::cout.flush();
+  std::cerr.flush();
+  const pid_t pid = fork();
+  if (pid < 0) return fail(Status::Error(std::string("fork: ") + std::strerror(errno)));
+  if (pid == 0) {
+    // Detached: its own session (no terminal, so logout and SIGHUP do not reach it), its
+    // output in the log beside the store.
+    close(ready[0]);
+    setsid();
+    signal(SIGHUP, SIG_IGN);
+    const int out = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    const int in = open("/dev/null", O_RDONLY);
+    if (out >= 0) {
+      dup2(out, 1);
+      dup2(out, 2);
+    }
+    if (in >= 0) dup2(in, 0);
+    _exit(serve_detached(common, args.serve, ready[1], record));
+  }
+  close(ready[1]);
+  std::string answer;
+  char c = 0;
+  while (read(ready[0], &c, 1) == 1 && c != '\n') answer += c;
+  close(ready[0]);
+  if (answer.rfind("OK ", 0) != 0) {
+    waitpid(pid, nullptr, 0);
+    return fail(Status::Error(answer.rfind("ERR ", 0) == 0
+                                  ? answer.substr(4)
+                                  : "the coordinator died at start; its log: " + log));
+  }
+  const std::string bound = answer.substr(3);
+  WorkerJobs jobs;
+  jobs.experiment = spec.name;
+  jobs.endpoint = "tcp://" + advertise + bound.substr(bound.rfind(':'));
+  jobs.worker = executable_dir() + "/trellis-worker";
+  jobs.log_level = common.log_level;
+  jobs.groups = args.groups;
+  jobs.ranks_per_group = spec.ranks_per_trial;
+  jobs.nodes_per_group = args.nodes_per_group;
+  jobs.time = args.time;
+  jobs.partition = args.partition;
+  jobs.account = args.account;
+  jobs.max_running = args.max_running;
+  jobs.sbatch_args = args.sbatch_args;
+  jobs.dir = dir;
+  std::string job_id, script;
+  if (Status s = submit_worker_jobs(jobs, &job_id, &script); !s.ok()) {
+    kill(pid, SIGTERM);
+    waitpid(pid, nullptr, 0);
+    return fail(s.With("no worker job was submitted, and the coordinator was stopped; the store "
+                       "keeps the experiment: fix this and submit again"));
+  }
+  Submission submission;
+  submission.coordinator = pid;
+  submission.endpoint = jobs.endpoint;
+  submission.log = log;
+  if (resubmitted)
+    for (const std::string& id : previous.jobs)
+      if (id != job_id) submission.jobs.push_back(id);
+  submission.jobs.push_back(job_id);
+  if (Status s = write_submission(record, submission); !s.ok()) return fail(s);
+  std::cout << "Submitted worker job array " << job_id << " (" << args.groups << " group(s) of "
+            << spec.ranks_per_trial << " rank(s) on " << args.nodes_per_group
+            << " node(s); script " << script << ")\n"
+            << "Coordinator pid " << pid << " serves '" << spec.name << "' on " << jobs.endpoint
+            << "; its log: " << log << "\n"
+            << "Follow it with `trellis --store " << store << " status " << spec.name
+            << "`; stop it with `trellis --store " << store << " cancel " << spec.name << "`\n";
+  return 0;
+}
+
+int cmd_cancel(const CommonArgs& common, const std::string& experiment) {
+  const std::string record = submission_path(common.store, experiment);
+  Submission submission;
+  if (Status s = read_submission(record, &submission); !s.ok()) return fail(s);
+  if (is_live_trellis(submission.coordinator)) {
+    kill(submission.coordinator, SIGTERM);
+    for (int i = 0; i < 200 && is_live_trellis(submission.coordinator); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::cout << "stopped coordinator pid " << submission.coordinator << "\n";
+  }
+  if (Status s = cancel_jobs(submission.jobs, /*pending_only=*/false); !s.ok()) return fail(s);
+  for (const std::string& id : submission.jobs) std::cout << "cancelled job " << id << "\n";
+  std::cout << "the store keeps what was acknowledged: `trellis submit` of the same spec resumes\n";
+  return 0;
+}
+
+// Where a sweep stands: the experiment and its trials by state from the store (read-only, so
+// while the coordinator writes), and for a `trellis submit` sweep its coordinator and jobs.
+int cmd_status(const CommonArgs& common, ExperimentStore& store, const std::string& name) {
+  std::optional<ExperimentRecord> experiment;
+  if (Status s = store.find_experiment(name, &experiment); !s.ok()) return fail(s);
+  if (!experiment)
+    return fail(Status::Error("no experiment '" + name + "' in " + common.store));
+  std::vector<TrialSummary> trials;
+  if (Status s = store.trial_summaries(experiment->id, &trials); !s.ok()) return fail(s);
+  std::map<std::string, int> by_state;
+  for (const TrialSummary& t : trials) ++by_state[to_string(t.state)];
+  std::cout << "experiment " << name << ": " << experiment->state << ", " << trials.size()
+            << " trial(s)";
+  for (const auto& [state, n] : by_state) std::cout << ", " << n << " " << state;
+  std::cout << "\n";
+  Submission submission;
+  if (!read_submission(submission_path(common.store, name), &submission).ok()) return 0;
+  std::cout << "coordinator pid " << submission.coordinator << ": "
+            << (is_live_trellis(submission.coordinator) ? "running" : "not running") << ", "
+            << submission.endpoint << ", log " << submission.log << "\n";
+  if (submission.jobs.empty()) return 0;
+  std::string jobs;
+  for (const std::string& id : submission.jobs) jobs += (jobs.empty() ? "" : ",") + id;
+  std::string output;
+  int code = 0;
+  const Status s = run_command({"squeue", "-h", "-j", jobs, "-o", "%i %T %M %R"}, &output, &code);
+  std::cout << "worker jobs " << jobs << ":";
+  if (!s.ok() || code != 0) {
+    std::cout << " squeue cannot tell (" << (s.ok() ? output : s.message()) << ")\n";
+    return 0;
+  }
+  std::cout << (output.empty() ? " none queued or running\n" : "\n" + output);
+  return 0;
 }
 
 int cmd_events(ExperimentStore& store, const std::string& name, std::int64_t after) {
@@ -412,6 +651,56 @@ int main(int argc, char** argv) {
   events_cmd->add_option("experiment", events_name, "experiment name (default: the latest)");
   events_cmd->add_option("--after", events_after, "only events after this sequence number");
 
+  SubmitArgs submit;
+  auto* submit_cmd = app.add_subcommand(
+      "submit", "serve a sweep from this (login) node to worker groups that run as a Slurm job "
+                "array: starts the coordinator detached (it survives logout; its log goes "
+                "beside the store), submits the workers, prints the job id and returns");
+  submit_cmd->fallthrough();
+  submit_cmd->add_option("spec", submit.serve.spec, "sweep spec (YAML)")->required();
+  submit_cmd->add_option("--groups", submit.groups, "worker groups: the job array's tasks")
+      ->capture_default_str();
+  submit_cmd->add_option("--nodes-per-group", submit.nodes_per_group,
+                         "nodes each group's ranks_per_trial ranks are spread over")
+      ->capture_default_str();
+  submit_cmd->add_option("--time", submit.time, "each worker job's time limit (sbatch --time)");
+  submit_cmd->add_option("--partition", submit.partition, "sbatch --partition");
+  submit_cmd->add_option("--account", submit.account, "sbatch --account");
+  submit_cmd->add_option("--max-running", submit.max_running,
+                         "groups running at once (the array's %throttle; 0: all)")
+      ->capture_default_str();
+  submit_cmd->add_option("--sbatch-arg", submit.sbatch_args,
+                         "extra sbatch argument, repeatable (write --sbatch-arg=--qos=high)")
+      ->allow_extra_args(false);
+  submit_cmd->add_option("--advertise", submit.advertise,
+                         "host name or address the compute nodes reach this node by (default: "
+                         "its host name)");
+  submit_cmd->add_option("--port", submit.port,
+                         "port to serve on (default: the last submission's, else any free one)");
+  submit_cmd->add_option("--liveness", submit.serve.liveness_s,
+                         "seconds of silence after which a busy worker group is declared lost")
+      ->capture_default_str();
+  submit_cmd->add_option("--stall", submit.serve.stall_s, kStallHelp)
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  submit_cmd->add_option("--checkpoints", submit.serve.checkpoints,
+                         "directory for trial checkpoints, reachable by every worker (default: "
+                         "checkpoints/ beside the store)");
+  submit_cmd->add_option("--keys", submit.serve.key_dir,
+                         "CURVE key directory, which every node must see (default: "
+                         "$TRELLIS_HOME, else ~/.trellis); made on first use");
+
+  std::string cancel_name;
+  auto* cancel_cmd = app.add_subcommand(
+      "cancel", "stop the coordinator `trellis submit` started for an experiment and cancel its "
+                "worker jobs");
+  cancel_cmd->add_option("experiment", cancel_name, "experiment name")->required();
+
+  std::string status_name;
+  auto* status_cmd = app.add_subcommand(
+      "status", "where a sweep stands: its trials by state, and for `trellis submit` its "
+                "coordinator and worker jobs");
+  status_cmd->add_option("experiment", status_name, "experiment name")->required();
+
   auto* upgrade_cmd = app.add_subcommand(
       "upgrade", "upgrade a store written by an older trellis to this version's schema, in place");
 
@@ -422,6 +711,8 @@ int main(int argc, char** argv) {
 
   if (*run_cmd) return cmd_run(common, run);
   if (*serve_cmd) return cmd_serve(common, serve);
+  if (*submit_cmd) return cmd_submit(common, submit);
+  if (*cancel_cmd) return cmd_cancel(common, cancel_name);
   if (*keys_cmd) {
     const std::string dir = keys_dir.empty() ? default_key_dir() : keys_dir;
     if (*keys_show_cmd) return cmd_keys_show(dir);
@@ -441,6 +732,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (Status s = open_store(common, /*read_only=*/true, &store); !s.ok()) return fail(s);
+  if (*status_cmd) return cmd_status(common, *store, status_name);
   if (*events_cmd) return cmd_events(*store, events_name, events_after);
   if (*trials_cmd) {
     if (all_trials) table.limit = 0;

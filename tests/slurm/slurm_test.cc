@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <csignal>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -312,6 +313,133 @@ TEST_F(SlurmTest, AFourRankGroupSpanningBothNodesEndsWithTheOneRankWeights) {
   EXPECT_LE(std::sqrt(diff / norm), 1e-5);
   EXPECT_GT(diff, 0.0) << "4 ranks summed in another order yet matched to the bit: was it one rank?";
   unsetenv("TRELLIS_HOME");
+}
+
+// `trellis submit` as from the login node (the controller's namespace): the coordinator
+// detached there, the groups a job array on the nodes, reaching it over the bridge.
+class SubmitTest : public SlurmTest {
+ protected:
+  void TearDown() override {
+    // A coordinator a failed test left behind is stopped by its pid, its jobs cancelled.
+    if (cluster_ != nullptr) {
+      std::ifstream in(file("trellis-" + experiment_ + ".submit.json"));
+      const json record = json::parse(in, nullptr, false);
+      if (record.is_object()) {
+        const int pid = record.value("coordinator_pid", 0);
+        if (pid > 0 && ::kill(pid, 0) == 0) ::kill(pid, SIGKILL);
+        for (const json& id : record.value("jobs", json::array()))
+          login({"scancel", id.get<std::string>()}, "scancel.log");
+      }
+    }
+    SlurmTest::TearDown();
+  }
+  std::string write_spec(int trials, const std::string& scheduler) {
+    write_data();
+    const std::string spec = file("submit.yaml");
+    write_text(spec, "name: " + experiment_ + "\ndataset: {path: " + (dir_ / "data").string() +
+                         "}\nmetric: {name: val_loss, mode: min}\n"
+                         "search:\n  algorithm: random\n  seed: 8\n  trials: " +
+                         std::to_string(trials) + "\n  space:\n"
+                         "    lr: {type: log_float, low: 1.0e-3, high: 1.0e-1}\n"
+                         "train: {batch_size: 64, epochs: 4, hidden_units: 16}\n" + scheduler);
+    return spec;
+  }
+  Result submit_sweep(const std::string& spec, std::vector<std::string> extra) {
+    std::vector<std::string> argv = {kTrellis, "--store", file("submit.db"), "submit", spec,
+                                     "--advertise", "10.213.0.1"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return login(argv, "submit.log");
+  }
+  json record() {
+    std::ifstream in(file("trellis-" + experiment_ + ".submit.json"));
+    return json::parse(in, nullptr, false);
+  }
+  static bool alive(int pid) {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(status, line);)
+      if (line.rfind("State:", 0) == 0) return line.find('Z') == std::string::npos;
+    return false;
+  }
+  std::string experiment_ = "submitted";
+};
+
+TEST_F(SubmitTest, ASubmittedAshaSweepCompletesAndLeavesNoJobBehind) {
+  setenv("TRELLIS_HOME", file("keys").c_str(), 1);
+  const std::string spec =
+      write_spec(6, "scheduler: {type: asha, min_epochs: 1, reduction_factor: 2}\n");
+  const Result submitted = submit_sweep(spec, {"--groups", "2", "--time", "00:10:00"});
+  ASSERT_EQ(submitted.code, 0) << submitted.output;
+  EXPECT_NE(submitted.output.find("Submitted worker job array"), std::string::npos)
+      << submitted.output;
+  const json r = record();
+  ASSERT_TRUE(r.is_object()) << submitted.output;
+  const int pid = r.value("coordinator_pid", 0);
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(r["jobs"].size(), 1u);
+  const std::string job = r["jobs"][0];
+  // submit returned at once; the coordinator runs on without it until the sweep ends.
+  const auto deadline = std::chrono::steady_clock::now() + 300s;
+  while (alive(pid) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(250ms);
+  const std::string log = read_file(file("trellis-" + experiment_ + ".log"));
+  ASSERT_FALSE(alive(pid)) << log;
+  EXPECT_NE(log.find("sweep '" + experiment_ + "' finished: 6 trials"), std::string::npos) << log;
+  // Both groups joined, one per array task.
+  EXPECT_TRUE(fs::exists(file("trellis-" + experiment_ + "-" + job + "_0.log")));
+  EXPECT_TRUE(fs::exists(file("trellis-" + experiment_ + "-" + job + "_1.log")));
+  std::set<std::string> groups;
+  const json doc = exported(file("submit.db"), experiment_);
+  ASSERT_EQ(doc["trials"].size(), 6u);
+  for (const json& t : doc["trials"]) {
+    const std::string state = t["state"];
+    EXPECT_TRUE(state == "completed" || state == "pruned") << t.dump();
+    groups.insert(t["group"].get<std::string>());
+  }
+  EXPECT_EQ(groups.size(), 2u) << doc["trials"].dump(1);
+  // Nothing of the array is left queued or running.
+  for (int i = 0; i < 40 && !live_jobs().empty(); ++i) std::this_thread::sleep_for(250ms);
+  EXPECT_EQ(live_jobs(), "");
+  const Result status = login({kTrellis, "--store", file("submit.db"), "status", experiment_},
+                              "status.log");
+  EXPECT_EQ(status.code, 0) << status.output;
+  EXPECT_NE(status.output.find("completed, 6 trial(s)"), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("not running"), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("none queued or running"), std::string::npos) << status.output;
+  unsetenv("TRELLIS_HOME");
+}
+
+TEST_F(SubmitTest, AnUnknownPartitionIsNamedAndLeavesNoCoordinatorRunning) {
+  setenv("TRELLIS_HOME", file("keys").c_str(), 1);
+  const Result submitted =
+      submit_sweep(write_spec(2, ""), {"--groups", "1", "--partition", "nosuchpartition"});
+  EXPECT_NE(submitted.code, 0);
+  EXPECT_NE(submitted.output.find("sbatch refused the worker jobs"), std::string::npos)
+      << submitted.output;
+  EXPECT_NE(submitted.output.find("nosuchpartition"), std::string::npos) << submitted.output;
+  EXPECT_NE(submitted.output.find("the store keeps the experiment"), std::string::npos)
+      << submitted.output;
+  EXPECT_FALSE(record().is_object()) << "no submission may be recorded";
+  // The experiment is in the store, and submitting again (to the real partition) serves it.
+  const Result again = submit_sweep(write_spec(2, ""), {"--groups", "1"});
+  ASSERT_EQ(again.code, 0) << again.output;
+  const int pid = record().value("coordinator_pid", 0);
+  const auto deadline = std::chrono::steady_clock::now() + 300s;
+  while (alive(pid) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(250ms);
+  EXPECT_NE(read_file(file("trellis-" + experiment_ + ".log")).find("resuming experiment"),
+            std::string::npos);
+  unsetenv("TRELLIS_HOME");
+}
+
+TEST_F(SubmitTest, WithoutSbatchOnPathSubmitSaysSoAndStartsNothing) {
+  const Result r = login({"env", "PATH=/nonexistent", kTrellis, "--store", file("submit.db"),
+                          "submit", write_spec(2, ""), "--groups", "1"},
+                         "nosbatch.log");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("trellis submit needs Slurm's sbatch"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("not on PATH"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(file("submit.db"))) << "nothing may be started before sbatch is found";
+  EXPECT_FALSE(record().is_object());
 }
 
 }  // namespace
