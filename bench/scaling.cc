@@ -5,9 +5,15 @@
 //
 // efficiency = samples/s with 2 ranks / (2 x samples/s with 1 rank); samples/s is the trainer's
 // own `samples_per_s` of the last epoch (the first one pays for warm-up). 1.0 = perfect scaling.
+// Strong scaling: both runs train the same global batch. --repetitions R pairs of runs,
+// interleaved (1 rank first in even pairs, 2 ranks first in odd ones) so drift in machine load
+// hits both; the figure is the median of the pairs' efficiencies, with their min and max.
+// Inside a two-node Slurm allocation (scripts/bench scaling --nodes 2) `trellis run` starts
+// its groups with srun, so the 2-rank group has one rank on each node.
 //
 // Prints a table, then as its last line one JSON object:
-//   {"benchmark": "scaling", "efficiency": 0.8, "runs": [{"ranks": 1, "samples_per_s": ...,
+//   {"benchmark": "scaling", "efficiency": 0.8, "efficiency_min": ..., "efficiency_max": ...,
+//    "repetitions": 5, "runs": [{"repetition": 0, "ranks": 1, "samples_per_s": ...,
 //    "samples_per_s_by_epoch": [...], "test_acc": ..., "wall_s": ...}, ...]}
 // Never asserts on time. Exit 1 when a run fails (its log is printed).
 
@@ -42,6 +48,7 @@ struct Args {
   int epochs = kDefaultEpochs;
   int hidden_units = 128;
   int batch_size = 128;
+  int repetitions = 5;
   bool keep = false;
 };
 
@@ -58,6 +65,7 @@ int parse_args(int argc, char** argv, Args* args) {
   app.add_option("--epochs", args->epochs, "epochs of the trial")->check(CLI::Range(1, 1 << 30));
   app.add_option("--hidden-units", args->hidden_units, "hidden units of the MLP")->check(CLI::Range(1, 1 << 30));
   app.add_option("--batch-size", args->batch_size, "global batch size (split over the ranks)")->check(CLI::Range(2, 1 << 20));
+  app.add_option("--repetitions", args->repetitions, "interleaved pairs of runs")->check(CLI::Range(1, 1 << 30));
   app.add_option("--dataset", args->dataset, "Fashion-MNIST directory");
   app.add_option("--bin", args->bin, "directory of trellis and trellis-worker");
   app.add_flag("--keep", args->keep, "keep the sweep's directory");
@@ -130,30 +138,40 @@ int main(int argc, char** argv) {
   if (dir.empty()) return 1;
 
   std::vector<Run> runs;
-  for (int ranks : {1, 2}) {
-    Run run;
-    if (!train_once(args, dir, ranks, &run)) return 1;
-    runs.push_back(run);
+  std::vector<double> efficiencies;
+  for (int r = 0; r < args.repetitions; ++r) {
+    const std::string rep_dir = dir + "/rep-" + std::to_string(r);
+    std::system(("mkdir -p " + rep_dir).c_str());
+    Run pair[2];  // by ranks - 1
+    for (int ranks : r % 2 == 0 ? std::vector<int>{1, 2} : std::vector<int>{2, 1})
+      if (!train_once(args, rep_dir, ranks, &pair[ranks - 1])) return 1;
+    const double one = pair[0].samples_per_s.back();
+    efficiencies.push_back(one > 0 ? pair[1].samples_per_s.back() / (2 * one) : 0);
+    runs.push_back(pair[0]);
+    runs.push_back(pair[1]);
   }
-  const double one = runs[0].samples_per_s.back();
-  const double two = runs[1].samples_per_s.back();
-  const double efficiency = one > 0 ? two / (2 * one) : 0;
+  std::vector<double> sorted = efficiencies;
+  std::sort(sorted.begin(), sorted.end());
+  const double efficiency = sorted[sorted.size() / 2];
 
   std::printf("MLP (1 hidden layer of %d, batch %d) on Fashion-MNIST, %d epoch(s); "
               "samples/s of the last epoch\n",
               args.hidden_units, args.batch_size, args.epochs);
-  std::printf("%6s %14s %10s %8s\n", "ranks", "samples/s", "test_acc", "wall_s");
+  std::printf("%4s %6s %14s %10s %8s\n", "rep", "ranks", "samples/s", "test_acc", "wall_s");
   nlohmann::json runs_json = nlohmann::json::array();
-  for (const Run& r : runs) {
-    std::printf("%6d %14.0f %10.4f %8.1f\n", r.ranks, r.samples_per_s.back(), r.test_acc,
-                r.wall_s);
-    runs_json.push_back({{"ranks", r.ranks},
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    const Run& r = runs[i];
+    std::printf("%4zu %6d %14.0f %10.4f %8.1f\n", i / 2, r.ranks, r.samples_per_s.back(),
+                r.test_acc, r.wall_s);
+    runs_json.push_back({{"repetition", i / 2},
+                         {"ranks", r.ranks},
                          {"samples_per_s", r.samples_per_s.back()},
                          {"samples_per_s_by_epoch", r.samples_per_s},
                          {"test_acc", r.test_acc},
                          {"wall_s", r.wall_s}});
   }
-  std::printf("efficiency (2 ranks vs 2 x 1 rank): %.3f\n", efficiency);
+  std::printf("efficiency (2 ranks vs 2 x 1 rank): median %.3f of %d, min %.3f, max %.3f\n",
+              efficiency, args.repetitions, sorted.front(), sorted.back());
   if (args.keep) {
     std::printf("specs, stores and logs kept in %s\n", dir.c_str());
   } else {
@@ -161,6 +179,9 @@ int main(int argc, char** argv) {
   }
   const nlohmann::json summary = {{"benchmark", "scaling"},
                                   {"efficiency", efficiency},
+                                  {"efficiency_min", sorted.front()},
+                                  {"efficiency_max", sorted.back()},
+                                  {"repetitions", args.repetitions},
                                   {"epochs", args.epochs},
                                   {"runs", runs_json}};
   std::printf("%s\n", summary.dump().c_str());

@@ -80,7 +80,7 @@ void run_trial(const Assign& assign, Agent* agent, const GroupComm& group) {
   }
   if (agent == nullptr) return;
   if (status.ok() && result.preempted) {
-    spdlog::warn("trial {} of '{}' stopped by SIGTERM after {} epoch(s){}", assign.number,
+    spdlog::warn("trial {} of '{}' stopped by SIGTERM or SIGUSR1 after {} epoch(s){}", assign.number,
                  assign.experiment, result.epochs_run,
                  result.checkpointed ? ", checkpointed" : " (no checkpoint)");
     Done done{assign.trial, assign.attempt, false, "preempted", {}};
@@ -238,7 +238,7 @@ int main(int argc, char** argv) {
         spdlog::error("{}", s.message());
         exit_code = 3;
       } else if (shutdown) {
-        spdlog::info(preemption_requested() ? "SIGTERM: leaving"
+        spdlog::info(preemption_requested() ? "SIGTERM or SIGUSR1: leaving"
                                             : "the coordinator ended the sweep; exiting");
       } else {
         kind = kTrain;
@@ -262,7 +262,7 @@ int main(int argc, char** argv) {
   // Preempted: the Done that says so must reach the coordinator before we leave, or the trial
   // would wait out the liveness timeout and count as a failure.
   if (agent && preemption_requested() && !agent->flush(std::chrono::seconds(10)))
-    spdlog::warn("leaving on SIGTERM with reports the coordinator did not acknowledge");
+    spdlog::warn("leaving on SIGTERM or SIGUSR1 with reports the coordinator did not acknowledge");
   agent.reset();  // flushes the last Done before MPI goes away
   group.reset();  // frees its communicators while MPI is still up
   MPI_Finalize();

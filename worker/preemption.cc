@@ -20,6 +20,7 @@ void install_preemption_handler() {
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;  // a write or MPI call in flight goes on; the flag is read later
   sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGUSR1, &sa, nullptr);
 }
 
 bool preemption_requested() { return g_requested.load(std::memory_order_relaxed); }

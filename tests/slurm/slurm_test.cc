@@ -442,5 +442,86 @@ TEST_F(SubmitTest, WithoutSbatchOnPathSubmitSaysSoAndStartsNothing) {
   EXPECT_FALSE(record().is_object());
 }
 
+// `scontrol requeue` of the worker job mid-trial: the batch shell's SIGTERM reaches the group,
+// which checkpoints mid-epoch, reports and leaves; Slurm requeues the job, and the trial
+// resumes from that checkpoint in it, ending with the undisturbed run's metrics, every epoch
+// stored once.
+TEST_F(SubmitTest, ARequeuedWorkerJobResumesItsTrialFromTheCheckpoint) {
+  setenv("TRELLIS_HOME", file("keys").c_str(), 1);
+  fs::create_directories(dir_ / "data");
+  worker::testing::write_dataset(dir_ / "data", worker::testing::make_pattern_data(16000, 16, 1),
+                                 worker::testing::make_pattern_data(400, 16, 2), /*gz=*/false);
+  const std::string spec = file("requeue.yaml");
+  write_text(spec, "name: " + experiment_ + "\ndataset: {path: " + (dir_ / "data").string() +
+                       "}\nmetric: {name: val_loss, mode: min}\n"
+                       "search:\n  algorithm: random\n  seed: 8\n  trials: 1\n  space:\n"
+                       "    lr: {type: log_float, low: 1.0e-3, high: 1.0e-1}\n"
+                       "train: {batch_size: 32, epochs: 12, hidden_units: 32}\n");
+  fs::create_directories(dir_ / "calm");
+  const Result calm = run({kTrellis, "--store", file("calm/calm.db"), "run", spec, "--groups",
+                           "1", "--launcher", "mpirun"},
+                          file("calm.log"), 300s);
+  ASSERT_EQ(calm.code, 0) << calm.output;
+
+  const Result submitted =
+      login({kTrellis, "--store", file("submit.db"), "--log-level", "debug", "submit", spec,
+             "--advertise", "10.213.0.1", "--groups", "1"},
+            "submit.log");
+  ASSERT_EQ(submitted.code, 0) << submitted.output;
+  const json r = record();
+  const int pid = r.value("coordinator_pid", 0);
+  ASSERT_GT(pid, 0);
+  const std::string task = r["jobs"][0].get<std::string>() + "_0";
+  const std::string log_path = file("trellis-" + experiment_ + ".log");
+  auto deadline = std::chrono::steady_clock::now() + 120s;
+  while (read_file(log_path).find("trial 0 epoch 3:") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  ASSERT_NE(read_file(log_path).find("trial 0 epoch 3:"), std::string::npos) << read_file(log_path);
+  const Result requeue = login({"scontrol", "requeue", task}, "requeue.log");
+  ASSERT_EQ(requeue.code, 0) << requeue.output;
+  // A requeued job waits ~120 s to be eligible again; make it eligible now.
+  deadline = std::chrono::steady_clock::now() + 60s;
+  bool restarted = false;
+  while (!restarted && std::chrono::steady_clock::now() < deadline) {
+    login({"scontrol", "update", "JobId=" + task, "StartTime=now"}, "update.log");
+    const Result q = login({"squeue", "-h", "-j", task, "-o", "%T"}, "squeue.log");
+    const std::string log = read_file(log_path);
+    restarted = q.output.find("RUNNING") != std::string::npos &&
+                log.find("requeued: preempted") != std::string::npos;
+    if (!restarted) std::this_thread::sleep_for(500ms);
+  }
+  ASSERT_TRUE(restarted) << read_file(log_path);
+  deadline = std::chrono::steady_clock::now() + 300s;
+  while (alive(pid) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(250ms);
+  const std::string log = read_file(log_path);
+  ASSERT_FALSE(alive(pid)) << log;
+  EXPECT_NE(log.find("requeued: preempted (SIGTERM); resumes from the checkpoint it took"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("(attempt 2, resuming after epoch"), std::string::npos) << log;
+
+  const json want = exported(file("calm/calm.db"), experiment_);
+  const json got = exported(file("submit.db"), experiment_);
+  ASSERT_EQ(got["trials"].size(), 1u);
+  EXPECT_EQ(got["trials"][0]["state"], "completed");
+  EXPECT_EQ(got["trials"][0]["params"], want["trials"][0]["params"]);
+  for (const char* name : {"train_loss", "val_loss", "val_acc"}) {
+    const json& series = got["trials"][0]["metrics"][name];
+    const json& reference = want["trials"][0]["metrics"][name];
+    ASSERT_EQ(series.size(), 12u) << name << " " << series.dump();  // every epoch, once
+    ASSERT_EQ(reference.size(), 12u) << name;
+    for (std::size_t e = 0; e < 12; ++e) {
+      EXPECT_EQ(series[e][0], e + 1) << name;
+      const double a = series[e][1], b = reference[e][1];
+      EXPECT_LE(std::abs(a - b), 1e-6 * std::max(1.0, std::abs(b))) << name << " epoch " << e + 1;
+    }
+  }
+  for (int i = 0; i < 40 && !live_jobs().empty(); ++i) std::this_thread::sleep_for(250ms);
+  EXPECT_EQ(live_jobs(), "");
+  unsetenv("TRELLIS_HOME");
+}
+
 }  // namespace
 }  // namespace trellis::testing
