@@ -281,7 +281,12 @@ struct SubmitArgs {
   std::vector<std::string> sbatch_args;
   std::string advertise;  // the name compute nodes reach this node by; default: its host name
   int port = 0;           // 0: the last submission's, else any free one
+  std::string worker;     // default: the trellis-worker beside this trellis
 };
+
+// How often a detached coordinator asks Slurm whether its worker jobs still exist. Two answers
+// in a row without one (the jobs died at start, or were cancelled) end the serving.
+constexpr auto kJobCheckInterval = std::chrono::seconds(10);
 
 bool is_live_trellis(pid_t pid) {
   if (pid <= 0 || kill(pid, 0) != 0) return false;
@@ -296,8 +301,15 @@ bool is_live_trellis(pid_t pid) {
 // The detached coordinator of `trellis submit`: tells the submitting process (through `ready`)
 // where it listens, or why it could not start, then serves the sweep; when the sweep ends, it
 // cancels the worker jobs still queued (running ones leave on the Shutdown they are sent).
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
 int serve_detached(const CommonArgs& common, const ServeArgs& args, int ready,
                    const std::string& record) {
+  namespace fs = std::filesystem;
   std::unique_ptr<ExperimentStore> store;
   std::unique_ptr<Coordinator> coordinator;
   SweepSpec spec;
@@ -307,7 +319,35 @@ int serve_detached(const CommonArgs& common, const ServeArgs& args, int ready,
   (void)!write(ready, line.data(), line.size());
   close(ready);
   if (!started.ok()) return fail(started);
-  const Status s = coordinator->Run([] { return g_signal == 0; });
+  auto next_check = std::chrono::steady_clock::now() + kJobCheckInterval;
+  int checks_without_jobs = 0;
+  std::vector<std::string> ended;
+  const Status s = coordinator->Run([&] {
+    if (g_signal != 0) return false;
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_check) return true;
+    next_check = now + kJobCheckInterval;
+    Submission submission;
+    std::vector<std::string> live;
+    if (!read_submission(record, &submission).ok() || submission.jobs.empty()) return true;
+    if (Status q = live_jobs(submission.jobs, &live); !q.ok()) {
+      spdlog::warn("cannot tell whether the worker jobs still run: {}", q.message());
+      return true;
+    }
+    checks_without_jobs = live.empty() ? checks_without_jobs + 1 : 0;
+    ended = submission.jobs;
+    return checks_without_jobs < 2;
+  });
+  if (s.ok() && g_signal == 0 && !coordinator->finished()) {
+    std::string logs;
+    for (const std::string& id : ended)
+      logs += (logs.empty() ? "" : ", ") + fs::path(record).parent_path().string() + "/trellis-" +
+              spec.name + "-" + id + "_*.log";
+    return fail(Status::Error("every worker job (" + joined(ended) +
+                              ") ended before the sweep finished; their logs: " + logs +
+                              ". The store keeps what was acknowledged: `trellis submit` of the "
+                              "same spec and store resumes"));
+  }
   if (coordinator->finished()) {
     Submission submission;
     if (Status r = read_submission(record, &submission); r.ok()) {
@@ -316,7 +356,7 @@ int serve_detached(const CommonArgs& common, const ServeArgs& args, int ready,
                      c.message());
       else if (!submission.jobs.empty())
         spdlog::info("the sweep ended: cancelled the queued worker jobs of array(s) {}",
-                     fmt::join(submission.jobs, ", "));
+                     joined(submission.jobs));
     }
   }
   if (!s.ok()) return fail(s.With("the sweep stopped (`trellis submit` of the same spec and "
@@ -413,7 +453,8 @@ int cmd_submit(const CommonArgs& common, SubmitArgs args) {
   WorkerJobs jobs;
   jobs.experiment = spec.name;
   jobs.endpoint = "tcp://" + advertise + bound.substr(bound.rfind(':'));
-  jobs.worker = executable_dir() + "/trellis-worker";
+  jobs.worker = args.worker.empty() ? executable_dir() + "/trellis-worker"
+                                    : fs::absolute(args.worker).string();
   jobs.log_level = common.log_level;
   jobs.groups = args.groups;
   jobs.ranks_per_group = spec.ranks_per_trial;
@@ -675,6 +716,9 @@ int main(int argc, char** argv) {
   submit_cmd->add_option("--advertise", submit.advertise,
                          "host name or address the compute nodes reach this node by (default: "
                          "its host name)");
+  submit_cmd->add_option("--worker", submit.worker,
+                         "trellis-worker for the nodes to run, a path they all see (default: the "
+                         "one beside this trellis)");
   submit_cmd->add_option("--port", submit.port,
                          "port to serve on (default: the last submission's, else any free one)");
   submit_cmd->add_option("--liveness", submit.serve.liveness_s,

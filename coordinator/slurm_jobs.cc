@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -142,6 +143,29 @@ Status cancel_jobs(const std::vector<std::string>& ids, bool pending_only) {
   int code = 0;
   if (Status s = run_command(argv, &output, &code); !s.ok()) return s;
   if (code != 0) return Status::Error("scancel failed (exit " + std::to_string(code) + "): " + output);
+  return Status::Ok();
+}
+
+Status live_jobs(const std::vector<std::string>& ids, std::vector<std::string>* live) {
+  live->clear();
+  if (ids.empty()) return Status::Ok();
+  std::string list;
+  for (const std::string& id : ids) list += (list.empty() ? "" : ",") + id;
+  std::string output;
+  int code = 0;
+  // %F: an array task's array id (a plain job's own id).
+  if (Status s = run_command({"squeue", "-h", "-j", list, "-t",
+                              "PENDING,RUNNING,CONFIGURING,COMPLETING,SUSPENDED,REQUEUED", "-o", "%F"},
+                             &output, &code);
+      !s.ok())
+    return s;
+  if (code != 0) {
+    if (output.find("Invalid job id") != std::string::npos) return Status::Ok();  // purged
+    return Status::Error("squeue failed (exit " + std::to_string(code) + "): " + output);
+  }
+  std::istringstream in(output);
+  for (std::string id; in >> id;)
+    if (std::find(live->begin(), live->end(), id) == live->end()) live->push_back(id);
   return Status::Ok();
 }
 

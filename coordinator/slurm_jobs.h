@@ -41,6 +41,10 @@ std::vector<std::string> sbatch_command(const WorkerJobs& jobs, const std::strin
 // scancel of `ids` (nothing to do when empty); only their tasks still queued if `pending_only`.
 [[nodiscard]] Status cancel_jobs(const std::vector<std::string>& ids, bool pending_only);
 
+// The jobs of `ids` (arrays count as one) that Slurm still holds queued or running, in
+// `*live`. Jobs Slurm has forgotten count as ended.
+[[nodiscard]] Status live_jobs(const std::vector<std::string>& ids, std::vector<std::string>* live);
+
 // Runs `argv` (found on PATH) to its end; `output`: stdout and stderr; `code`: the exit code,
 // or 127 when it could not be started.
 [[nodiscard]] Status run_command(const std::vector<std::string>& argv, std::string* output,

@@ -523,5 +523,58 @@ TEST_F(SubmitTest, ARequeuedWorkerJobResumesItsTrialFromTheCheckpoint) {
   unsetenv("TRELLIS_HOME");
 }
 
+TEST_F(SubmitTest, AWorkerJobThatDiesAtStartEndsTheCoordinatorWithTheJobLogNamed) {
+  setenv("TRELLIS_HOME", file("keys").c_str(), 1);
+  const Result submitted = submit_sweep(
+      write_spec(2, ""), {"--groups", "1", "--worker", "/nonexistent/bin/trellis-worker"});
+  ASSERT_EQ(submitted.code, 0) << submitted.output;
+  const json r = record();
+  const int pid = r.value("coordinator_pid", 0);
+  const std::string job = r["jobs"][0];
+  const auto deadline = std::chrono::steady_clock::now() + 90s;
+  while (alive(pid) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(250ms);
+  const std::string log = read_file(file("trellis-" + experiment_ + ".log"));
+  ASSERT_FALSE(alive(pid)) << log;
+  EXPECT_NE(log.find("every worker job (" + job + ") ended before the sweep finished"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("trellis-" + experiment_ + "-" + job + "_*.log"), std::string::npos) << log;
+  const std::string job_log = read_file(file("trellis-" + experiment_ + "-" + job + "_0.log"));
+  EXPECT_NE(job_log.find("/nonexistent/bin/trellis-worker"), std::string::npos) << job_log;
+  unsetenv("TRELLIS_HOME");
+}
+
+TEST_F(SubmitTest, AWorkerThatCannotReachTheCoordinatorNamesTheAddressAndCancelStopsAll) {
+  setenv("TRELLIS_HOME", file("keys").c_str(), 1);
+  std::vector<std::string> argv = {kTrellis, "--store", file("submit.db"), "submit",
+                                   write_spec(2, ""), "--advertise", "10.213.0.99", "--groups", "1"};
+  const Result submitted = login(argv, "submit.log");
+  ASSERT_EQ(submitted.code, 0) << submitted.output;
+  const json r = record();
+  const int pid = r.value("coordinator_pid", 0);
+  const std::string job = r["jobs"][0];
+  const std::string job_log = file("trellis-" + experiment_ + "-" + job + "_0.log");
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (read_file(job_log).find("no answer from the coordinator at tcp://10.213.0.99:") ==
+             std::string::npos &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(250ms);
+  EXPECT_NE(read_file(job_log).find("no answer from the coordinator at tcp://10.213.0.99:"),
+            std::string::npos)
+      << read_file(job_log);
+  const Result cancelled =
+      login({kTrellis, "--store", file("submit.db"), "cancel", experiment_}, "cancel.log");
+  EXPECT_EQ(cancelled.code, 0) << cancelled.output;
+  EXPECT_NE(cancelled.output.find("stopped coordinator pid " + std::to_string(pid)),
+            std::string::npos)
+      << cancelled.output;
+  EXPECT_NE(cancelled.output.find("cancelled job " + job), std::string::npos) << cancelled.output;
+  EXPECT_FALSE(alive(pid));
+  for (int i = 0; i < 40 && !live_jobs().empty(); ++i) std::this_thread::sleep_for(250ms);
+  EXPECT_EQ(live_jobs(), "");
+  unsetenv("TRELLIS_HOME");
+}
+
 }  // namespace
 }  // namespace trellis::testing
