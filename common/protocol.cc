@@ -14,7 +14,8 @@ namespace {
 template <class F> void fields(Hello& m, F&& f) {
   f("group", m.group); f("ranks", m.ranks); f("host", m.host); f("pid", m.pid);
   f("topology", m.topology); f("version", m.version); f("trial", m.trial);
-  f("attempt", m.attempt);
+  f("attempt", m.attempt); f("job", m.job); f("job_log", m.job_log);
+  f("job_ends_at", m.job_ends_at);
 }
 template <class F> void fields(Request&, F&&) {}
 template <class F> void fields(DatasetRef& m, F&& f) {

@@ -47,6 +47,12 @@ struct Hello {
   std::string version;   // trellis version and git revision of the worker binary
   std::int64_t trial = -1;  // the trial this group is still running, if any (re-adoption)
   std::int32_t attempt = 0;
+  // The batch job the group runs in, if any: its id ("123", or "120_3" for an array task),
+  // its output file, and when its time limit ends (Unix seconds; 0: no limit known). Slurm
+  // keeps the nodes' clocks in step, so the coordinator may compare it with its own.
+  std::string job;
+  std::string job_log;
+  std::int64_t job_ends_at = 0;
 };
 
 struct Request {};  // ready for work (after Wait)

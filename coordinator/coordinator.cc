@@ -5,6 +5,8 @@
 
 #include <unistd.h>
 
+#include <ctime>
+
 #include <algorithm>
 #include <filesystem>
 #include <cmath>
@@ -371,6 +373,13 @@ void Coordinator::on_hello(Group& group, const Hello& hello) {
   group.ranks = hello.ranks;
   group.topology = hello.topology;
   group.version = hello.version;
+  group.job = hello.job;
+  group.job_log = hello.job_log;
+  if (hello.job_ends_at > 0) {
+    // Slurm keeps the nodes' clocks in step with the controller's, so with this node's too.
+    const auto left = std::chrono::seconds(hello.job_ends_at - static_cast<std::int64_t>(::time(nullptr)));
+    group.job_ends = std::chrono::steady_clock::now() + left;
+  }
   if (hello.trial >= 0) {
     if (holds(group, hello.trial, hello.attempt)) {
       send(group.name, Heartbeat{});  // an answer, so the agent knows it is heard
@@ -487,6 +496,14 @@ void Coordinator::on_report(Group& group, const Report& report) {
     return;
   }
   send(group.name, Ack{report.trial, report.attempt, report.epoch});
+  if (const auto it = report.metrics.find("epoch_s"); current && it != report.metrics.end()) {
+    epoch_clock_.epoch_took(it->second);
+    if (!group.reported)
+      epoch_clock_.first_report_after(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - group.assigned_at).count(),
+          it->second);
+    group.reported = true;
+  }
   const TrialBook::Trial* t = current ? book_->find(report.trial) : nullptr;
   if (t == nullptr) return;
   // The first epoch at info says the trial trains; every epoch at info would be 100,000 lines
@@ -532,6 +549,21 @@ void Coordinator::on_done(Group& group, const Done& done) {
     send(group.name, Ack{done.trial, done.attempt, 0});
     if (current) group.trial = -1;
     return;  // the group is exiting
+  }
+  if (current && done.ok && group.cut_after > 0 && t->stop_reason.empty()) {
+    const std::int32_t cut = group.cut_after;
+    requeue(done.trial,
+            "stopped after epoch " + std::to_string(cut) + ", before the time limit of job " +
+                group.job + "; continues from that checkpoint in another group",
+            Requeue::kPreemptedWithCheckpoint);
+    send(group.name, Ack{done.trial, done.attempt, 0});
+    group.trial = -1;
+    group.cut_after = 0;
+    // It was given all the epochs that fit: what is left of its time is margin. Another
+    // attempt would only be cut shorter and shorter.
+    release(group, "it trained as many epochs as fit before job " + group.job +
+                       "'s time limit, so the group leaves and the job returns its time");
+    return;
   }
   const AttemptEnd end = book_->end_of(done.trial, done.ok, done.error);
   if (Status s = store_->finish_trial(done.trial, done.attempt, end.state, end.why,
@@ -721,8 +753,32 @@ bool Coordinator::continue_trial(const Job& job) {
   return true;
 }
 
+void Coordinator::release(Group& group, const std::string& reason) {
+  spdlog::info("group '{}': {}", group.name, reason);
+  record("group_released", -1, group.name, {{"reason", reason}, {"job", group.job}});
+  send(group.name, Shutdown{reason});
+}
+
+std::optional<int> Coordinator::epochs_before_time_limit(const Group& group) const {
+  if (!group.job_ends || !epoch_clock_.known()) return std::nullopt;
+  const double left =
+      std::chrono::duration<double>(*group.job_ends - std::chrono::steady_clock::now()).count();
+  return epoch_clock_.epochs_fitting(left,
+                                     std::chrono::duration<double>(options_.walltime_margin).count());
+}
+
 void Coordinator::assign_or_wait(Group& group) {
   const Wait wait{static_cast<std::int32_t>(options_.wait_retry.count())};
+  if (const std::optional<int> fit = epochs_before_time_limit(group); fit && *fit < 1) {
+    const double left =
+        std::chrono::duration<double>(*group.job_ends - std::chrono::steady_clock::now()).count();
+    release(group, fmt::format(
+        "job {} ends in {:.0f} s and an epoch takes up to {:.1f} s (start-up {:.1f} s, margin "
+        "{:.0f} s): no epoch fits, so the group leaves and the job returns its time",
+        group.job, left, epoch_clock_.epoch_seconds(), epoch_clock_.startup_seconds(),
+        std::chrono::duration<double>(options_.walltime_margin).count()));
+    return;
+  }
   for (;;) {
     if (!fatal_.ok()) return;
     Decision d;
@@ -777,11 +833,19 @@ void Coordinator::start(Group& group, std::int64_t id) {
   groups_.started(group, id, started.attempt, std::chrono::steady_clock::now());
   const std::int32_t until = book_->effective_target(t.params, t.target_epoch);
   const std::int32_t epochs = book_->epochs_of(t.params);
-  record("attempt_started", id, group.name,
-         {{"attempt", started.attempt},
-          {"resume_epoch", started.resume ? started.resume_epoch : 0},
-          {"warm_start", started.warm_start},
-          {"until_epoch", until}});
+  const std::int32_t from = started.resume ? started.resume_epoch : 0;
+  if (const std::optional<int> fit = epochs_before_time_limit(group); fit && until - from > *fit) {
+    group.cut_after = from + std::max(1, *fit);
+    spdlog::info("trial {} (attempt {}) stops after epoch {} on group '{}', before job {}'s time "
+                 "limit; it continues in another group",
+                 t.number, started.attempt, group.cut_after, group.name, group.job);
+  }
+  nlohmann::json started_body = {{"attempt", started.attempt},
+                                 {"resume_epoch", from},
+                                 {"warm_start", started.warm_start},
+                                 {"until_epoch", until}};
+  if (group.cut_after > 0) started_body["cut_after_epoch"] = group.cut_after;
+  record("attempt_started", id, group.name, std::move(started_body));
   spdlog::info("trial {} (attempt {}{}{}) -> group '{}': {}", t.number, started.attempt,
                started.resume_epoch > 0
                    ? ", resuming after epoch " + std::to_string(started.resume_epoch)
@@ -800,7 +864,7 @@ void Coordinator::start(Group& group, std::int64_t id) {
   assign.resume = started.resume && !assign.checkpoint.empty();
   assign.resume_epoch = assign.resume ? started.resume_epoch : 0;
   assign.warm_start = assign.resume ? started.warm_start : std::string();
-  assign.stop_epoch = until < epochs ? until : 0;
+  assign.stop_epoch = group.cut_after > 0 ? group.cut_after : (until < epochs ? until : 0);
   group.assignment = assign;
   send(group.name, assign);
 }
@@ -812,6 +876,8 @@ std::string Coordinator::provenance(const Group& group) const {
                         {"ranks", group.ranks},
                         {"topology", group.topology},
                         {"worker_version", group.version},
+                        {"job", group.job},
+                        {"job_log", group.job_log},
                         {"coordinator_version", TRELLIS_VERSION " " TRELLIS_GIT_REVISION},
                         {"spec_hash", experiment_.spec_hash},
                         {"dataset", spec_.dataset.path}}

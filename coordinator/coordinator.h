@@ -48,6 +48,7 @@
 #include "coordinator/group_table.h"
 #include "coordinator/inbox.h"
 #include "coordinator/trial_book.h"
+#include "coordinator/walltime.h"
 #include "coordinator/zap_handler.h"
 
 namespace trellis::coordinator {
@@ -69,6 +70,9 @@ struct CoordinatorOptions {
   // Where workers keep trial checkpoints (a path every worker node can reach); empty: none.
   // Trial n of experiment E checkpoints to DIR/E/trial-n.ckpt.
   std::string checkpoint_dir;
+  // Kept free before a group's batch job ends: Slurm's timers act up to ~30 s late or early,
+  // and the group still has to report and leave (walltime.h).
+  std::chrono::milliseconds walltime_margin{30000};
   // CURVE keys of the coordinator, and the worker public keys it admits (Z85).
   SocketSecurity security;
   std::vector<std::string> authorized_workers;
@@ -121,8 +125,14 @@ class Coordinator {
   // its Assign never reached the group (an agent names its attempt until that attempt's Done
   // is stored), so it runs next, as it would have without the restart.
   void requeue_orphan_of(const Group& group);
-  // Answers a free group with what the trial book decides: Assign, Wait or Shutdown.
+  // Answers a free group with what the trial book decides: Assign, Wait or Shutdown; Shutdown
+  // also when not one epoch fits before its batch job's time limit (walltime.h).
   void assign_or_wait(Group& group);
+  // Whole epochs that fit before `group`'s job ends; nullopt when it has no known limit or no
+  // epoch has been timed yet.
+  std::optional<int> epochs_before_time_limit(const Group& group) const;
+  // Tells a group whose batch job has no room left for an epoch to leave (Shutdown).
+  void release(Group& group, const std::string& reason);
   std::string provenance(const Group& group) const;
   // Stores the new trial of decision `d` and enters it in the book; nullopt when the store
   // refused it (the coordinator then stops).
@@ -166,6 +176,7 @@ class Coordinator {
   std::string endpoint_;
   ExperimentRecord experiment_;
   GroupTable groups_;  // sessions, orphans and liveness
+  EpochClock epoch_clock_;  // what fits before a group's time limit
   std::chrono::steady_clock::time_point last_heartbeat_;
   std::chrono::steady_clock::time_point last_timers_;
 

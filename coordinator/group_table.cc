@@ -58,6 +58,9 @@ void GroupTable::started(Group& group, std::int64_t trial, std::int32_t attempt,
                          Clock::time_point now) {
   group.trial = trial;
   group.attempt = attempt;
+  group.assigned_at = now;
+  group.reported = false;
+  group.cut_after = 0;
   group.progress.begin(trial, attempt, now);
   account(group, now, /*leaving=*/false);
 }

@@ -64,6 +64,14 @@ class GroupTable {
     Clock::time_point last_seen;
     ProgressWatch progress;  // of the attempt it runs, from its heartbeats
     std::uint64_t refused_frames = 0;  // sent under its identity by another key
+    // The batch job it runs in (Hello), and when that job's time limit ends.
+    std::string job;
+    std::string job_log;
+    std::optional<Clock::time_point> job_ends;
+    Clock::time_point assigned_at;  // of the attempt it runs
+    bool reported = false;          // that attempt has reported an epoch
+    // The epoch that attempt stops after because of the job's time limit; 0: not cut.
+    std::int32_t cut_after = 0;
   };
 
   // A group expire() found silent, or busy and stalled.

@@ -20,6 +20,7 @@
 
 #include "common/keys.h"
 #include "common/logging.h"
+#include "common/run_command.h"
 #include "common/socket_factory.h"
 #include "common/sweep_spec.h"
 #include "coordinator/coordinator.h"
@@ -63,6 +64,7 @@ struct ServeArgs {
   std::string bind;
   double liveness_s = 30;
   double stall_s = 0;  // 0: from each group's own step times
+  double walltime_margin_s = 30;
   std::string checkpoints;  // default: "checkpoints" beside the store
   std::string key_dir;      // default: default_key_dir()
   bool insecure = false;    // plaintext, loopback only
@@ -137,6 +139,8 @@ Status start_coordinator(const CommonArgs& common, const ServeArgs& args,
   options.bind = args.bind;
   options.liveness = std::chrono::milliseconds(static_cast<long>(args.liveness_s * 1000));
   options.stall = std::chrono::milliseconds(static_cast<long>(args.stall_s * 1000));
+  options.walltime_margin =
+      std::chrono::milliseconds(static_cast<long>(args.walltime_margin_s * 1000));
   options.checkpoint_dir = checkpoint_dir(common, args);
   *coordinator = std::make_unique<Coordinator>(store->get(), *spec, options);
   return (*coordinator)->Start();
@@ -613,6 +617,10 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--stall", run.serve.stall_s, kStallHelp)
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  run_cmd->add_option("--walltime-margin", run.serve.walltime_margin_s,
+                         "seconds kept free before a Slurm job's time limit: a group is given only "
+                         "whole epochs that end before it (the job's end comes from the group)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   run_cmd->add_option("--checkpoints", run.serve.checkpoints,
                       "directory for trial checkpoints, reachable by every worker (default: "
                       "checkpoints/ beside the store; none: no checkpoints)");
@@ -637,6 +645,10 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--stall", serve.stall_s, kStallHelp)
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  serve_cmd->add_option("--walltime-margin", serve.walltime_margin_s,
+                         "seconds kept free before a Slurm job's time limit: a group is given only "
+                         "whole epochs that end before it (the job's end comes from the group)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   serve_cmd->add_option("--checkpoints", serve.checkpoints,
                         "directory for trial checkpoints, reachable by every worker (default: "
                         "checkpoints/ beside the store; none: no checkpoints)");
@@ -725,6 +737,10 @@ int main(int argc, char** argv) {
                          "seconds of silence after which a busy worker group is declared lost")
       ->capture_default_str();
   submit_cmd->add_option("--stall", submit.serve.stall_s, kStallHelp)
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  submit_cmd->add_option("--walltime-margin", submit.serve.walltime_margin_s,
+                         "seconds kept free before a Slurm job's time limit: a group is given only "
+                         "whole epochs that end before it (the job's end comes from the group)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   submit_cmd->add_option("--checkpoints", submit.serve.checkpoints,
                          "directory for trial checkpoints, reachable by every worker (default: "

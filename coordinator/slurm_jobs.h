@@ -45,11 +45,6 @@ std::vector<std::string> sbatch_command(const WorkerJobs& jobs, const std::strin
 // `*live`. Jobs Slurm has forgotten count as ended.
 [[nodiscard]] Status live_jobs(const std::vector<std::string>& ids, std::vector<std::string>* live);
 
-// Runs `argv` (found on PATH) to its end; `output`: stdout and stderr; `code`: the exit code,
-// or 127 when it could not be started.
-[[nodiscard]] Status run_command(const std::vector<std::string>& argv, std::string* output,
-                                 int* code);
-
 // What `trellis submit` started for an experiment, kept at submission_path().
 struct Submission {
   pid_t coordinator = 0;

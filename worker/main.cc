@@ -11,6 +11,7 @@
 #include <mpi.h>
 #include <spdlog/spdlog.h>
 
+#include <ctime>
 #include <iostream>
 
 #include "common/keys.h"
@@ -18,6 +19,7 @@
 #include "common/protocol.h"
 #include "common/socket_factory.h"
 #include "worker/agent.h"
+#include "worker/batch_job.h"
 #include "worker/preemption.h"
 #include "worker/topology.h"
 #include "worker/trainer.h"
@@ -218,6 +220,15 @@ int main(int argc, char** argv) {
     options.group = hostname() + ":" + std::to_string(getpid());
     options.hello = Hello{options.group, ranks,   hostname(), getpid(), topology,
                           TRELLIS_VERSION " " TRELLIS_GIT_REVISION};
+    BatchJob job;
+    if (Status s = current_batch_job(&job); !s.ok())
+      spdlog::warn("{}; the coordinator will not know this group's time limit", s.message());
+    options.hello.job = job.id;
+    options.hello.job_log = job.log;
+    options.hello.job_ends_at = job.ends_at;
+    if (job.ends_at > 0)
+      spdlog::info("Slurm job {}: its time limit ends in {} s", job.id,
+                   job.ends_at - static_cast<std::int64_t>(std::time(nullptr)));
     options.answer_timeout = std::chrono::milliseconds(static_cast<long>(answer_timeout_s * 1000));
     options.heartbeat = std::chrono::milliseconds(static_cast<long>(heartbeat_s * 1000));
     options.liveness = std::chrono::milliseconds(static_cast<long>(liveness_s * 1000));

@@ -47,6 +47,16 @@ TEST(Protocol, EveryMessageTypeRoundTrips) {
     const Message out = round_trip(m);
     EXPECT_EQ(out.index(), m.index()) << message_name(m);
   }
+  Hello hello{"n1:4", 2, "n1", 4, "2 cores"};
+  hello.job = "120_3";
+  hello.job_log = "/home/me/trellis-e-120_3.log";
+  hello.job_ends_at = 1'800'000'000;
+  const Hello h = std::get<Hello>(round_trip(hello));
+  EXPECT_EQ(h.job, "120_3");
+  EXPECT_EQ(h.job_log, "/home/me/trellis-e-120_3.log");
+  EXPECT_EQ(h.job_ends_at, 1'800'000'000);
+  // A worker outside a batch job (or of an older build) leaves them out: no limit known.
+  EXPECT_EQ(std::get<Hello>(round_trip(Hello{"h:1", 1, "h", 1, ""})).job_ends_at, 0);
   const Done d = std::get<Done>(round_trip(Done{7, 1, false, "boom", {{"test_acc", 0.9}}}));
   EXPECT_FALSE(d.ok);
   EXPECT_EQ(d.error, "boom");

@@ -576,5 +576,65 @@ TEST_F(SubmitTest, AWorkerThatCannotReachTheCoordinatorNamesTheAddressAndCancelS
   unsetenv("TRELLIS_HOME");
 }
 
+// A job whose time limit falls inside the sweep: once epochs are timed, the group is given only
+// epochs that end before its limit (less the margin); a trial that does not fit stops on a
+// checkpoint and continues in the next array task, and a group with no room for an epoch
+// leaves, so its job ends early, COMPLETED rather than TIMEOUT. Slurm checks limits about every
+// 30 s: the margin and the limit leave room for that.
+TEST_F(SubmitTest, AGroupTakesOnlyWorkThatEndsBeforeItsJobsTimeLimit) {
+  setenv("TRELLIS_HOME", file("keys").c_str(), 1);
+  fs::create_directories(dir_ / "data");
+  worker::testing::write_dataset(dir_ / "data", worker::testing::make_pattern_data(16000, 16, 1),
+                                 worker::testing::make_pattern_data(400, 16, 2), /*gz=*/false);
+  const std::string spec = file("walltime.yaml");
+  write_text(spec, "name: " + experiment_ + "\ndataset: {path: " + (dir_ / "data").string() +
+                       "}\nmetric: {name: val_loss, mode: min}\n"
+                       "search:\n  algorithm: random\n  seed: 8\n  trials: 3\n  space:\n"
+                       "    lr: {type: log_float, low: 1.0e-3, high: 1.0e-1}\n"
+                       "train: {batch_size: 32, epochs: 150, hidden_units: 32}\n");
+  // An epoch takes about 0.15 s here: a trial about 20 s, three of them more than the 40 s a
+  // one-minute job leaves after the margin, so the sweep needs a second job.
+  const Result submitted = login(
+      {kTrellis, "--store", file("submit.db"), "submit", spec, "--advertise", "10.213.0.1",
+       "--groups", "4", "--max-running", "1", "--time", "1", "--walltime-margin", "20"},
+      "submit.log");
+  ASSERT_EQ(submitted.code, 0) << submitted.output;
+  const json r = record();
+  const int pid = r.value("coordinator_pid", 0);
+  const std::string job = r["jobs"][0];
+  const auto deadline = std::chrono::steady_clock::now() + 400s;
+  while (alive(pid) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(250ms);
+  const std::string log = read_file(file("trellis-" + experiment_ + ".log"));
+  ASSERT_FALSE(alive(pid)) << log;
+  EXPECT_NE(log.find("sweep '" + experiment_ + "' finished: 3 trials, 3 completed"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("before job " + job + "_0's time limit"), std::string::npos) << log;
+  EXPECT_NE(log.find("so the group leaves and the job returns its time"), std::string::npos)
+      << log;
+  // A cut attempt ends its group's work: the trial is not cut again and again in that job.
+  EXPECT_EQ(log.find("(attempt 3"), std::string::npos) << log;
+  // The first task left before its limit: it completed, it was not timed out.
+  const Result first = login({"scontrol", "-o", "show", "job", job + "_0"}, "first.log");
+  EXPECT_NE(first.output.find("JobState=COMPLETED"), std::string::npos) << first.output;
+  EXPECT_EQ(first.output.find("TIMEOUT"), std::string::npos) << first.output;
+  const json doc = exported(file("submit.db"), experiment_);
+  for (const json& t : doc["trials"]) {
+    EXPECT_EQ(t["state"], "completed") << t.dump();
+    const json& series = t["metrics"]["val_loss"];
+    ASSERT_EQ(series.size(), 150u);  // every epoch once, across the jobs
+    for (std::size_t e = 0; e < series.size(); ++e) EXPECT_EQ(series[e][0], e + 1);
+  }
+  // The provenance of each attempt names its job and the job's log.
+  const Result events = login({kTrellis, "--store", file("submit.db"), "export", experiment_,
+                               "--format", "json"},
+                              "provenance.log");
+  EXPECT_NE(events.output.find(job + "_0"), std::string::npos);
+  for (int i = 0; i < 40 && !live_jobs().empty(); ++i) std::this_thread::sleep_for(250ms);
+  EXPECT_EQ(live_jobs(), "");
+  unsetenv("TRELLIS_HOME");
+}
+
 }  // namespace
 }  // namespace trellis::testing
