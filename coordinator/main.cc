@@ -676,7 +676,10 @@ int main(int argc, char** argv) {
       keys_cmd->add_subcommand("show", "print the public keys and the allow-list");
   auto* keys_authorize_cmd = keys_cmd->add_subcommand(
       "authorize", "add a worker public key (the line of another worker.pub) to the allow-list");
-  keys_authorize_cmd->add_option("key", authorize_key, "worker public key (40 characters of Z85)")
+  // Z85 has '-': one key in 85 starts with it, and would read as an option without the `--`.
+  keys_authorize_cmd->add_option("key", authorize_key,
+                                 "worker public key (40 characters of Z85); write `trellis keys "
+                                 "authorize -- KEY`, since a key may start with '-'")
       ->required();
 
   TrialTableOptions table;
