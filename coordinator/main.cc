@@ -69,7 +69,6 @@ struct ServeArgs {
   std::string key_dir;      // default: default_key_dir()
   bool insecure = false;    // plaintext, loopback only
   bool create_keys = false; // `run`: make the keys on first use
-  DatasetCheck dataset = DatasetCheck::kHere;
 };
 
 // Workers resolve paths on their own nodes, so the coordinator hands them absolute ones.
@@ -117,10 +116,11 @@ Status load_security(const ServeArgs& args, CoordinatorOptions* options) {
   return Status::Ok();
 }
 
-// Loads the spec, opens the store and starts a coordinator bound to `bind`.
-Status start_coordinator(const CommonArgs& common, const ServeArgs& args,
+// Opens the store and starts a coordinator of `spec` (loaded by the command, which may check
+// it before anything starts) bound to `bind`.
+Status start_coordinator(const CommonArgs& common, const ServeArgs& args, const SweepSpec& spec,
                          std::unique_ptr<ExperimentStore>* store,
-                         std::unique_ptr<Coordinator>* coordinator, SweepSpec* spec) {
+                         std::unique_ptr<Coordinator>* coordinator) {
   // Before the store is touched: a refused bind leaves no experiment behind.
   if (args.insecure && !is_loopback_endpoint(args.bind))
     return Status::Error("refusing --insecure on " + args.bind +
@@ -128,7 +128,6 @@ Status start_coordinator(const CommonArgs& common, const ServeArgs& args,
                          "drop --insecure to serve with CURVE");
   CoordinatorOptions options;
   if (Status s = load_security(args, &options); !s.ok()) return s;
-  if (Status s = load_sweep_spec(args.spec, spec, args.dataset); !s.ok()) return s;
   if (Status s = open_store(common, false, store); !s.ok()) return s;
   Durability durability;
   if (Status s = (*store)->durability(&durability); !s.ok()) return s;
@@ -142,7 +141,7 @@ Status start_coordinator(const CommonArgs& common, const ServeArgs& args,
   options.walltime_margin =
       std::chrono::milliseconds(static_cast<long>(args.walltime_margin_s * 1000));
   options.checkpoint_dir = checkpoint_dir(common, args);
-  *coordinator = std::make_unique<Coordinator>(store->get(), *spec, options);
+  *coordinator = std::make_unique<Coordinator>(store->get(), spec, options);
   return (*coordinator)->Start();
 }
 
@@ -163,7 +162,8 @@ int cmd_serve(const CommonArgs& common, const ServeArgs& args) {
   std::unique_ptr<ExperimentStore> store;
   std::unique_ptr<Coordinator> coordinator;
   SweepSpec spec;
-  if (Status s = start_coordinator(common, args, &store, &coordinator, &spec); !s.ok())
+  if (Status s = load_sweep_spec(args.spec, &spec); !s.ok()) return fail(s);
+  if (Status s = start_coordinator(common, args, spec, &store, &coordinator); !s.ok())
     return fail(s);
   spdlog::info("workers join with: mpirun -np {} trellis-worker --connect {}",
                spec.ranks_per_trial, coordinator->endpoint());
@@ -216,11 +216,9 @@ int cmd_run(const CommonArgs& common, RunArgs args) {
   SweepSpec spec;
   LaunchOptions launch;
   std::optional<SlurmAllocation> allocation;
-  {
-    SweepSpec peek;  // the launch plan is checked before anything is started
-    if (Status s = load_sweep_spec(args.serve.spec, &peek); !s.ok()) return fail(s);
-    if (Status s = plan_launch(args, peek, &launch, &allocation); !s.ok()) return fail(s);
-  }
+  // The launch plan is checked before anything is started.
+  if (Status s = load_sweep_spec(args.serve.spec, &spec); !s.ok()) return fail(s);
+  if (Status s = plan_launch(args, spec, &launch, &allocation); !s.ok()) return fail(s);
   const bool srun = launch.launcher == Launcher::kSrun;
   // Groups on other nodes reach the coordinator over the allocation's network (with CURVE).
   if (args.serve.bind.empty()) args.serve.bind = srun ? "tcp://*:*" : "tcp://127.0.0.1:*";
@@ -228,7 +226,7 @@ int cmd_run(const CommonArgs& common, RunArgs args) {
   // Local workers find the coordinator's key directory through the environment they inherit.
   if (!args.serve.insecure && !args.serve.key_dir.empty())
     setenv("TRELLIS_HOME", args.serve.key_dir.c_str(), 1);
-  if (Status s = start_coordinator(common, args.serve, &store, &coordinator, &spec); !s.ok())
+  if (Status s = start_coordinator(common, args.serve, spec, &store, &coordinator); !s.ok())
     return fail(s);
 
   launch.endpoint = coordinator->endpoint();
@@ -305,19 +303,18 @@ bool is_live_trellis(pid_t pid) {
 // The detached coordinator of `trellis submit`: tells the submitting process (through `ready`)
 // where it listens, or why it could not start, then serves the sweep; when the sweep ends, it
 // cancels the worker jobs still queued (running ones leave on the Shutdown they are sent).
-std::string joined(const std::vector<std::string>& items) {
+std::string joined(const std::vector<std::string>& items, const char* separator = ", ") {
   std::string out;
-  for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
+  for (const std::string& item : items) out += (out.empty() ? "" : separator) + item;
   return out;
 }
 
-int serve_detached(const CommonArgs& common, const ServeArgs& args, int ready,
-                   const std::string& record) {
+int serve_detached(const CommonArgs& common, const ServeArgs& args, const SweepSpec& spec,
+                   int ready, const std::string& record) {
   namespace fs = std::filesystem;
   std::unique_ptr<ExperimentStore> store;
   std::unique_ptr<Coordinator> coordinator;
-  SweepSpec spec;
-  const Status started = start_coordinator(common, args, &store, &coordinator, &spec);
+  const Status started = start_coordinator(common, args, spec, &store, &coordinator);
   const std::string line =
       started.ok() ? "OK " + coordinator->endpoint() + "\n" : "ERR " + started.message() + "\n";
   (void)!write(ready, line.data(), line.size());
@@ -412,7 +409,6 @@ int cmd_submit(const CommonArgs& common, SubmitArgs args) {
   }
   if (args.serve.bind.empty())
     args.serve.bind = "tcp://*:" + (args.port > 0 ? std::to_string(args.port) : std::string("*"));
-  args.serve.dataset = DatasetCheck::kOnTheWorkers;
   args.serve.create_keys = true;
   std::string advertise = args.advertise;
   if (advertise.empty()) {
@@ -440,7 +436,7 @@ int cmd_submit(const CommonArgs& common, SubmitArgs args) {
       dup2(out, 2);
     }
     if (in >= 0) dup2(in, 0);
-    _exit(serve_detached(common, args.serve, ready[1], record));
+    _exit(serve_detached(common, args.serve, spec, ready[1], record));
   }
   close(ready[1]);
   std::string answer;
@@ -532,8 +528,7 @@ int cmd_status(const CommonArgs& common, ExperimentStore& store, const std::stri
             << (is_live_trellis(submission.coordinator) ? "running" : "not running") << ", "
             << submission.endpoint << ", log " << submission.log << "\n";
   if (submission.jobs.empty()) return 0;
-  std::string jobs;
-  for (const std::string& id : submission.jobs) jobs += (jobs.empty() ? "" : ",") + id;
+  const std::string jobs = joined(submission.jobs, ",");
   std::string output;
   int code = 0;
   const Status s = run_command({"squeue", "-h", "-j", jobs, "-o", "%i %T %M %R"}, &output, &code);

@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/integration/binaries.h"
 #include "tests/integration/process.h"
 #include "tests/integration/raw_client.h"
 #include "tests/worker/idx_fixture.h"
@@ -29,8 +30,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-const std::string kTrellis = TRELLIS_BIN_DIR "/trellis";
-const std::string kWorker = TRELLIS_BIN_DIR "/trellis-worker";
 constexpr int kTrials = 12;
 constexpr int kEpochs = 5;
 

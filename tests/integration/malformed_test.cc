@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "common/protocol.h"
+#include "tests/integration/binaries.h"
 #include "tests/integration/process.h"
 #include "tests/integration/raw_client.h"
 #include "tests/worker/idx_fixture.h"
@@ -26,8 +27,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-const std::string kTrellis = TRELLIS_BIN_DIR "/trellis";
-const std::string kWorker = TRELLIS_BIN_DIR "/trellis-worker";
 constexpr double kPlanted = 12345.0;  // a metric value no real trial reports
 
 TEST(MalformedTest, EveryBadFrameIsRejectedAndTheSweepStillCompletes) {

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <map>
 
+#include "tests/integration/binaries.h"
 #include "tests/integration/process.h"
 #include "tests/worker/idx_fixture.h"
 
@@ -21,8 +22,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-const std::string kTrellis = TRELLIS_BIN_DIR "/trellis";
-const std::string kWorker = TRELLIS_BIN_DIR "/trellis-worker";
 
 void exec_sql(const std::string& path, const std::string& sql) {
   sqlite3* db = nullptr;

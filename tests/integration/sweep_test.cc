@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "common/protocol.h"
+#include "tests/integration/binaries.h"
 #include "tests/integration/process.h"
 #include "tests/worker/idx_fixture.h"
 #include "worker/checkpoint.h"
@@ -26,8 +27,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-const std::string kTrellis = TRELLIS_BIN_DIR "/trellis";
-const std::string kWorker = TRELLIS_BIN_DIR "/trellis-worker";
 
 class SweepTest : public ::testing::Test {
  protected:

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "common/checkpoint_path.h"
+#include "tests/integration/binaries.h"
 #include "tests/integration/process.h"
 #include "worker/checkpoint.h"
 #include "tests/worker/idx_fixture.h"
@@ -29,7 +30,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-const std::string kTrellis = TRELLIS_BIN_DIR "/trellis";
 const std::string kSweepTemplate = TRELLIS_SOURCE_DIR "/deploy/slurm/sweep.sbatch";
 
 // The running test cluster: its environment (DIR/env) and how to run a command as from its
@@ -149,9 +149,9 @@ class SlurmTest : public ::testing::Test {
     EXPECT_EQ(r.code, 0) << r.output;
     return json::parse(read_file(file("export.json")));
   }
-  void write_data() {
+  void write_data(std::int64_t rows = 4000) {
     fs::create_directories(dir_ / "data");
-    worker::testing::write_dataset(dir_ / "data", worker::testing::make_pattern_data(4000, 16, 1),
+    worker::testing::write_dataset(dir_ / "data", worker::testing::make_pattern_data(rows, 16, 1),
                                    worker::testing::make_pattern_data(400, 16, 2), /*gz=*/false);
   }
 
@@ -333,15 +333,16 @@ class SubmitTest : public SlurmTest {
     }
     SlurmTest::TearDown();
   }
-  std::string write_spec(int trials, const std::string& scheduler) {
-    write_data();
+  // A random-search spec of `trials` over lr, on write_data()'s data.
+  std::string write_spec(int trials, const std::string& scheduler,
+                         const std::string& train = "{batch_size: 64, epochs: 4, hidden_units: 16}") {
     const std::string spec = file("submit.yaml");
     write_text(spec, "name: " + experiment_ + "\ndataset: {path: " + (dir_ / "data").string() +
                          "}\nmetric: {name: val_loss, mode: min}\n"
                          "search:\n  algorithm: random\n  seed: 8\n  trials: " +
                          std::to_string(trials) + "\n  space:\n"
                          "    lr: {type: log_float, low: 1.0e-3, high: 1.0e-1}\n"
-                         "train: {batch_size: 64, epochs: 4, hidden_units: 16}\n" + scheduler);
+                         "train: " + train + "\n" + scheduler);
     return spec;
   }
   Result submit_sweep(const std::string& spec, std::vector<std::string> extra) {
@@ -364,6 +365,7 @@ class SubmitTest : public SlurmTest {
 };
 
 TEST_F(SubmitTest, ASubmittedAshaSweepCompletesAndLeavesNoJobBehind) {
+  write_data();
   setenv("TRELLIS_HOME", file("keys").c_str(), 1);
   const std::string spec =
       write_spec(6, "scheduler: {type: asha, min_epochs: 1, reduction_factor: 2}\n");
@@ -409,6 +411,7 @@ TEST_F(SubmitTest, ASubmittedAshaSweepCompletesAndLeavesNoJobBehind) {
 }
 
 TEST_F(SubmitTest, AnUnknownPartitionIsNamedAndLeavesNoCoordinatorRunning) {
+  write_data();
   setenv("TRELLIS_HOME", file("keys").c_str(), 1);
   const Result submitted =
       submit_sweep(write_spec(2, ""), {"--groups", "1", "--partition", "nosuchpartition"});
@@ -432,6 +435,7 @@ TEST_F(SubmitTest, AnUnknownPartitionIsNamedAndLeavesNoCoordinatorRunning) {
 }
 
 TEST_F(SubmitTest, WithoutSbatchOnPathSubmitSaysSoAndStartsNothing) {
+  write_data();
   const Result r = login({"env", "PATH=/nonexistent", kTrellis, "--store", file("submit.db"),
                           "submit", write_spec(2, ""), "--groups", "1"},
                          "nosbatch.log");
@@ -448,15 +452,8 @@ TEST_F(SubmitTest, WithoutSbatchOnPathSubmitSaysSoAndStartsNothing) {
 // stored once.
 TEST_F(SubmitTest, ARequeuedWorkerJobResumesItsTrialFromTheCheckpoint) {
   setenv("TRELLIS_HOME", file("keys").c_str(), 1);
-  fs::create_directories(dir_ / "data");
-  worker::testing::write_dataset(dir_ / "data", worker::testing::make_pattern_data(16000, 16, 1),
-                                 worker::testing::make_pattern_data(400, 16, 2), /*gz=*/false);
-  const std::string spec = file("requeue.yaml");
-  write_text(spec, "name: " + experiment_ + "\ndataset: {path: " + (dir_ / "data").string() +
-                       "}\nmetric: {name: val_loss, mode: min}\n"
-                       "search:\n  algorithm: random\n  seed: 8\n  trials: 1\n  space:\n"
-                       "    lr: {type: log_float, low: 1.0e-3, high: 1.0e-1}\n"
-                       "train: {batch_size: 32, epochs: 12, hidden_units: 32}\n");
+  write_data(16000);
+  const std::string spec = write_spec(1, "", "{batch_size: 32, epochs: 12, hidden_units: 32}");
   fs::create_directories(dir_ / "calm");
   const Result calm = run({kTrellis, "--store", file("calm/calm.db"), "run", spec, "--groups",
                            "1", "--launcher", "mpirun"},
@@ -524,6 +521,7 @@ TEST_F(SubmitTest, ARequeuedWorkerJobResumesItsTrialFromTheCheckpoint) {
 }
 
 TEST_F(SubmitTest, AWorkerJobThatDiesAtStartEndsTheCoordinatorWithTheJobLogNamed) {
+  write_data();
   setenv("TRELLIS_HOME", file("keys").c_str(), 1);
   const Result submitted = submit_sweep(
       write_spec(2, ""), {"--groups", "1", "--worker", "/nonexistent/bin/trellis-worker"});
@@ -546,6 +544,7 @@ TEST_F(SubmitTest, AWorkerJobThatDiesAtStartEndsTheCoordinatorWithTheJobLogNamed
 }
 
 TEST_F(SubmitTest, AWorkerThatCannotReachTheCoordinatorNamesTheAddressAndCancelStopsAll) {
+  write_data();
   setenv("TRELLIS_HOME", file("keys").c_str(), 1);
   std::vector<std::string> argv = {kTrellis, "--store", file("submit.db"), "submit",
                                    write_spec(2, ""), "--advertise", "10.213.0.99", "--groups", "1"};
@@ -583,15 +582,8 @@ TEST_F(SubmitTest, AWorkerThatCannotReachTheCoordinatorNamesTheAddressAndCancelS
 // 30 s: the margin and the limit leave room for that.
 TEST_F(SubmitTest, AGroupTakesOnlyWorkThatEndsBeforeItsJobsTimeLimit) {
   setenv("TRELLIS_HOME", file("keys").c_str(), 1);
-  fs::create_directories(dir_ / "data");
-  worker::testing::write_dataset(dir_ / "data", worker::testing::make_pattern_data(16000, 16, 1),
-                                 worker::testing::make_pattern_data(400, 16, 2), /*gz=*/false);
-  const std::string spec = file("walltime.yaml");
-  write_text(spec, "name: " + experiment_ + "\ndataset: {path: " + (dir_ / "data").string() +
-                       "}\nmetric: {name: val_loss, mode: min}\n"
-                       "search:\n  algorithm: random\n  seed: 8\n  trials: 3\n  space:\n"
-                       "    lr: {type: log_float, low: 1.0e-3, high: 1.0e-1}\n"
-                       "train: {batch_size: 32, epochs: 150, hidden_units: 32}\n");
+  write_data(16000);
+  const std::string spec = write_spec(3, "", "{batch_size: 32, epochs: 150, hidden_units: 32}");
   // An epoch takes about 0.15 s here: a trial about 20 s, three of them more than the 40 s a
   // one-minute job leaves after the margin, so the sweep needs a second job.
   const Result submitted = login(
