@@ -3,19 +3,24 @@
 // the same size, in the same run. Start it under mpirun (scripts/bench allreduce does).
 //
 // Per size: many iterations, ours and MPI's interleaved (alternating which goes first) so
-// drift in machine load hits both; each iteration's time is the slowest rank's; medians are
-// reported. ratio = MPI's median time / our median time (our speed relative to MPI's; 1.0 =
-// parity). On a loaded machine a rank that spins in MPI loses its core for whole time slices,
+// drift in machine load hits both; each iteration's time is the slowest rank's. That is one
+// repetition; --repetitions R (default 5) runs R of them, the sizes swept once per repetition
+// so that drift over the run reaches every size alike. A repetition's ratio = MPI's median
+// time / our median time (our speed relative to MPI's; 1.0 = parity); a size reports the
+// median of its repetitions' ratios with their min and max. On a loaded machine a rank that spins in MPI loses its core for whole time slices,
 // which shows as multi-millisecond outliers on large buffers: read those sizes with care. Bus
 // bandwidth = 2(n-1)/n * bytes / time, the traffic each rank must move in an optimal
 // all-reduce, so figures are comparable across rank counts.
 //
 // Prints a table, then as its last line one JSON object:
-//   {"benchmark": "allreduce", "ranks": 2, "algorithm": "flat", "min_ratio_to_mpi": 0.97,
+//   {"benchmark": "allreduce", "ranks": 2, "algorithm": "flat", "repetitions": 5,
+//    "min_ratio_to_mpi": 0.97,
 //    "sizes": [{"bytes": 1024, "iterations": 2000, "ours_us": ..., "mpi_us": ...,
-//               "hierarchical_us": ..., "ratio": ..., "ours_busbw_gbps": ...,
-//               "mpi_busbw_gbps": ..., "ours_min_us": ..., "mpi_min_us": ...,
-//               "ratio_of_mins": ...}, ...]}
+//               "hierarchical_us": ..., "ratio": ..., "ratio_min": ..., "ratio_max": ...,
+//               "ours_busbw_gbps": ..., "mpi_busbw_gbps": ..., "ours_min_us": ...,
+//               "mpi_min_us": ..., "ratio_of_mins": ...}, ...]}
+// where the _us figures are medians over the repetitions of each repetition's median, and the
+// _min_us ones the fastest single iteration of all.
 // Never asserts on time.
 
 #include <mpi.h>
@@ -45,6 +50,7 @@ constexpr int kMinIterations = 30;
 constexpr int kMaxIterations = 5000;
 constexpr int kWarmupIterations = 5;
 constexpr int kRefillEvery = 64;  // in-place sums double the values; refill before they overflow
+constexpr int kRepetitionsDefault = 5;
 
 struct Args {
   std::size_t min_bytes = kMinBytesDefault;
@@ -52,10 +58,11 @@ struct Args {
   double seconds_per_size = kSecondsPerSizeDefault;
   AllreduceAlgorithm algorithm = AllreduceAlgorithm::kAuto;
   int simulated_ranks_per_node = 0;
+  int repetitions = kRepetitionsDefault;
 };
 
 const char* kUsage =
-    "usage: bench_allreduce [--min-bytes N] [--max-bytes N] [--seconds-per-size S]\n"
+    "usage: bench_allreduce [--min-bytes N] [--max-bytes N] [--seconds-per-size S] [--repetitions R]\n"
     "                       [--algorithm auto|flat|hierarchical] [--simulated-ranks-per-node K]\n"
     "Run under mpirun, e.g. mpirun -np 2 bench_allreduce. Sizes are the powers of 2 in range.\n";
 
@@ -78,6 +85,8 @@ bool parse_args(int argc, char** argv, Args* args, std::string* error) {
       args->max_bytes = std::strtoull(value.c_str(), &end, 10);
     } else if (flag == "--seconds-per-size") {
       args->seconds_per_size = std::strtod(value.c_str(), &end);
+    } else if (flag == "--repetitions") {
+      args->repetitions = static_cast<int>(std::strtol(value.c_str(), &end, 10));
     } else if (flag == "--simulated-ranks-per-node") {
       args->simulated_ranks_per_node = static_cast<int>(std::strtol(value.c_str(), &end, 10));
     } else if (flag == "--algorithm") {
@@ -97,6 +106,10 @@ bool parse_args(int argc, char** argv, Args* args, std::string* error) {
   }
   if (args->min_bytes < sizeof(float) || args->max_bytes < args->min_bytes) {
     *error = "need 4 <= --min-bytes <= --max-bytes\n";
+    return false;
+  }
+  if (args->repetitions < 1) {
+    *error = "need --repetitions >= 1\n";
     return false;
   }
   return true;
@@ -237,43 +250,74 @@ int main(int argc, char** argv) {
                 "ratio = MPI time / our time\n",
                 ranks, group->node_count(), std::string(to_string(args.algorithm)).c_str(),
                 std::string(to_string(resolved)).c_str());
-    std::printf("%10s %7s %11s %11s %8s %11s %11s %11s %10s\n", "size", "iters", "ours_us",
-                "mpi_us", "ratio", "ours_GB/s", "mpi_GB/s", "hier_us", "min_ratio");
+  }
+  std::vector<std::size_t> byte_sizes;
+  std::vector<int> iterations;
+  for (std::size_t bytes = args.min_bytes; bytes <= args.max_bytes; bytes *= 2) {
+    byte_sizes.push_back(bytes);
+    iterations.push_back(iterations_for(contenders[1], bytes / sizeof(float),
+                                        args.seconds_per_size, static_cast<int>(contenders.size()),
+                                        rank, raw_comm));
+  }
+  // [size][repetition]
+  std::vector<std::vector<Timings>> runs(byte_sizes.size());
+  for (int r = 0; r < args.repetitions; ++r)
+    for (std::size_t i = 0; i < byte_sizes.size(); ++i)
+      runs[i].push_back(
+          measure(contenders, byte_sizes[i] / sizeof(float), iterations[i], rank, raw_comm));
+
+  if (rank == 0) {
+    std::printf("%d repetitions per size; ratio: median of the repetitions' ratios [min, max]\n",
+                args.repetitions);
+    std::printf("%10s %7s %11s %11s %8s %17s %11s %11s %11s %10s\n", "size", "iters", "ours_us",
+                "mpi_us", "ratio", "[min, max]", "ours_GB/s", "mpi_GB/s", "hier_us", "min_ratio");
   }
   nlohmann::json sizes = nlohmann::json::array();
   double min_ratio = 1e300;
-  for (std::size_t bytes = args.min_bytes; bytes <= args.max_bytes; bytes *= 2) {
-    const std::size_t count = bytes / sizeof(float);
-    const int iterations = iterations_for(contenders[1], count, args.seconds_per_size,
-                                          static_cast<int>(contenders.size()), rank, raw_comm);
-    const Timings timings = measure(contenders, count, iterations, rank, raw_comm);
-    const std::vector<double>& t = timings.median_s;
-    const double ratio = t[0] > 0 ? t[1] / t[0] : 0;
+  for (std::size_t i = 0; i < byte_sizes.size(); ++i) {
+    const std::size_t bytes = byte_sizes[i];
+    std::vector<double> ratios, ours_s, mpi_s, hier_s;
+    double ours_min = 1e300, mpi_min = 1e300;
+    for (const Timings& t : runs[i]) {
+      ratios.push_back(t.median_s[0] > 0 ? t.median_s[1] / t.median_s[0] : 0);
+      ours_s.push_back(t.median_s[0]);
+      mpi_s.push_back(t.median_s[1]);
+      hier_s.push_back(t.median_s[2]);
+      ours_min = std::min(ours_min, t.min_s[0]);
+      mpi_min = std::min(mpi_min, t.min_s[1]);
+    }
+    const double ratio = median(ratios);
+    const double ratio_lo = *std::min_element(ratios.begin(), ratios.end());
+    const double ratio_hi = *std::max_element(ratios.begin(), ratios.end());
+    const double ours = median(ours_s), mpi = median(mpi_s), hier = median(hier_s);
     min_ratio = std::min(min_ratio, ratio);
     if (rank == 0) {
-      std::printf("%10s %7d %11.1f %11.1f %8.3f %11.2f %11.2f %11.1f %10.3f\n",
-                  human(bytes).c_str(), iterations, t[0] * 1e6, t[1] * 1e6, ratio,
-                  busbw_gbps(bytes, ranks, t[0]), busbw_gbps(bytes, ranks, t[1]), t[2] * 1e6,
-                  timings.min_s[1] / timings.min_s[0]);
+      std::printf("%10s %7d %11.1f %11.1f %8.3f   [%5.3f, %5.3f] %11.2f %11.2f %11.1f %10.3f\n",
+                  human(bytes).c_str(), iterations[i], ours * 1e6, mpi * 1e6, ratio, ratio_lo,
+                  ratio_hi, busbw_gbps(bytes, ranks, ours), busbw_gbps(bytes, ranks, mpi),
+                  hier * 1e6, mpi_min / ours_min);
       std::fflush(stdout);
     }
     sizes.push_back({{"bytes", bytes},
-                     {"iterations", iterations},
-                     {"ours_us", t[0] * 1e6},
-                     {"mpi_us", t[1] * 1e6},
-                     {"hierarchical_us", t[2] * 1e6},
+                     {"iterations", iterations[i]},
+                     {"ours_us", ours * 1e6},
+                     {"mpi_us", mpi * 1e6},
+                     {"hierarchical_us", hier * 1e6},
                      {"ratio", ratio},
-                     {"ours_min_us", timings.min_s[0] * 1e6},
-                     {"mpi_min_us", timings.min_s[1] * 1e6},
-                     {"ratio_of_mins", timings.min_s[0] > 0 ? timings.min_s[1] / timings.min_s[0] : 0},
-                     {"ours_busbw_gbps", busbw_gbps(bytes, ranks, t[0])},
-                     {"mpi_busbw_gbps", busbw_gbps(bytes, ranks, t[1])}});
+                     {"ratio_min", ratio_lo},
+                     {"ratio_max", ratio_hi},
+                     {"ours_min_us", ours_min * 1e6},
+                     {"mpi_min_us", mpi_min * 1e6},
+                     {"ratio_of_mins", ours_min > 0 ? mpi_min / ours_min : 0},
+                     {"ours_busbw_gbps", busbw_gbps(bytes, ranks, ours)},
+                     {"mpi_busbw_gbps", busbw_gbps(bytes, ranks, mpi)}});
   }
   if (rank == 0) {
     const nlohmann::json summary = {{"benchmark", "allreduce"},
                                     {"ranks", ranks},
                                     {"nodes", group->node_count()},
                                     {"algorithm", std::string(to_string(resolved))},
+                                    {"repetitions", args.repetitions},
                                     {"min_ratio_to_mpi", min_ratio},
                                     {"sizes", sizes}};
     std::printf("%s\n", summary.dump().c_str());

@@ -29,6 +29,7 @@ template <class F> void fields(Assign& m, F&& f) {
   f("number", m.number); f("seed", m.seed); f("params", m.params); f("dataset", m.dataset);
   f("checkpoint", m.checkpoint); f("resume_epoch", m.resume_epoch); f("resume", m.resume);
   f("stop_epoch", m.stop_epoch); f("warm_start", m.warm_start);
+  f("exploit_snapshots", m.exploit_snapshots);
 }
 template <class F> void fields(Wait& m, F&& f) { f("retry_ms", m.retry_ms); }
 template <class F> void fields(Report& m, F&& f) {

@@ -76,6 +76,9 @@ struct Assign {
   // PBT exploit: start from this checkpoint file of another trial (weights and optimizer state
   // after epoch resume_epoch) instead of the trial's own; empty: the trial's own.
   std::string warm_start;
+  // PBT: having trained through stop_epoch, keep that state as exploit_snapshot(checkpoint,
+  // stop_epoch) for other trials to warm-start from, and only the newest this many of them.
+  std::int32_t exploit_snapshots = 0;
 };
 
 struct Wait {

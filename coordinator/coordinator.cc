@@ -8,7 +8,6 @@
 #include <ctime>
 
 #include <algorithm>
-#include <filesystem>
 #include <cmath>
 #include <string_view>
 #include <vector>
@@ -25,10 +24,6 @@ namespace {
 
 // PBT snapshots kept per trial: recipients decide about an epoch while donors move on.
 constexpr int kExploitSnapshotsKept = 3;
-
-std::string exploit_snapshot(const std::string& base, std::int32_t epoch) {
-  return base + ".pbt-" + std::to_string(epoch);
-}
 
 // A batch handles messages for at most this long (at least one) and at most this many, so
 // what it answers waits little for its commit, and a Done that arrives meanwhile little for
@@ -531,7 +526,12 @@ void Coordinator::on_done(Group& group, const Done& done) {
     spdlog::info("done for trial {} attempt {} from '{}' is not current; acknowledged only",
                  done.trial, done.attempt, group.name);
     send(group.name, Ack{done.trial, done.attempt, 0});
-    if (group.trial < 0 && group.joined) assign_or_wait(group);
+    if (group.trial < 0 && group.joined) {
+      // A group that came back with an unacknowledged Done never saw the Assign the previous
+      // coordinator sent after it: that orphan is its next trial, as if it had come back idle.
+      requeue_orphan_of(group);
+      assign_or_wait(group);
+    }
     return;
   }
   const TrialBook::Trial* t = book_->find(done.trial);
@@ -584,8 +584,6 @@ void Coordinator::on_done(Group& group, const Done& done) {
     record(end.state == TrialState::kPaused ? "trial_paused" : "trial_ended", done.trial,
            group.name, std::move(body));
   }
-  if (end.state == TrialState::kPaused && spec_.scheduler.type == "pbt")
-    snapshot_for_exploit(number, end.epoch);
   book_->attempt_ended(done.trial, end, final_loss);
   const SweepProgress& progress = book_->progress();
   switch (end.state) {
@@ -656,24 +654,6 @@ std::string Coordinator::checkpoint_base(std::int32_t number) const {
          ".ckpt";
 }
 
-// A donor keeps training after it paused, and its worker deletes old epoch checkpoints, so the
-// state a later exploit copies is linked aside when the trial pauses. The last few are kept:
-// trials decide about epoch B while the donor may have moved on a few intervals.
-void Coordinator::snapshot_for_exploit(std::int32_t number, std::int32_t epoch) {
-  namespace fs = std::filesystem;
-  const std::string base = checkpoint_base(number);
-  const std::string snapshot = exploit_snapshot(base, epoch);
-  std::error_code ec;
-  fs::remove(snapshot, ec);
-  fs::create_hard_link(checkpoint_file(base, epoch), snapshot, ec);
-  if (ec) fs::copy_file(checkpoint_file(base, epoch), snapshot, ec);
-  if (ec)
-    spdlog::warn("trial {}: cannot keep its checkpoint after epoch {} for PBT ({}); no trial can "
-                 "exploit it",
-                 number, epoch, ec.message());
-  fs::remove(exploit_snapshot(base, epoch - kExploitSnapshotsKept * spec_.scheduler.interval), ec);
-}
-
 std::optional<std::int64_t> Coordinator::new_trial(const Decision& d) {
   TrialRecord record;
   record.experiment_id = experiment_.id;
@@ -695,23 +675,23 @@ std::optional<std::int64_t> Coordinator::new_trial(const Decision& d) {
 bool Coordinator::continue_trial(const Job& job) {
   const TrialBook::Trial& t = *book_->find(job.trial);  // paused: TrialBook::next checked
   const std::int32_t paused_at = book_->effective_target(t.params, t.target_epoch);
+  // The checkpoint lives where only workers may see it: whether it was written, the store
+  // knows from the reports that said so. A file lost after that (a purged scratch) fails the
+  // next attempt on the worker, which names it.
   std::string from = checkpoint_file(checkpoint_base(t.number), paused_at);
+  TrialRecord own;
+  bool written = store_->get_trial(job.trial, &own).ok() && own.checkpoint_epoch >= paused_at;
   std::int32_t donor_number = -1;
   if (job.donor >= 0) {
     TrialRecord donor;
-    if (store_->get_trial(job.donor, &donor).ok()) {
-      donor_number = donor.number;
-      from = exploit_snapshot(checkpoint_base(donor.number), job.donor_epoch);
-    } else {
-      from.clear();
-    }
+    written = store_->get_trial(job.donor, &donor).ok() && donor.checkpoint_epoch >= job.donor_epoch;
+    donor_number = donor.number;
+    from = exploit_snapshot(checkpoint_base(donor.number), job.donor_epoch);
   }
-  std::error_code ec;
-  if (from.empty() || !std::filesystem::exists(from, ec)) {
+  if (checkpoint_base(t.number).empty() || !written) {
     const std::string reason = "cannot continue after epoch " + std::to_string(paused_at) +
-                               " (" + job.reason + "): checkpoint " +
-                               (from.empty() ? std::string("of trial id ") + std::to_string(job.donor) : from) +
-                               " is missing";
+                               " (" + job.reason + "): checkpoint " + from +
+                               " is missing: no report said it was written";
     if (Status s = store_->end_paused_trial(job.trial, TrialState::kFailed, reason); !s.ok()) {
       stop_on(s.With("cannot fail trial " + std::to_string(t.number)));
       return false;
@@ -865,6 +845,7 @@ void Coordinator::start(Group& group, std::int64_t id) {
   assign.resume_epoch = assign.resume ? started.resume_epoch : 0;
   assign.warm_start = assign.resume ? started.warm_start : std::string();
   assign.stop_epoch = group.cut_after > 0 ? group.cut_after : (until < epochs ? until : 0);
+  if (spec_.scheduler.type == "pbt") assign.exploit_snapshots = kExploitSnapshotsKept;
   group.assignment = assign;
   send(group.name, assign);
 }

@@ -137,13 +137,12 @@ class Coordinator {
   // Stores the new trial of decision `d` and enters it in the book; nullopt when the store
   // refused it (the coordinator then stops).
   std::optional<std::int64_t> new_trial(const Decision& d);
-  // Carries out a kContinue job on its paused trial: the checkpoint must exist, else the
-  // trial fails with the reason and false is returned.
+  // Carries out a kContinue job on its paused trial: a report must have said the checkpoint
+  // it continues from was written, else the trial fails with the reason and false is returned.
   bool continue_trial(const Job& job);
   // Starts trial `id` (pending) on `group`.
   void start(Group& group, std::int64_t id);
   std::string checkpoint_base(std::int32_t number) const;
-  void snapshot_for_exploit(std::int32_t number, std::int32_t epoch);
   // Requeues the trials of lost and stalled groups (GroupTable::expire) and of orphans whose
   // groups did not come back.
   void expire_groups();

@@ -465,6 +465,31 @@ int cmd_submit(const CommonArgs& common, SubmitArgs args) {
   jobs.max_running = args.max_running;
   jobs.sbatch_args = args.sbatch_args;
   jobs.dir = dir;
+  // Jobs of the last submission still queued or running reconnect to this coordinator: a
+  // new array on top of them would double the groups the researcher asked for.
+  std::vector<std::string> still_live;
+  if (resubmitted) {
+    if (Status s = live_jobs(previous.jobs, &still_live); !s.ok()) {
+      kill(pid, SIGTERM);
+      waitpid(pid, nullptr, 0);
+      return fail(s.With("cannot tell whether the last submission's jobs still run, so the "
+                         "coordinator was stopped"));
+    }
+  }
+  if (!still_live.empty()) {
+    Submission submission = previous;
+    submission.coordinator = pid;
+    submission.endpoint = jobs.endpoint;
+    submission.log = log;
+    if (Status s = write_submission(record, submission); !s.ok()) return fail(s);
+    std::cout << "Coordinator pid " << pid << " serves '" << spec.name << "' again on "
+              << jobs.endpoint << "; its log: " << log << "\n"
+              << "Worker job(s) " << joined(still_live)
+              << " of the last submission are still queued or running: they reconnect to it, "
+                 "so no new job was submitted (`trellis cancel " << spec.name
+              << "` and submit again for new ones)\n";
+    return 0;
+  }
   std::string job_id, script;
   if (Status s = submit_worker_jobs(jobs, &job_id, &script); !s.ok()) {
     kill(pid, SIGTERM);

@@ -59,6 +59,7 @@ void run_trial(const Assign& assign, Agent* agent, const GroupComm& group) {
   task.resume = assign.resume;
   task.warm_start = assign.warm_start;
   task.stop_epoch = assign.stop_epoch;
+  task.exploit_snapshots = assign.exploit_snapshots;
   Status status = train_config_from_params(assign.params, &task.config);
   TrainResult result;
   if (status.ok()) {

@@ -180,6 +180,37 @@ Status save_checkpoint(const TrialTask& task, const RankState& st, const Positio
   return Status::Ok();
 }
 
+// Rank 0 only, under PBT: the state after `epoch` outlives the trial's own checkpoints (which
+// go as the trial trains on), so that recipients deciding about that epoch later can still
+// warm-start from it; the trial's snapshots before its newest `kept` are removed. A hard link
+// where the filesystem allows one, else a copy.
+Status keep_exploit_snapshot(const std::string& base, int epoch, int kept) {
+  namespace fs = std::filesystem;
+  const fs::path snapshot = exploit_snapshot(base, epoch);
+  std::error_code ec;
+  fs::remove(snapshot, ec);
+  fs::create_hard_link(checkpoint_file(base, epoch), snapshot, ec);
+  if (ec) fs::copy_file(checkpoint_file(base, epoch), snapshot, ec);
+  if (ec)
+    return Status::Error("cannot keep " + snapshot.string() + " for PBT exploits (" +
+                         ec.message() + "): no trial can take this trial's state after epoch " +
+                         std::to_string(epoch));
+  const std::string prefix = fs::path(exploit_snapshot(base, 0)).filename().string();
+  const std::string stem = prefix.substr(0, prefix.size() - 1);  // "trial-N.ckpt.pbt-"
+  std::vector<int> epochs;
+  for (const fs::directory_entry& e : fs::directory_iterator(snapshot.parent_path(), ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(stem, 0) != 0) continue;
+    const std::string digits = name.substr(stem.size());
+    if (!digits.empty() && digits.find_first_not_of("0123456789") == std::string::npos)
+      epochs.push_back(std::stoi(digits));
+  }
+  std::sort(epochs.begin(), epochs.end(), std::greater<>());
+  for (std::size_t i = static_cast<std::size_t>(kept); i < epochs.size(); ++i)
+    fs::remove(exploit_snapshot(base, epochs[i]), ec);
+  return Status::Ok();
+}
+
 // Collective: rank 0 reads the checkpoint and checks it belongs to this trial; every rank then
 // receives its weights and optimizer state, so the group resumes identical.
 Status restore_checkpoint(const TrialTask& task, MPI_Comm comm, RankState* st, Position* at,
@@ -458,6 +489,10 @@ Status train(const TrialTask& task, const GroupComm& group, const TrainerHooks& 
           save_checkpoint(task, st, Position{epoch, 0, 0}, metrics, keep_from(epoch), &removed_below);
       if (!saved.ok()) spdlog::warn("{}", saved.message());
       checkpointed = saved.ok();
+    }
+    if (checkpointed && epoch == task.stop_epoch && task.exploit_snapshots > 0) {
+      const Status kept = keep_exploit_snapshot(task.checkpoint, epoch, task.exploit_snapshots);
+      if (!kept.ok()) spdlog::warn("{}", kept.message());
     }
     int keep_going =
         hooks.on_epoch ? (hooks.on_epoch(epoch, metrics, checkpointed) ? 1 : 0) : 1;

@@ -40,6 +40,9 @@ struct TrialTask {
   // optimizer, any seed. Its epoch must be resume_epoch.
   std::string warm_start;
   int stop_epoch = 0;  // stop after this epoch (0: config.epochs)
+  // PBT: rank 0 keeps the state after stop_epoch as exploit_snapshot(checkpoint, stop_epoch),
+  // and only the newest this many snapshots of the trial (0: none).
+  int exploit_snapshots = 0;
 };
 
 struct TrainerHooks {

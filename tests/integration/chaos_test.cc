@@ -14,6 +14,7 @@
 #include <csignal>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -556,48 +557,97 @@ TEST(ParallelDeterminismTest, ASlowedGroupChangesNoTrialAndNoMetric) {
   if (!::testing::Test::HasFailure() && !getenv("KEEP")) fs::remove_all(dir);
 }
 
-// A coordinator killed after it stored an Assign but before the frame left: its group, idle,
-// comes back to the restarted coordinator naming no trial. That trial must be the group's
-// next one (as in a run without the restart), not wait out the orphans' deadline while newer
-// work goes first. The group is a test client, so the Assign is "lost" for certain.
-TEST(OrphanTest, AnAssignThatNeverArrivedIsTheGroupsNextTrialAfterARestart) {
-  const fs::path dir = worker::testing::fresh_dir("orphan");
-  fs::create_directories(dir / "data");
-  worker::testing::write_dataset(dir / "data", worker::testing::make_pattern_data(600, 8, 1),
-                                 worker::testing::make_pattern_data(200, 8, 2), /*gz=*/false);
-  const std::string spec = (dir / "o.yaml").string();
-  write_text(spec, "name: o\ndataset: {path: " + (dir / "data").string() + "}\n"
-                   "search: {seed: 3, trials: 3}\ntrain: {epochs: 1, batch_size: 32}\n");
-  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
-  const std::vector<std::string> serve = {kTrellis, "--store", (dir / "o.db").string(), "serve",
-                                          spec, "--bind", endpoint, "--insecure", "--liveness",
-                                          "30"};
-  zmq::context_t context;
-  RawClient group(context, endpoint, "group-a");
-  Hello idle;  // names no trial
-  idle.group = "group-a";
+// A coordinator killed after it stored an Assign but before the frame left. The group is a
+// test client, so the Assign is "lost" for certain.
+class OrphanTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = worker::testing::fresh_dir("orphan");
+    fs::create_directories(dir_ / "data");
+    worker::testing::write_dataset(dir_ / "data", worker::testing::make_pattern_data(600, 8, 1),
+                                   worker::testing::make_pattern_data(200, 8, 2), /*gz=*/false);
+    const std::string spec = (dir_ / "o.yaml").string();
+    write_text(spec, "name: o\ndataset: {path: " + (dir_ / "data").string() + "}\n"
+                     "search: {seed: 3, trials: 3}\ntrain: {epochs: 1, batch_size: 32}\n");
+    const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
+    serve_ = {kTrellis, "--store", (dir_ / "o.db").string(), "serve", spec, "--bind", endpoint,
+              "--insecure", "--liveness", "30"};
+    group_ = std::make_unique<RawClient>(context_, endpoint, "group-a");
+    idle_.group = "group-a";
+  }
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+  std::string log(const std::string& name) const { return (dir_ / name).string(); }
+
+  // The restarted coordinator gives the group `lost` again: same trial, a later attempt.
+  void expect_given_again(const Assign& lost, const std::optional<Assign>& again,
+                          const Process& restarted) {
+    ASSERT_TRUE(again.has_value()) << restarted.log();
+    EXPECT_EQ(again->trial, lost.trial) << restarted.log();
+    EXPECT_EQ(again->number, lost.number);
+    EXPECT_GT(again->attempt, lost.attempt);
+    EXPECT_EQ(again->params, lost.params);
+    EXPECT_NE(restarted.log().find("the assignment never reached the group"), std::string::npos)
+        << restarted.log();
+  }
+
+  fs::path dir_;
+  std::vector<std::string> serve_;
+  zmq::context_t context_;
+  std::unique_ptr<RawClient> group_;
+  Hello idle_;  // names no trial
+};
+
+// Its group, idle, comes back to the restarted coordinator naming no trial. That trial must be
+// the group's next one (as in a run without the restart), not wait out the orphans' deadline
+// while newer work goes first.
+TEST_F(OrphanTest, AnAssignThatNeverArrivedIsTheGroupsNextTrialAfterARestart) {
   Assign first;
   {
-    Process killed(serve, (dir / "serve1.log").string());
-    group.send(idle);
-    const auto assign = group.receive<Assign>(30000ms);
+    Process killed(serve_, log("serve1.log"));
+    group_->send(idle_);
+    const auto assign = group_->receive<Assign>(30000ms);
     ASSERT_TRUE(assign.has_value()) << killed.log();
     first = *assign;
     killed.kill_group(SIGKILL);
   }
-  Process restarted(serve, (dir / "serve2.log").string());
+  Process restarted(serve_, log("serve2.log"));
   ASSERT_TRUE(wait_for(restarted, "listening", 30s)) << restarted.log();
-  group.send(idle);
-  const auto again = group.receive<Assign>(30000ms);
-  ASSERT_TRUE(again.has_value()) << restarted.log();
-  EXPECT_EQ(again->trial, first.trial) << restarted.log();
-  EXPECT_EQ(again->number, first.number);
-  EXPECT_GT(again->attempt, first.attempt);
-  EXPECT_EQ(again->params, first.params);
-  EXPECT_NE(restarted.log().find("the assignment never reached the group"), std::string::npos)
-      << restarted.log();
+  group_->send(idle_);
+  expect_given_again(first, group_->receive<Assign>(30000ms), restarted);
   restarted.kill_group(SIGKILL);
-  fs::remove_all(dir);
+}
+
+// The Assign that was lost followed the Ack of the group's last Done, lost with it: the group
+// comes back still naming its finished trial and sends that Done again. Once that is settled,
+// the lost trial is the group's next one (a chaos run once gave it a new trial instead, and
+// the sweep's order, and so ASHA's promotions, differed from the undisturbed run).
+TEST_F(OrphanTest, AnAssignLostAfterAnUnackedDoneIsTheGroupsNextTrialAfterARestart) {
+  Assign first, second;
+  {
+    Process killed(serve_, log("serve1.log"));
+    group_->send(idle_);
+    const auto assign = group_->receive<Assign>(30000ms);
+    ASSERT_TRUE(assign.has_value()) << killed.log();
+    first = *assign;
+    group_->send(Done{first.trial, first.attempt, true, "", {{"val_acc", 0.5}}});
+    const auto next = group_->receive<Assign>(30000ms);
+    ASSERT_TRUE(next.has_value()) << killed.log();
+    second = *next;
+    ASSERT_NE(second.trial, first.trial);
+    killed.kill_group(SIGKILL);
+  }
+  Process restarted(serve_, log("serve2.log"));
+  ASSERT_TRUE(wait_for(restarted, "listening", 30s)) << restarted.log();
+  Hello still_running = idle_;
+  still_running.trial = first.trial;
+  still_running.attempt = first.attempt;
+  group_->send(still_running);
+  ASSERT_TRUE(group_->receive<Stop>(30000ms).has_value()) << restarted.log();
+  group_->send(Done{first.trial, first.attempt, true, "", {{"val_acc", 0.5}}});
+  expect_given_again(second, group_->receive<Assign>(30000ms), restarted);
+  restarted.kill_group(SIGKILL);
 }
 
 }  // namespace

@@ -388,6 +388,61 @@ TEST_F(SweepTest, PbtExploitsTheBestTrialAndRecordsTheLineage) {
   EXPECT_GT(max_difference(after_2, own_1), 1e-2);
 }
 
+// On a cluster the checkpoints go to the compute nodes' scratch, which the login node does not
+// mount. Here the worker group runs in a mount namespace of its own with a private tmpfs over
+// scratch/: the coordinator sees an empty directory there from start to end. PBT continues
+// trials from their own checkpoints and exploits other trials' snapshots, so every way a
+// coordinator once touched a checkpoint file is exercised; the sweep must equal, trial for
+// trial and bit for bit, the same spec run with checkpoints the coordinator can see.
+TEST_F(SweepTest, CheckpointsTheCoordinatorCannotSeeChangeNoTrial) {
+  const fs::path scratch = dir_ / "scratch";
+  fs::create_directories(scratch);
+  const Result probe = run({"unshare", "--mount", "--propagation", "private", "sh", "-c",
+                            "mount -t tmpfs tmpfs \"$0\"", scratch.string()},
+                           file("probe.log"), 30s);
+  if (probe.code != 0)
+    GTEST_SKIP() << "cannot hide a directory in a mount namespace here (unshare --mount and a "
+                    "tmpfs mount need CAP_SYS_ADMIN): "
+                 << probe.output;
+  const std::string spec = write_spec(
+      "hidden", 6, 1, kSpace, "batch_size: 32",
+      "scheduler: {type: pbt, interval: 1, quantile: 0.34, max_epochs: 3}\n");
+  const Result seen = run({kTrellis, "--store", file("seen.db"), "run", spec, "--groups", "1",
+                           "--insecure"},
+                          file("seen.log"));
+  ASSERT_EQ(seen.code, 0) << seen.output;
+
+  const std::string store = file("hidden.db");
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_loopback_port());
+  Process serve({kTrellis, "--store", store, "serve", spec, "--bind", endpoint, "--insecure",
+                 "--checkpoints", (scratch / "checkpoints").string()},
+                file("serve.log"));
+  Process group({"unshare", "--mount", "--propagation", "private", "sh", "-c",
+                 "mount -t tmpfs tmpfs \"$0\" && exec \"$@\"", scratch.string(), "mpirun",
+                 "-np", "1", "--bind-to", "none", kWorker, "--connect", endpoint, "--insecure"},
+                file("group.log"));
+  ASSERT_EQ(serve.wait(300s), 0) << serve.log() << group.log();
+  ASSERT_EQ(group.wait(60s), 0) << group.log();
+  EXPECT_TRUE(fs::is_empty(scratch)) << "the worker's checkpoints leaked to the coordinator's view";
+
+  const json want = export_json(file("seen.db"), "hidden");
+  const json got = export_json(store, "hidden");
+  ASSERT_EQ(got["trials"].size(), want["trials"].size());
+  int exploits = 0;
+  for (std::size_t i = 0; i < want["trials"].size(); ++i) {
+    const json& t = got["trials"][i];
+    const json& w = want["trials"][i];
+    EXPECT_EQ(t["state"], "completed") << t.dump();
+    EXPECT_EQ(t["params"], w["params"]) << "trial " << i;
+    for (const char* name : {"train_loss", "val_loss", "val_acc"})
+      EXPECT_EQ(t["metrics"][name], w["metrics"][name]) << "trial " << i << " " << name;
+    EXPECT_EQ(t["final"], w["final"]) << "trial " << i;
+    EXPECT_EQ(t["lineage"], w["lineage"]) << "trial " << i;
+    exploits += static_cast<int>(t["lineage"].size());
+  }
+  EXPECT_GT(exploits, 0) << "no trial exploited another: the snapshots were never read";
+}
+
 // The checkpoint directory cannot be written (a file sits where it should be made), so the
 // trials pause without checkpoints: each promotion fails that trial with the reason, and the
 // sweep goes on to the end.

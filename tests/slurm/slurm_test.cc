@@ -361,6 +361,16 @@ class SubmitTest : public SlurmTest {
       if (line.rfind("State:", 0) == 0) return line.find('Z') == std::string::npos;
     return false;
   }
+  // Whether the file at `path` comes to hold `text` within `timeout`.
+  static bool log_shows(const std::string& path, const std::string& text,
+                        std::chrono::seconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (read_file(path).find(text) == std::string::npos) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(50ms);
+    }
+    return true;
+  }
   std::string experiment_ = "submitted";
 };
 
@@ -470,22 +480,19 @@ TEST_F(SubmitTest, ARequeuedWorkerJobResumesItsTrialFromTheCheckpoint) {
   ASSERT_GT(pid, 0);
   const std::string task = r["jobs"][0].get<std::string>() + "_0";
   const std::string log_path = file("trellis-" + experiment_ + ".log");
-  auto deadline = std::chrono::steady_clock::now() + 120s;
-  while (read_file(log_path).find("trial 0 epoch 3:") == std::string::npos &&
-         std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(50ms);
-  ASSERT_NE(read_file(log_path).find("trial 0 epoch 3:"), std::string::npos) << read_file(log_path);
+  ASSERT_TRUE(log_shows(log_path, "trial 0 epoch 3:", 120s)) << read_file(log_path);
   const Result requeue = login({"scontrol", "requeue", task}, "requeue.log");
   ASSERT_EQ(requeue.code, 0) << requeue.output;
   // A requeued job waits ~120 s to be eligible again; make it eligible now.
-  deadline = std::chrono::steady_clock::now() + 60s;
+  auto deadline = std::chrono::steady_clock::now() + 60s;
   bool restarted = false;
   while (!restarted && std::chrono::steady_clock::now() < deadline) {
     login({"scontrol", "update", "JobId=" + task, "StartTime=now"}, "update.log");
-    const Result q = login({"squeue", "-h", "-j", task, "-o", "%T"}, "squeue.log");
+    // The requeued job's group took the trial again (it may finish before squeue is asked).
     const std::string log = read_file(log_path);
-    restarted = q.output.find("RUNNING") != std::string::npos &&
-                log.find("requeued: preempted") != std::string::npos;
+    const auto requeued = log.find("requeued: preempted");
+    restarted = requeued != std::string::npos &&
+                log.find("(attempt 2", requeued) != std::string::npos;
     if (!restarted) std::this_thread::sleep_for(500ms);
   }
   ASSERT_TRUE(restarted) << read_file(log_path);
@@ -514,6 +521,57 @@ TEST_F(SubmitTest, ARequeuedWorkerJobResumesItsTrialFromTheCheckpoint) {
       const double a = series[e][1], b = reference[e][1];
       EXPECT_LE(std::abs(a - b), 1e-6 * std::max(1.0, std::abs(b))) << name << " epoch " << e + 1;
     }
+  }
+  for (int i = 0; i < 40 && !live_jobs().empty(); ++i) std::this_thread::sleep_for(250ms);
+  EXPECT_EQ(live_jobs(), "");
+  unsetenv("TRELLIS_HOME");
+}
+
+// The login node's coordinator dies (SIGKILL: an OOM kill, a reboot) while its job trains.
+// The same submit line starts it again on the same port; the running job reconnects and keeps
+// its trial (no second attempt), no new array is submitted, and every epoch is stored once.
+TEST_F(SubmitTest, AResubmittedCoordinatorIsRejoinedByItsRunningJob) {
+  setenv("TRELLIS_HOME", file("keys").c_str(), 1);
+  write_data(16000);
+  const std::string spec = write_spec(1, "", "{batch_size: 32, epochs: 12, hidden_units: 32}");
+  const Result first = submit_sweep(spec, {"--groups", "1"});
+  ASSERT_EQ(first.code, 0) << first.output;
+  const json before = record();
+  const int killed = before.value("coordinator_pid", 0);
+  ASSERT_GT(killed, 0);
+  ASSERT_EQ(before["jobs"].size(), 1u);
+  const std::string log_path = file("trellis-" + experiment_ + ".log");
+  ASSERT_TRUE(log_shows(log_path, "trial 0 epoch 1:", 120s)) << read_file(log_path);
+  ::kill(killed, SIGKILL);
+  for (int i = 0; i < 200 && alive(killed); ++i) std::this_thread::sleep_for(25ms);
+  ASSERT_FALSE(alive(killed));
+
+  const Result again = submit_sweep(spec, {"--groups", "1"});
+  ASSERT_EQ(again.code, 0) << again.output;
+  EXPECT_NE(again.output.find("still queued or running: they reconnect to it, so no new job"),
+            std::string::npos)
+      << again.output;
+  const json after = record();
+  EXPECT_EQ(after["jobs"], before["jobs"]) << "a second array was submitted";
+  EXPECT_EQ(after["endpoint"], before["endpoint"]);
+  const int pid = after.value("coordinator_pid", 0);
+  ASSERT_GT(pid, 0);
+  ASSERT_NE(pid, killed);
+  const auto deadline = std::chrono::steady_clock::now() + 300s;
+  while (alive(pid) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(250ms);
+  const std::string log = read_file(log_path);
+  ASSERT_FALSE(alive(pid)) << log;
+  EXPECT_NE(log.find("reconnected still running trial id"), std::string::npos) << log;
+  EXPECT_EQ(log.find("(attempt 2"), std::string::npos) << log;
+
+  const json got = exported(file("submit.db"), experiment_);
+  ASSERT_EQ(got["trials"].size(), 1u);
+  EXPECT_EQ(got["trials"][0]["state"], "completed") << got.dump();
+  for (const char* name : {"train_loss", "val_loss", "val_acc"}) {
+    const json& series = got["trials"][0]["metrics"][name];
+    ASSERT_EQ(series.size(), 12u) << name << " " << series.dump();  // every epoch, once
+    for (std::size_t e = 0; e < 12; ++e) EXPECT_EQ(series[e][0], e + 1) << name;
   }
   for (int i = 0; i < 40 && !live_jobs().empty(); ++i) std::this_thread::sleep_for(250ms);
   EXPECT_EQ(live_jobs(), "");
