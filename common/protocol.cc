@@ -43,7 +43,7 @@ template <class F> void fields(Stop& m, F&& f) { f("trial", m.trial); f("reason"
 template <class F> void fields(Done& m, F&& f) {
   f("trial", m.trial); f("attempt", m.attempt); f("ok", m.ok); f("error", m.error);
   f("final_metrics", m.final_metrics); f("preempted", m.preempted);
-  f("checkpointed", m.checkpointed);
+  f("checkpointed", m.checkpointed); f("model", m.model); f("model_missing", m.model_missing);
 }
 template <class F> void fields(Ack& m, F&& f) {
   f("trial", m.trial); f("attempt", m.attempt); f("epoch", m.epoch);
@@ -170,9 +170,10 @@ template <class T> void read_value(const msgpack::object& o, T* out) {
   }
 }
 
-// Bounds what a hostile frame can make the unpacker allocate.
+// Bounds what a hostile frame can make the unpacker allocate. Binary data is a model
+// (Done::model), bounded by the frame itself.
 const msgpack::unpack_limit kLimits(/*array=*/1 << 16, /*map=*/1 << 16, /*str=*/1 << 20,
-                                    /*bin=*/1 << 20, /*ext=*/1 << 10, /*depth=*/16);
+                                    /*bin=*/kMaxFrameBytes, /*ext=*/1 << 10, /*depth=*/16);
 
 }  // namespace
 

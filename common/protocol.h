@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "common/dataset_ref.h"
 #include "common/param_value.h"
@@ -116,6 +117,12 @@ struct Done {
   // failure. `checkpointed`: the checkpoint holds the state at the moment of stopping.
   bool preempted = false;
   bool checkpointed = false;
+  // A trial that trained through its last epoch: its final model, in the checkpoint file
+  // format (worker/checkpoint.h) with the weights and the input scaling, for the coordinator to
+  // keep if the trial ranks among the best (coordinator/model_shelf.h). `model_missing` says
+  // why such a trial's model is not here (larger than a frame carries).
+  std::vector<std::uint8_t> model;
+  std::string model_missing;
 };
 
 struct Ack {  // the coordinator stored a Report (epoch >= 1) or a Done (epoch 0)

@@ -539,7 +539,7 @@ Status parse_sweep_spec(const std::string& text, const std::string& source, Swee
     if (!root.IsMap()) return r.error(root, "", "a sweep spec must be a mapping at top level");
     if (Status s = r.check_keys(root, "",
                                 {"name", "description", "dataset", "metric", "search", "train",
-                                 "resources", "scheduler"});
+                                 "resources", "scheduler", "keep_models"});
         !s.ok())
       return s;
     for (const char* key : {"name", "dataset", "search"})
@@ -557,6 +557,11 @@ Status parse_sweep_spec(const std::string& text, const std::string& source, Swee
       if (Status s = read_resources(r, root["resources"], &spec); !s.ok()) return s;
     if (root["scheduler"])
       if (Status s = read_scheduler(r, root["scheduler"], &spec); !s.ok()) return s;
+    if (root["keep_models"]) {
+      std::int64_t keep = 0;
+      if (Status s = r.integer(root["keep_models"], "keep_models", 0, &keep); !s.ok()) return s;
+      spec.keep_models = static_cast<int>(std::min<std::int64_t>(keep, 1 << 20));
+    }
   } catch (const YAML::Exception& e) {
     return Status::Error(source + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }

@@ -19,6 +19,7 @@
 //       # grid search: a float or log_float also needs `points: N`, N values from low to high
 //   train: {batch_size: 128, epochs: 4}   # fixed hyperparameters
 //   resources: {ranks_per_trial: 2}
+//   keep_models: 5                     # the best trials' final models kept beside the store
 //
 // Every error names the file, the line and column, and the field ("spec.yaml:7:5: search.trials:
 // must be an integer >= 1, got 'eight'"), and an unknown key gets a did-you-mean.
@@ -67,6 +68,10 @@ struct SweepSpec {
   int ranks_per_trial = 1;
   int max_concurrent_trials = 0;  // 0: as many as there are groups
   SchedulerSpec scheduler;
+  // The final models of this many best completed trials are kept beside the store
+  // (coordinator/model_shelf.h); 0: none.
+  static constexpr int kDefaultKeepModels = 5;
+  int keep_models = kDefaultKeepModels;
 
   // 16 hex digits identifying the spec text (FNV-1a 64), for provenance and resume checks.
   std::string hash() const;

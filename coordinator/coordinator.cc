@@ -124,6 +124,7 @@ Status Coordinator::Start() {
                  spec_.algorithm, spec_.scheduler.type, spec_.metric, spec_.mode);
   }
   if (Status s = load_progress(); !s.ok()) return s;
+  if (Status s = restore_shelf(); !s.ok()) return s;
   record("coordinator_started", -1, "",
          {{"resumed", existing.has_value()},
           {"version", TRELLIS_VERSION " " TRELLIS_GIT_REVISION},
@@ -166,6 +167,37 @@ Status Coordinator::load_progress() {
                  "for their groups to reconnect",
                  groups_.orphans(), options_.liveness.count());
   return Status::Ok();
+}
+
+Status Coordinator::restore_shelf() {
+  shelf_ = std::make_unique<ModelShelf>(
+      options_.model_dir.empty() ? "" : options_.model_dir + "/" + experiment_.name,
+      options_.model_dir.empty() ? 0 : spec_.keep_models);
+  if (options_.model_dir.empty() || spec_.keep_models == 0) return Status::Ok();
+  std::vector<TrialSummary> trials;
+  if (Status s = store_->trial_summaries(experiment_.id, &trials); !s.ok()) return s;
+  std::vector<ModelShelf::Entry> completed;
+  for (TrialSummary& t : trials) {
+    if (t.state != TrialState::kCompleted) continue;
+    std::optional<double> loss = book_->objective(t.final_metrics);
+    if (!loss) loss = book_->objective(t.last_metrics);
+    if (!loss) continue;
+    completed.push_back({t.id, t.number, *loss, spec_.mode == "max" ? -*loss : *loss,
+                         std::move(t.params), std::move(t.final_metrics)});
+  }
+  return shelf_->restore(std::move(completed)).With("cannot restore the best trials' models");
+}
+
+void Coordinator::shelve(const TrialBook::Trial& t, std::int64_t id, const Done& done,
+                         double loss) {
+  if (!done.model_missing.empty())
+    spdlog::warn("trial {} completed without its model: {}", t.number, done.model_missing);
+  const ModelShelf::Entry entry{id,       t.number,          loss, spec_.mode == "max" ? -loss : loss,
+                                t.params, done.final_metrics};
+  if (Status s = shelf_->offer(entry, done.model); !s.ok()) {
+    spdlog::error("{}; the trial's results are stored, its model is not kept", s.message());
+    record("model_not_kept", id, "", {{"reason", s.message()}});
+  }
 }
 
 Status Coordinator::Run(const std::function<bool()>& keep_going) {
@@ -584,6 +616,7 @@ void Coordinator::on_done(Group& group, const Done& done) {
     record(end.state == TrialState::kPaused ? "trial_paused" : "trial_ended", done.trial,
            group.name, std::move(body));
   }
+  if (end.state == TrialState::kCompleted && loss) shelve(*t, done.trial, done, *loss);
   book_->attempt_ended(done.trial, end, final_loss);
   const SweepProgress& progress = book_->progress();
   switch (end.state) {

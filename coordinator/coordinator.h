@@ -47,6 +47,7 @@
 #include "coordinator/experiment_store.h"
 #include "coordinator/group_table.h"
 #include "coordinator/inbox.h"
+#include "coordinator/model_shelf.h"
 #include "coordinator/trial_book.h"
 #include "coordinator/walltime.h"
 #include "coordinator/zap_handler.h"
@@ -70,6 +71,9 @@ struct CoordinatorOptions {
   // Where workers keep trial checkpoints (a path every worker node can reach); empty: none.
   // Trial n of experiment E checkpoints to DIR/E/trial-n.ckpt.
   std::string checkpoint_dir;
+  // Where the final models of the best trials are kept (model_shelf.h): DIR/E/trial-n.model,
+  // as many as the spec's keep_models; empty: none. `trellis` makes it STORE.models.
+  std::string model_dir;
   // Kept free before a group's batch job ends: Slurm's timers act up to ~30 s late or early,
   // and the group still has to report and leave (walltime.h).
   std::chrono::milliseconds walltime_margin{30000};
@@ -143,6 +147,11 @@ class Coordinator {
   // Starts trial `id` (pending) on `group`.
   void start(Group& group, std::int64_t id);
   std::string checkpoint_base(std::int32_t number) const;
+  // A trial completed: its model goes on the shelf if it ranks among the best. A shelf that
+  // cannot be written is logged and recorded (model_not_kept); the sweep goes on.
+  void shelve(const TrialBook::Trial& t, std::int64_t id, const Done& done, double loss);
+  // The shelf as the store's completed trials make it, after a (re)start.
+  [[nodiscard]] Status restore_shelf();
   // Requeues the trials of lost and stalled groups (GroupTable::expire) and of orphans whose
   // groups did not come back.
   void expire_groups();
@@ -168,6 +177,7 @@ class Coordinator {
   SweepSpec spec_;
   CoordinatorOptions options_;
   std::unique_ptr<TrialBook> book_;  // the trial state machine, made by Start()
+  std::unique_ptr<ModelShelf> shelf_;  // made by Start()
   Status fatal_;  // see stop_on()
   zmq::context_t context_;
   std::unique_ptr<ZapHandler> zap_;  // before socket_: the handshake needs it first

@@ -81,6 +81,11 @@ std::string checkpoint_dir(const CommonArgs& common, const ServeArgs& args) {
   return dir.lexically_normal().string();
 }
 
+// The best trials' models belong to the store they rank in, and go where it goes: STORE.models.
+std::string model_dir(const std::string& store) {
+  return std::filesystem::absolute(store).lexically_normal().string() + ".models";
+}
+
 struct RunArgs {
   ServeArgs serve;
   int groups = 0;
@@ -141,6 +146,7 @@ Status start_coordinator(const CommonArgs& common, const ServeArgs& args, const 
   options.walltime_margin =
       std::chrono::milliseconds(static_cast<long>(args.walltime_margin_s * 1000));
   options.checkpoint_dir = checkpoint_dir(common, args);
+  options.model_dir = model_dir(common.store);
   *coordinator = std::make_unique<Coordinator>(store->get(), spec, options);
   return (*coordinator)->Start();
 }

@@ -1,14 +1,12 @@
 #include "worker/checkpoint.h"
 
-#include <fcntl.h>
-#include <unistd.h>
 #include <zlib.h>
 
-#include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <iterator>
+
+#include "common/atomic_file.h"
 
 namespace trellis::worker {
 namespace {
@@ -92,7 +90,7 @@ const std::vector<float>* Checkpoint::find(const std::string& name) const {
   return nullptr;
 }
 
-Status write_checkpoint(const std::string& path, const Checkpoint& c) {
+std::string encode_checkpoint(const Checkpoint& c) {
   Writer body;
   body.put(c.trial);
   body.put(c.epoch);
@@ -117,48 +115,33 @@ Status write_checkpoint(const std::string& path, const Checkpoint& c) {
   file.put(crc_of(body.bytes().data(), body.bytes().size()));
   auto& out = file.bytes();
   out.insert(out.end(), body.bytes().begin(), body.bytes().end());
+  return std::string(out.begin(), out.end());
+}
 
-  std::error_code ec;
-  const std::filesystem::path target(path);
-  if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path(), ec);
-  if (ec) return Status::Error("checkpoint " + path + ": cannot create its directory: " + ec.message());
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::Error("checkpoint " + tmp + ": cannot open: " + std::strerror(errno));
-  std::size_t written = 0;
-  while (written < out.size()) {
-    const ssize_t n = ::write(fd, out.data() + written, out.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const std::string why = std::strerror(errno);
-      ::close(fd);
-      return Status::Error("checkpoint " + tmp + ": write failed: " + why);
-    }
-    written += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0)
-    return Status::Error("checkpoint " + tmp + ": cannot flush: " + std::strerror(errno));
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    return Status::Error("checkpoint " + path + ": cannot replace: " + std::strerror(errno));
-  return Status::Ok();
+Status write_checkpoint(const std::string& path, const Checkpoint& c) {
+  return write_file_atomically(path, encode_checkpoint(c), "checkpoint " + path);
 }
 
 Status read_checkpoint(const std::string& path, Checkpoint* out) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::Error("checkpoint " + path + ": cannot open");
-  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return decode_checkpoint(bytes, "checkpoint " + path, out);
+}
+
+Status decode_checkpoint(std::string_view bytes, const std::string& what, Checkpoint* out) {
   if (bytes.size() < kHeaderBytes || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
-    return Status::Error("checkpoint " + path + ": not a Trellis checkpoint");
+    return Status::Error(what + ": not a Trellis checkpoint");
   std::uint32_t version = 0, crc = 0;
   std::memcpy(&version, bytes.data() + sizeof kMagic, 4);
   std::memcpy(&crc, bytes.data() + sizeof kMagic + 4, 4);
   if (version != kVersion)
-    return Status::Error("checkpoint " + path + ": format version " + std::to_string(version) +
+    return Status::Error(what + ": format version " + std::to_string(version) +
                          ", this build reads " + std::to_string(kVersion));
   const char* body = bytes.data() + kHeaderBytes;
   const std::size_t size = bytes.size() - kHeaderBytes;
   if (crc_of(body, size) != crc)
-    return Status::Error("checkpoint " + path + ": checksum mismatch (truncated or corrupt)");
+    return Status::Error(what + ": checksum mismatch (truncated or corrupt)");
   Reader r(body, size);
   Checkpoint c;
   std::uint32_t count = 0;
@@ -176,7 +159,7 @@ Status read_checkpoint(const std::string& path, Checkpoint* out) {
     ok = r.get(&buffer.first) && r.get(&buffer.second);
     if (ok) c.buffers.push_back(std::move(buffer));
   }
-  if (!ok || !r.done()) return Status::Error("checkpoint " + path + ": malformed body");
+  if (!ok || !r.done()) return Status::Error(what + ": malformed body");
   *out = std::move(c);
   return Status::Ok();
 }

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -46,5 +47,11 @@ struct Checkpoint {
 [[nodiscard]] Status write_checkpoint(const std::string& path, const Checkpoint& checkpoint);
 // Verifies magic, version and checksum; every failure names the file and what is wrong.
 [[nodiscard]] Status read_checkpoint(const std::string& path, Checkpoint* out);
+
+// The file's bytes, and back: a trial's final model travels to the coordinator in this form
+// (Done::model). `what` names the bytes in errors ("the model of trial 7").
+std::string encode_checkpoint(const Checkpoint& checkpoint);
+[[nodiscard]] Status decode_checkpoint(std::string_view bytes, const std::string& what,
+                                       Checkpoint* out);
 
 }  // namespace trellis::worker

@@ -47,6 +47,24 @@ std::string hostname() {
   return buf;
 }
 
+// What a Done holds besides the model, with room to spare: the model may fill the rest of a
+// frame.
+constexpr std::int64_t kDoneWithoutModelBytes = 1 << 20;
+
+void attach_model(const std::string& model, Done* done) {
+  if (model.empty()) return;
+  if (static_cast<std::int64_t>(model.size()) > kMaxFrameBytes - kDoneWithoutModelBytes) {
+    done->model_missing = "the final model is " + std::to_string(model.size() >> 20) +
+                          " MiB, more than a message to the coordinator carries (" +
+                          std::to_string((kMaxFrameBytes - kDoneWithoutModelBytes) >> 20) +
+                          " MiB)";
+    spdlog::warn("trial id {}: {}; it is not kept beside the store", done->trial,
+                 done->model_missing);
+    return;
+  }
+  done->model.assign(model.begin(), model.end());
+}
+
 // Runs one assigned trial on every rank; rank 0 reports through `agent`.
 void run_trial(const Assign& assign, Agent* agent, const GroupComm& group) {
   TrialTask task;
@@ -93,7 +111,9 @@ void run_trial(const Assign& assign, Agent* agent, const GroupComm& group) {
   } else if (status.ok()) {
     spdlog::info("trial {} of '{}' done after {} epoch(s)", assign.number, assign.experiment,
                  result.epochs_run);
-    agent->done(Done{assign.trial, assign.attempt, true, "", result.final_metrics});
+    Done done{assign.trial, assign.attempt, true, "", result.final_metrics};
+    attach_model(result.model, &done);
+    agent->done(done);
   } else {
     spdlog::error("trial {} of '{}' failed: {}", assign.number, assign.experiment,
                   status.message());

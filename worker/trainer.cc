@@ -211,6 +211,26 @@ Status keep_exploit_snapshot(const std::string& base, int epoch, int kept) {
   return Status::Ok();
 }
 
+// What a trained trial leaves behind: the weights, the input scaling they were trained on, and
+// the final metrics; no optimizer state, since nothing continues from it.
+Checkpoint final_model(const TrialTask& task, const RankState& st, const TrainResult& result) {
+  Checkpoint c;
+  c.trial = task.trial;
+  c.epoch = result.epochs_run;
+  c.seed = task.seed;
+  c.fingerprint = fingerprint(task, st);
+  for (const auto& [name, value] : result.final_metrics) c.metrics.emplace_back(name, value);
+  const Eigen::VectorXf& params = st.model->params();
+  c.buffers.emplace_back("params", std::vector<float>(params.data(), params.data() + params.size()));
+  std::vector<float> mean, inv_std;
+  applied_scaling(st.data, &mean, &inv_std);
+  if (!mean.empty()) {
+    c.buffers.emplace_back("scale.mean", std::move(mean));
+    c.buffers.emplace_back("scale.inv_std", std::move(inv_std));
+  }
+  return c;
+}
+
 // Collective: rank 0 reads the checkpoint and checks it belongs to this trial; every rank then
 // receives its weights and optimizer state, so the group resumes identical.
 Status restore_checkpoint(const TrialTask& task, MPI_Comm comm, RankState* st, Position* at,
@@ -512,6 +532,8 @@ Status train(const TrialTask& task, const GroupComm& group, const TrainerHooks& 
     const auto it = last.find(name);
     if (it != last.end()) result->final_metrics[name] = it->second;
   }
+  if (rank == 0 && !result->stopped_early && result->epochs_run == task.config.epochs)
+    result->model = encode_checkpoint(final_model(task, st, *result));
   return Status::Ok();
 }
 

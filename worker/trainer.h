@@ -71,6 +71,10 @@ struct TrainResult {
   bool checkpointed = false;   // preempted: the checkpoint holds the state it stopped in
   // test_loss, test_acc, and the last epoch's train_loss, val_loss, val_acc.
   MetricMap final_metrics;
+  // Rank 0, when training went through the `epochs` hyperparameter: the final model in the
+  // checkpoint format, with buffers "params" and, for scaled features, "scale.mean" and
+  // "scale.inv_std" (x' = (x - mean) * inv_std); its metrics are final_metrics.
+  std::string model;
 };
 
 // Collective over the group. A failure on any rank (missing file, corrupt data, NaN loss) is

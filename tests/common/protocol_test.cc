@@ -63,6 +63,22 @@ TEST(Protocol, EveryMessageTypeRoundTrips) {
   EXPECT_EQ(d.final_metrics.at("test_acc"), 0.9);
 }
 
+// A final model is binary and may be megabytes: every byte value and a size past the limits
+// that bound strings survive the trip.
+TEST(ProtocolTest, DoneCarriesAModelOfAnyBytes) {
+  Done done{3, 2, true, "", {{"val_acc", 0.5}}};
+  done.model.resize((1 << 20) + 17);
+  for (std::size_t i = 0; i < done.model.size(); ++i)
+    done.model[i] = static_cast<std::uint8_t>(i * 131 + (i >> 8));
+  const Done back = std::get<Done>(round_trip(done));
+  EXPECT_EQ(back.model, done.model);
+  EXPECT_TRUE(back.model_missing.empty());
+  Done without{3, 2, true, "", {}};
+  without.model_missing = "too large";
+  EXPECT_EQ(std::get<Done>(round_trip(without)).model_missing, "too large");
+  EXPECT_TRUE(std::get<Done>(round_trip(without)).model.empty());
+}
+
 // Packs [version, type, body] by hand, to build frames our encoder never would.
 template <class Body>
 std::string frame(std::uint64_t version, std::uint64_t type, const Body& body) {

@@ -71,6 +71,19 @@ void expect_error(const Status& s, std::initializer_list<const char*> parts) {
   for (const char* p : parts) EXPECT_NE(s.message().find(p), std::string::npos) << s.message();
 }
 
+TEST_F(SweepSpecTest, KeepModelsDefaultsToFiveAndTakesZeroOrMore) {
+  SweepSpec s;
+  ASSERT_TRUE(parse(spec(), &s).ok());
+  EXPECT_EQ(s.keep_models, 5);
+  ASSERT_TRUE(parse(spec() + "keep_models: 0\n", &s).ok());
+  EXPECT_EQ(s.keep_models, 0);
+  ASSERT_TRUE(parse(spec() + "keep_models: 12\n", &s).ok());
+  EXPECT_EQ(s.keep_models, 12);
+  expect_error(parse(spec() + "keep_models: -1\n"),
+               {"spec.yaml:11:14", "keep_models", "integer >= 0", "-1"});
+  expect_error(parse(spec() + "keep_model: 3\n"), {"did you mean 'keep_models'"});
+}
+
 TEST_F(SweepSpecTest, SyntaxErrorNamesFileAndLine) {
   expect_error(parse("name: t\nsearch: {trials: 3\n"), {"spec.yaml:", "YAML syntax error"});
 }

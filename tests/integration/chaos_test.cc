@@ -408,6 +408,17 @@ void expect_same_trials(const json& got, const json& want) {
   }
 }
 
+// The files of a store's model shelf (STORE.models/EXPERIMENT), by name, with their bytes.
+std::map<std::string, std::string> shelf_of(const std::string& store) {
+  std::map<std::string, std::string> files;
+  const fs::path dir = store + ".models";
+  if (!fs::is_directory(dir)) return files;
+  for (const auto& f : fs::recursive_directory_iterator(dir))
+    if (f.is_regular_file())
+      files[fs::relative(f.path(), dir).string()] = read_file(f.path().string());
+  return files;
+}
+
 // How many trials the coordinator has started (attempts included) in `log`.
 int starts(const std::string& log) {
   static const std::regex kStart(R"(trial \d+ \(attempt \d+)");
@@ -455,6 +466,15 @@ TEST_P(ReplayChaosTest, TwoCoordinatorKillsChangeNoDecisionAndNoMetric) {
   ASSERT_EQ(got.size(), want.size()) << got.dump(1) << "\nwanted\n" << want.dump(1);
   for (std::size_t i = 0; i < want.size(); ++i) EXPECT_EQ(got[i], want[i]) << "decision " << i;
   expect_same_trials(disturbed, undisturbed);
+  // The best trials' models too, byte for byte, and no other (index.json included).
+  const std::map<std::string, std::string> shelf = shelf_of(store);
+  const std::map<std::string, std::string> calm_shelf = shelf_of(file("calm.db"));
+  EXPECT_GE(calm_shelf.size(), 2u) << "no model was kept";
+  ASSERT_EQ(shelf.size(), calm_shelf.size());
+  for (const auto& [name, bytes] : calm_shelf) {
+    ASSERT_EQ(shelf.count(name), 1u) << name;
+    EXPECT_TRUE(shelf.at(name) == bytes) << name << " differs";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(

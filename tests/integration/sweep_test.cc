@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -209,6 +210,65 @@ std::vector<int> epochs_of(const json& trial) {
   std::vector<int> epochs;
   for (const json& point : trial["metrics"]["val_acc"]) epochs.push_back(point[0]);
   return epochs;
+}
+
+// The model files on a shelf (STORE.models/EXPERIMENT), by trial number.
+std::map<int, worker::Checkpoint> shelf_models(const std::string& store, const std::string& name) {
+  std::map<int, worker::Checkpoint> models;
+  const fs::path dir = store + ".models/" + name;
+  if (!fs::is_directory(dir)) return models;
+  for (const auto& f : fs::directory_iterator(dir)) {
+    const std::string file = f.path().filename().string();
+    if (file == "index.json") continue;
+    worker::Checkpoint c;
+    EXPECT_TRUE(worker::read_checkpoint(f.path().string(), &c).ok()) << file;
+    models[std::stoi(file.substr(file.find('-') + 1))] = std::move(c);
+  }
+  return models;
+}
+
+// The best `keep_models` completed trials (by the sweep's metric, as `trellis trials` ranks)
+// leave their final models beside the store: the weights of their last epoch, the very ones
+// their checkpoint holds, with their final metrics; the other trials leave none.
+TEST_F(SweepTest, TheBestTrialsModelsAreKeptBesideTheStore) {
+  const std::string spec = write_spec("shelf", 5, 1, kSpace, "epochs: 2, batch_size: 32",
+                                      "keep_models: 2\n");
+  const std::string store = file("shelf.db");
+  const Result r = run({kTrellis, "--store", store, "run", spec, "--groups", "1"},
+                       file("run.log"), 300s);
+  ASSERT_EQ(r.code, 0) << r.output;
+  const json trials = export_json(store, "shelf")["trials"];
+  ASSERT_EQ(trials.size(), 5u);
+  std::vector<std::pair<double, int>> ranked;  // -val_acc, number
+  for (const json& t : trials) {
+    ASSERT_EQ(t["state"], "completed") << t.dump();
+    ranked.emplace_back(-t["final"]["val_acc"].get<double>(), t["id"].get<int>());
+  }
+  std::sort(ranked.begin(), ranked.end());
+  const std::map<int, worker::Checkpoint> models = shelf_models(store, "shelf");
+  ASSERT_EQ(models.size(), 2u) << r.output;
+  std::ifstream in(store + ".models/shelf/index.json");
+  const json index = json::parse(in);
+  for (int rank = 0; rank < 2; ++rank) {
+    const int number = ranked[static_cast<std::size_t>(rank)].second;
+    ASSERT_EQ(models.count(number), 1u) << "trial " << number << " ranks " << rank + 1;
+    const worker::Checkpoint& model = models.at(number);
+    EXPECT_EQ(index["models"][rank]["number"], number);
+    EXPECT_EQ(index["models"][rank]["params"], trials[static_cast<std::size_t>(number)]["params"]);
+    EXPECT_EQ(model.epoch, 2);
+    worker::Checkpoint last;
+    const std::string base = file("checkpoints/shelf/trial-" + std::to_string(number) + ".ckpt");
+    ASSERT_TRUE(worker::read_checkpoint(base + ".epoch-2", &last).ok());
+    ASSERT_NE(model.find("params"), nullptr);
+    EXPECT_EQ(*model.find("params"), *last.find("params")) << "trial " << number;
+    for (const auto& [buffer, values] : model.buffers)
+      EXPECT_TRUE(buffer == "params" || buffer.rfind("scale.", 0) == 0)
+          << buffer << ": a model carries no optimizer state";
+    for (const auto& [metric, value] : model.metrics)
+      EXPECT_EQ(value, trials[static_cast<std::size_t>(number)]["final"][metric].get<double>())
+          << metric;
+    EXPECT_EQ(model.metrics.size(), trials[static_cast<std::size_t>(number)]["final"].size());
+  }
 }
 
 // One group, so the order of results, and with it every decision, is fixed: 6 trials reach
@@ -441,6 +501,16 @@ TEST_F(SweepTest, CheckpointsTheCoordinatorCannotSeeChangeNoTrial) {
     exploits += static_cast<int>(t["lineage"].size());
   }
   EXPECT_GT(exploits, 0) << "no trial exploited another: the snapshots were never read";
+  // The best five trials' models reach the store's side all the same, bit for bit as when the
+  // coordinator could see the checkpoints.
+  const std::map<int, worker::Checkpoint> kept = shelf_models(store, "hidden");
+  const std::map<int, worker::Checkpoint> kept_seen = shelf_models(file("seen.db"), "hidden");
+  ASSERT_EQ(kept.size(), 5u) << serve.log();
+  ASSERT_EQ(kept_seen.size(), 5u);
+  for (const auto& [number, model] : kept) {
+    ASSERT_EQ(kept_seen.count(number), 1u) << "trial " << number;
+    EXPECT_EQ(model.buffers, kept_seen.at(number).buffers) << "trial " << number;
+  }
 }
 
 // The checkpoint directory cannot be written (a file sits where it should be made), so the

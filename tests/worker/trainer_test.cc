@@ -172,6 +172,55 @@ TEST_F(TrainerTest, ResumingFromACheckpointEqualsTheUninterruptedRun) {
   EXPECT_EQ(resumed.result.final_metrics, whole.result.final_metrics);
 }
 
+// Rank 0 of a trial that trains through its last epoch hands back the final model: the
+// weights its last checkpoint holds, the scaling its inputs saw, its final metrics, and no
+// optimizer state. A paused attempt has none; the attempt that resumes and finishes has the
+// uninterrupted run's model, byte for byte.
+TEST_F(TrainerTest, TheFinalModelIsTheTrainedWeightsWithTheirScaling) {
+  TrialTask t = task();
+  t.dataset.scaling = "standard";
+  t.checkpoint = (dir_ / "ckpt" / "trial-1.ckpt").string();
+  const Outcome whole = train_once(t);
+  ASSERT_TRUE(whole.status.ok()) << whole.status.message();
+  if (world_rank() != 0) {
+    EXPECT_TRUE(whole.result.model.empty()) << "only rank 0 sends the model";
+    return;
+  }
+  Checkpoint model, last;
+  ASSERT_TRUE(decode_checkpoint(whole.result.model, "the model", &model).ok());
+  ASSERT_TRUE(read_checkpoint(t.checkpoint + ".epoch-3", &last).ok());
+  EXPECT_EQ(model.epoch, 3);
+  EXPECT_EQ(model.seed, t.seed);
+  ASSERT_NE(model.find("params"), nullptr);
+  EXPECT_EQ(*model.find("params"), *last.find("params"));
+  ASSERT_NE(model.find("scale.mean"), nullptr);
+  ASSERT_NE(model.find("scale.inv_std"), nullptr);
+  EXPECT_EQ(model.find("scale.mean")->size(), 64u);
+  EXPECT_EQ(model.find("scale.inv_std")->size(), 64u);
+  EXPECT_EQ(model.buffers.size(), 3u) << "no optimizer state";
+  MetricMap metrics(model.metrics.begin(), model.metrics.end());
+  EXPECT_EQ(metrics, whole.result.final_metrics);
+
+  TrialTask paused = t;
+  paused.stop_epoch = 1;
+  const Outcome first = train_once(paused);
+  ASSERT_TRUE(first.status.ok());
+  EXPECT_TRUE(first.result.model.empty()) << "paused after epoch 1 of 3";
+  TrialTask rest = t;
+  rest.resume_epoch = 1;
+  rest.resume = true;
+  const Outcome resumed = train_once(rest);
+  ASSERT_TRUE(resumed.status.ok()) << resumed.status.message();
+  EXPECT_TRUE(resumed.result.model == whole.result.model);
+
+  TrialTask unscaled = task();
+  const Outcome plain = train_once(unscaled);
+  ASSERT_TRUE(plain.status.ok());
+  Checkpoint plain_model;
+  ASSERT_TRUE(decode_checkpoint(plain.result.model, "the model", &plain_model).ok());
+  EXPECT_EQ(plain_model.find("scale.mean"), nullptr) << "idx pixels are not scaled by default";
+}
+
 // A checkpoint is removed only once the coordinator has stored a newer one: the next attempt
 // resumes from the store's checkpoint epoch, and the reports after the last acknowledged one
 // may be lost with the group.
@@ -287,6 +336,7 @@ TEST_F(TrainerTest, RankZeroCanStopTheTrial) {
   EXPECT_EQ(result.epochs_run, 2);
   EXPECT_TRUE(result.stopped_early);
   EXPECT_EQ(result.final_metrics.count("test_acc"), 1u);
+  EXPECT_TRUE(result.model.empty()) << "a pruned trial leaves no model";
 }
 
 TEST_F(TrainerTest, MissingDatasetNamesThePath) {

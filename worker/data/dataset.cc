@@ -319,13 +319,11 @@ void apply_moments(const std::vector<double>& group, RankData* data) {
     data->scale_mean[i] = mean;
     if (var > 0 && var > kConstantRelativeVariance * mean * mean) data->scale_std[i] = std::sqrt(var);
   }
-  Eigen::VectorXf mean(f), inv_std(f);
-  for (int i = 0; i < f; ++i) {
-    mean[i] = static_cast<float>(data->scale_mean[i]);
-    inv_std[i] = static_cast<float>(1.0 / data->scale_std[i]);
-  }
+  std::vector<float> mean, inv_std;
+  applied_scaling(*data, &mean, &inv_std);
+  const Eigen::Map<const Eigen::VectorXf> m(mean.data(), f), s(inv_std.data(), f);
   for (Eigen::MatrixXf* x : {&data->train_x, &data->test_x})
-    *x = (x->colwise() - mean).array().colwise() * inv_std.array();
+    *x = (x->colwise() - m).array().colwise() * s.array();
 }
 
 template <class Phase>
@@ -414,6 +412,15 @@ Status finish_in_process(std::vector<RankData>* group) {
   }
   for (RankData& data : *group) apply_moments(moments, &data);
   return Status::Ok();
+}
+
+void applied_scaling(const RankData& data, std::vector<float>* mean, std::vector<float>* inv_std) {
+  mean->resize(data.scale_mean.size());
+  inv_std->resize(data.scale_std.size());
+  for (std::size_t i = 0; i < mean->size(); ++i) {
+    (*mean)[i] = static_cast<float>(data.scale_mean[i]);
+    (*inv_std)[i] = static_cast<float>(1.0 / data.scale_std[i]);
+  }
 }
 
 }  // namespace trellis::worker

@@ -97,6 +97,11 @@ struct RankData {
   std::int64_t validation_rows_total() const { return plan->validation_rows(); }
 };
 
+// The standard scaling exactly as applied to the float features, x' = (x - mean) * inv_std;
+// empty when the data is not scaled. A final model carries it, so that predictions on new
+// rows see the features as training did.
+void applied_scaling(const RankData& data, std::vector<float>* mean, std::vector<float>* inv_std);
+
 // Phase 1, local I/O only. `out` is reset first. Errors name the file and where in it.
 [[nodiscard]] Status read_local(const DatasetRef& dataset, const LayoutOptions& layout,
                                 RankData* out);

@@ -1,0 +1,68 @@
+#pragma once
+// ModelShelf: the final models of an experiment's best K completed trials, kept beside the
+// store as DIR/EXPERIMENT/trial-N.model, so that a login node which cannot see the workers'
+// checkpoints (a compute nodes' scratch) can still predict with, export and reproduce from the
+// best trials.
+//
+// A model arrives with its trial's Done (Done::model) in the checkpoint file format; the shelf
+// stores the bytes and never parses them. A model is written only when its trial ranks among
+// the best K so far, and the one it pushes out is deleted; trials rank by the experiment's
+// objective as `trellis trials` ranks them (the final value, else the last reported one),
+// smaller loss first, ties by trial number. A completed trial whose model did not arrive (too
+// large for a frame) still takes its place in the ranking; it has no file.
+//
+// index.json in the directory lists the shelf best first: number, trial id, objective,
+// parameters, final metrics and the model's file name (null when it has none). It and the
+// models are written atomically (common/atomic_file.h).
+//
+// Restart: `restore` rebuilds the ranking from the store's completed trials and removes every
+// model file not among the best K. A model written just before a crash whose Done was never
+// stored goes too; the agent sends that Done again and the model with it. So what is on the
+// shelf is a function of the store's completed trials and of which models arrived.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/param_value.h"
+#include "common/status.h"
+
+namespace trellis::coordinator {
+
+class ModelShelf {
+ public:
+  struct Entry {
+    std::int64_t trial = 0;  // store id
+    std::int32_t number = 0;
+    double loss = 0;  // the objective, smaller is better (negated when maximised)
+    double objective = 0;  // as the metric reads
+    ParamMap params;
+    MetricMap final_metrics;
+    bool has_model = false;  // its file is on the shelf
+  };
+
+  // `dir`: DIR/EXPERIMENT; `keep` 0 keeps nothing (and touches no file).
+  ModelShelf(std::string dir, int keep);
+
+  // After a (re)start: `completed` are the experiment's completed trials with an objective, in
+  // any order; has_model is looked up on disk. Removes model files not among the best.
+  [[nodiscard]] Status restore(std::vector<Entry> completed);
+
+  // A trial completed with `model` (empty: it arrived without one). Kept when it ranks among
+  // the best `keep`; offering a trial again (a resent Done) replaces its entry.
+  [[nodiscard]] Status offer(Entry entry, const std::vector<std::uint8_t>& model);
+
+  // Best first.
+  const std::vector<Entry>& kept() const { return kept_; }
+  const std::string& dir() const { return dir_; }
+  std::string model_path(std::int32_t number) const;
+
+ private:
+  [[nodiscard]] Status write_index() const;
+
+  std::string dir_;
+  std::size_t keep_;
+  std::vector<Entry> kept_;
+};
+
+}  // namespace trellis::coordinator
