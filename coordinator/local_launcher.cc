@@ -40,7 +40,11 @@ Status LocalLauncher::Launch(const LaunchOptions& options) {
       args = {options.srun, "--exact", "--nodes=" + std::to_string(nodes),
               "--ntasks=" + std::to_string(options.ranks_per_group),
               "--ntasks-per-node=" + std::to_string((options.ranks_per_group + nodes - 1) / nodes),
-              "--mpi=pmix", "--kill-on-bad-exit=1", "--job-name=trellis-group-" + std::to_string(g)};
+              "--mpi=pmix", "--kill-on-bad-exit=1", "--job-name=trellis-group-" + std::to_string(g),
+              // Each rank on its own cores. Said outright because srun inside a batch script
+              // inherits the script's SLURM_CPU_BIND (a mask of the whole allocation), which
+              // turns task/affinity's own per-task binding off.
+              "--cpu-bind=cores"};
       args.insert(args.end(), options.mpirun_args.begin(), options.mpirun_args.end());
       args.insert(args.end(), {worker, "--connect", options.endpoint, "--log-level",
                                options.log_level});

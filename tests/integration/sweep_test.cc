@@ -271,6 +271,27 @@ TEST_F(SweepTest, TheBestTrialsModelsAreKeptBesideTheStore) {
   }
 }
 
+// 64 x 2048 x 2048 weights (17 MB) do not fit a message: the trial completes all the same, the
+// worker and the coordinator say why its model is missing, and the index lists it without one.
+TEST_F(SweepTest, AModelTooLargeForAMessageIsNamedAndTheTrialStillCompletes) {
+  const std::string spec =
+      write_spec("large", 1, 1, "", "epochs: 1, batch_size: 100, hidden: [2048, 2048]");
+  const std::string store = file("large.db");
+  const Result r = run({kTrellis, "--store", store, "run", spec, "--groups", "1"},
+                       file("run.log"), 300s);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(export_json(store, "large")["trials"][0]["state"], "completed");
+  EXPECT_NE(r.output.find("trial 0 completed without its model: the final model is 16 MiB, more "
+                          "than a message to the coordinator carries (15 MiB)"),
+            std::string::npos)
+      << r.output;
+  std::ifstream in(store + ".models/large/index.json");
+  const json index = json::parse(in);
+  ASSERT_EQ(index["models"].size(), 1u);
+  EXPECT_TRUE(index["models"][0]["file"].is_null());
+  EXPECT_TRUE(shelf_models(store, "large").empty());
+}
+
 // One group, so the order of results, and with it every decision, is fixed: 6 trials reach
 // rung 1 (epoch 1), the best floor(6/3) = 2 are promoted to epoch 3 and resume from their
 // epoch-1 checkpoints; the other 4 end pruned with the reason.

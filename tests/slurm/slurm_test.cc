@@ -171,9 +171,9 @@ TEST_F(SlurmTest, TheTwoNodesRunOneStepWithTheirOwnHostnames) {
 }
 
 // Same trials, same metrics: random search and FIFO, so no decision depends on a metric. The
-// groups on the cluster train with the nodes' cores (2 threads each), the local ones with one
-// core each: OpenBLAS then sums in another order, so metrics agree to a relative 1e-6, not bit
-// for bit (README, "What else is reproduced").
+// groups on the cluster run with the cores srun binds them to, the local ones with their
+// --cpu-slot share: thread counts may differ, OpenBLAS then sums in another order, so metrics
+// agree to a relative 1e-6, not bit for bit (README, "What else is reproduced").
 TEST_F(SlurmTest, ASweepFromTheSbatchTemplateAcrossBothNodesEqualsTheSameSpecRunOnOneNode) {
   write_data();
   const std::string spec = file("sweep.yaml");
@@ -302,6 +302,14 @@ TEST_F(SlurmTest, AFourRankGroupSpanningBothNodesEndsWithTheOneRankWeights) {
   EXPECT_NE(log.find("allreduce auto is hierarchical here"), std::string::npos) << log;
   EXPECT_TRUE(tcp_between_nodes) << "no trellis-worker on n2 was seen with a TCP connection to n1";
   EXPECT_EQ(live_jobs(), "");
+  // srun bound each rank (task/affinity) and the worker kept that binding: on each node, two
+  // ranks on different PUs.
+  std::map<std::string, std::set<std::string>> pus_by_node;
+  static const std::regex kRank(R"((n[12]) rank \d/4 \(node rank \d/2\): [^\n]*; PUs (\S+) by the launcher)");
+  for (auto m = std::sregex_iterator(log.begin(), log.end(), kRank); m != std::sregex_iterator(); ++m)
+    pus_by_node[(*m)[1]].insert((*m)[2]);
+  EXPECT_EQ(pus_by_node["n1"].size(), 2u) << log;
+  EXPECT_EQ(pus_by_node["n2"].size(), 2u) << log;
 
   const std::vector<float> want = final_weights(file("one/one.db"), "one", 2);
   const std::vector<float> got = final_weights(file("four/four.db"), "four", 2);
