@@ -388,7 +388,8 @@ TEST_F(SubmitTest, ASubmittedAshaSweepCompletesAndLeavesNoJobBehind) {
   write_data();
   setenv("TRELLIS_HOME", file("keys").c_str(), 1);
   const std::string spec =
-      write_spec(6, "scheduler: {type: asha, min_epochs: 1, reduction_factor: 2}\n");
+      write_spec(6, "scheduler: {type: asha, min_epochs: 1, reduction_factor: 2}\n"
+                    "resources: {ranks_per_trial: 2}\n");
   const Result submitted = submit_sweep(spec, {"--groups", "2", "--time", "00:10:00"});
   ASSERT_EQ(submitted.code, 0) << submitted.output;
   EXPECT_NE(submitted.output.find("Submitted worker job array"), std::string::npos)
@@ -409,6 +410,15 @@ TEST_F(SubmitTest, ASubmittedAshaSweepCompletesAndLeavesNoJobBehind) {
   // Both groups joined, one per array task.
   EXPECT_TRUE(fs::exists(file("trellis-" + experiment_ + "-" + job + "_0.log")));
   EXPECT_TRUE(fs::exists(file("trellis-" + experiment_ + "-" + job + "_1.log")));
+  // Each array task's srun bound its two ranks apart (the template's --cpu-bind; without it
+  // both inherit the batch script's mask), as the joins show.
+  static const std::regex kBound(
+      R"(joined: 2 rank\(s\) on \S+ \[[^\n]*; PUs (\S+) by the launcher[^\n]*\n[^\n]*; PUs (\S+) by the launcher)");
+  int bound_groups = 0;
+  for (auto m = std::sregex_iterator(log.begin(), log.end(), kBound); m != std::sregex_iterator();
+       ++m, ++bound_groups)
+    EXPECT_NE((*m)[1], (*m)[2]) << m->str();
+  EXPECT_EQ(bound_groups, 2) << log;
   std::set<std::string> groups;
   const json doc = exported(file("submit.db"), experiment_);
   ASSERT_EQ(doc["trials"].size(), 6u);
