@@ -42,6 +42,57 @@ json provenance_json(const std::string& text) {
   return parsed.is_discarded() ? json(text) : parsed;
 }
 
+// The lineage entries of one trial, oldest first, donors by number.
+json lineage_json(const std::vector<LineageRecord>& lineage, std::int64_t trial_id,
+                  const std::map<std::int64_t, std::int32_t>& number_of) {
+  json out = json::array();
+  for (const LineageRecord& l : lineage) {
+    if (l.trial_id != trial_id) continue;
+    const auto donor = number_of.find(l.donor_id);
+    out.push_back({{"epoch", l.epoch},
+                   {"donor", donor != number_of.end() ? json(donor->second) : json(nullptr)},
+                   {"donor_epoch", l.donor_epoch},
+                   {"params_before", params_object(l.params_before)},
+                   {"params_after", params_object(l.params_after)},
+                   {"reason", l.reason}});
+  }
+  return out;
+}
+
+json trial_json(const TrialRecord& t, const MetricSeries* series, json lineage) {
+  json metrics = json::object();
+  if (series != nullptr) {
+    for (const auto& [name, points] : *series) {
+      json list = json::array();
+      for (const auto& [epoch, value] : points) list.push_back({epoch, number_or_null(value)});
+      metrics[name] = std::move(list);
+    }
+  }
+  json finals = json::object();
+  for (const auto& [name, value] : t.final_metrics) finals[name] = number_or_null(value);
+  return {{"id", t.number},
+          {"state", to_string(t.state)},
+          {"params", params_object(t.params)},
+          {"metrics", std::move(metrics)},
+          {"final", std::move(finals)},
+          {"attempt", t.attempt},
+          {"seed", t.seed},
+          {"group", t.group},
+          {"error", t.error},
+          {"started_at", t.started_at},
+          {"finished_at", t.finished_at},
+          {"checkpoint_epoch", t.checkpoint_epoch},
+          {"target_epoch", t.target_epoch},
+          {"lineage", std::move(lineage)},
+          {"provenance", provenance_json(t.provenance)}};
+}
+
+std::map<std::int64_t, std::int32_t> numbers_by_id(const std::vector<TrialRecord>& trials) {
+  std::map<std::int64_t, std::int32_t> number_of;
+  for (const TrialRecord& t : trials) number_of[t.id] = t.number;
+  return number_of;
+}
+
 Status write_json(const Snapshot& snap, std::ostream& out) {
   const ExperimentRecord& e = snap.experiment;
   json doc;
@@ -50,44 +101,12 @@ Status write_json(const Snapshot& snap, std::ostream& out) {
                        {"seed", e.seed},           {"state", e.state},
                        {"created_at", e.created_at}, {"spec_hash", e.spec_hash},
                        {"spec", e.spec_yaml}};
-  std::map<std::int64_t, std::int32_t> number_of;
-  for (const TrialRecord& t : snap.trials) number_of[t.id] = t.number;
-  std::map<std::int64_t, json> lineage;
-  for (const LineageRecord& l : snap.lineage)
-    lineage[l.trial_id].push_back({{"epoch", l.epoch},
-                                   {"donor", number_of[l.donor_id]},
-                                   {"donor_epoch", l.donor_epoch},
-                                   {"params_before", params_object(l.params_before)},
-                                   {"params_after", params_object(l.params_after)},
-                                   {"reason", l.reason}});
+  const std::map<std::int64_t, std::int32_t> number_of = numbers_by_id(snap.trials);
   json trials = json::array();
   for (const TrialRecord& t : snap.trials) {
-    json params = params_object(t.params);
-    json metrics = json::object();
-    if (auto it = snap.series.find(t.id); it != snap.series.end()) {
-      for (const auto& [name, points] : it->second) {
-        json list = json::array();
-        for (const auto& [epoch, value] : points) list.push_back({epoch, number_or_null(value)});
-        metrics[name] = std::move(list);
-      }
-    }
-    json finals = json::object();
-    for (const auto& [name, value] : t.final_metrics) finals[name] = number_or_null(value);
-    trials.push_back({{"id", t.number},
-                      {"state", to_string(t.state)},
-                      {"params", std::move(params)},
-                      {"metrics", std::move(metrics)},
-                      {"final", std::move(finals)},
-                      {"attempt", t.attempt},
-                      {"seed", t.seed},
-                      {"group", t.group},
-                      {"error", t.error},
-                      {"started_at", t.started_at},
-                      {"finished_at", t.finished_at},
-                      {"checkpoint_epoch", t.checkpoint_epoch},
-                      {"target_epoch", t.target_epoch},
-                      {"lineage", lineage.count(t.id) ? lineage[t.id] : json::array()},
-                      {"provenance", provenance_json(t.provenance)}});
+    const auto series = snap.series.find(t.id);
+    trials.push_back(trial_json(t, series != snap.series.end() ? &series->second : nullptr,
+                                lineage_json(snap.lineage, t.id, number_of)));
   }
   doc["trials"] = std::move(trials);
   json events = json::array();
@@ -106,23 +125,6 @@ Status write_json(const Snapshot& snap, std::ostream& out) {
   // replace: a stray non-UTF-8 byte in a spec or error text must not make the export fail.
   out << doc.dump(2, ' ', false, json::error_handler_t::replace) << '\n';
   return Status::Ok();
-}
-
-// Shortest text that reads back to the same double.
-std::string format_number(double v) {
-  char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  return ec == std::errc() ? std::string(buf, end) : std::string();
-}
-
-std::string csv_field(const std::string& text) {
-  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
-  std::string quoted = "\"";
-  for (char c : text) {
-    if (c == '"') quoted += '"';
-    quoted += c;
-  }
-  return quoted + '"';
 }
 
 std::string param_text(const ParamValue& value) {
@@ -200,6 +202,23 @@ Status write_csv(const Snapshot& snap, std::ostream& out) {
 
 }  // namespace
 
+std::string format_number(double v) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return ec == std::errc() ? std::string(buf, end) : std::string();
+}
+
+std::string csv_field(const std::string& text) {
+  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
+  std::string quoted = "\"";
+  for (char c : text) {
+    if (c == '"') quoted += '"';
+    quoted += c;
+  }
+  return quoted + '"';
+}
+
+
 Status parse_export_format(const std::string& text, ExportFormat* out) {
   if (text == "json") {
     *out = ExportFormat::kJson;
@@ -223,6 +242,32 @@ Status export_experiment(ExperimentStore& store, const std::string& experiment_n
   }
   if (!s.ok()) return s.With("export");
   if (!out) return Status::Error("export '" + experiment_name + "': write failed");
+  return Status::Ok();
+}
+
+Status trial_documents(ExperimentStore& store, const ExperimentRecord& experiment,
+                       const std::vector<std::int32_t>& numbers, std::vector<json>* out) {
+  std::vector<TrialRecord> trials;
+  if (Status s = store.list_trials(experiment.id, &trials); !s.ok()) return s;
+  std::vector<LineageRecord> lineage;
+  if (Status s = store.list_lineage(experiment.id, &lineage); !s.ok()) return s;
+  const std::map<std::int64_t, std::int32_t> number_of = numbers_by_id(trials);
+  out->clear();
+  std::map<std::int32_t, const TrialRecord*> by_number;
+  for (const TrialRecord& t : trials) by_number[t.number] = &t;
+  for (const std::int32_t number : numbers) {
+    const auto found = by_number.find(number);
+    if (found == by_number.end())
+      return Status::Error(
+          "experiment '" + experiment.name + "' has no trial " + std::to_string(number) +
+          (trials.empty() ? std::string(" (it has no trials yet)")
+                          : " (its trials are numbered " + std::to_string(by_number.begin()->first) +
+                                " to " + std::to_string(by_number.rbegin()->first) + ")"));
+    const TrialRecord& t = *found->second;
+    MetricSeries series;
+    if (Status s = store.metric_series(t.id, &series); !s.ok()) return s;
+    out->push_back(trial_json(t, &series, lineage_json(lineage, t.id, number_of)));
+  }
   return Status::Ok();
 }
 

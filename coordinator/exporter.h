@@ -26,8 +26,11 @@
 // metric (sorted), final_NAME per final metric (sorted; repeated on each row of the trial).
 // Fields are quoted per RFC 4180; lines end with "\n"; numbers round-trip exactly.
 
+#include <nlohmann/json.hpp>
+
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "coordinator/experiment_store.h"
@@ -36,11 +39,23 @@ namespace trellis::coordinator {
 
 enum class ExportFormat { kJson, kCsv };
 
+// Shortest text that reads back to the same double ("0.1", "1e-05").
+std::string format_number(double v);
+// `text` as one CSV field (RFC 4180: quoted when it holds a comma, quote or line break).
+std::string csv_field(const std::string& text);
+
 // "json" | "csv".
 [[nodiscard]] Status parse_export_format(const std::string& text, ExportFormat* out);
 
 // Unknown experiment: an error listing the experiments that exist.
 [[nodiscard]] Status export_experiment(ExperimentStore& store, const std::string& experiment_name,
                                        ExportFormat format, std::ostream& out);
+
+// The document the JSON export holds under "trials" for each trial numbered in `numbers`, in
+// that order (`trellis show`, `trellis compare`). A number the experiment does not have is an
+// error naming its range of trial numbers.
+[[nodiscard]] Status trial_documents(ExperimentStore& store, const ExperimentRecord& experiment,
+                                     const std::vector<std::int32_t>& numbers,
+                                     std::vector<nlohmann::json>* out);
 
 }  // namespace trellis::coordinator

@@ -6,6 +6,7 @@
 #include <zmq.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <map>
 #include <cmath>
 #include <cstdlib>
@@ -199,10 +200,26 @@ TEST_F(SweepTest, RunningACompletedSweepAgainChangesNothing) {
   const std::string store = file("again.db");
   ASSERT_EQ(run({kTrellis, "--store", store, "run", spec}, file("first.log")).code, 0);
   const json before = export_json(store, "again");
-  const Result second = run({kTrellis, "--store", store, "run", spec}, file("second.log"));
+  // The global options after the subcommand, as people type them.
+  const Result second =
+      run({kTrellis, "run", spec, "--store", store, "--log-level", "info"}, file("second.log"));
   ASSERT_EQ(second.code, 0) << second.output;
   EXPECT_EQ(second.output.find("started worker group"), std::string::npos) << second.output;
   EXPECT_EQ(export_json(store, "again")["trials"], before["trials"]);
+  for (const std::vector<std::string>& command :
+       {std::vector<std::string>{"trials", "again"}, {"export", "again", "--format", "csv"},
+        {"events", "again"}, {"status", "again"}}) {
+    std::vector<std::string> before_it = {kTrellis, "--store", store, "--log-level", "warn"};
+    before_it.insert(before_it.end(), command.begin(), command.end());
+    std::vector<std::string> after_it = {kTrellis};
+    after_it.insert(after_it.end(), command.begin(), command.end());
+    after_it.insert(after_it.end(), {"--store", store, "--log-level", "warn"});
+    const Result a = run(before_it, file("before.log"));
+    const Result b = run(after_it, file("after.log"));
+    EXPECT_EQ(a.code, 0) << a.output;
+    EXPECT_EQ(b.code, 0) << command[0] << ": " << b.output;
+    EXPECT_EQ(b.output, a.output) << command[0];
+  }
 }
 
 // The epochs of a trial's series, in order.
@@ -268,6 +285,98 @@ TEST_F(SweepTest, TheBestTrialsModelsAreKeptBesideTheStore) {
       EXPECT_EQ(value, trials[static_cast<std::size_t>(number)]["final"][metric].get<double>())
           << metric;
     EXPECT_EQ(model.metrics.size(), trials[static_cast<std::size_t>(number)]["final"].size());
+  }
+}
+
+// The shortest text that reads back to `v`, as trellis prints numbers.
+std::string format_exact(double v) {
+  char buf[64];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, end);
+}
+
+// `trellis compare` shows the rows where trials differ, and every row with --all; `show`
+// gives one trial's parameters, each epoch's metrics and where its model is kept; a trial
+// that does not exist is named with the range that does.
+TEST_F(SweepTest, CompareAndShowReadTheStoreAsTheExportHasIt) {
+  const std::string spec = write_spec("side", 3, 1, kSpace, "epochs: 2, batch_size: 32",
+                                      "keep_models: 1\n");
+  const std::string store = file("side.db");
+  ASSERT_EQ(run({kTrellis, "--store", store, "run", spec, "--groups", "1"}, file("run.log"), 300s)
+                .code,
+            0);
+  const json trials = export_json(store, "side")["trials"];
+  const auto compared = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = {kTrellis, "compare", "side", "0", "2", "--format", "json",
+                                     "--store", store, "--log-level", "warn"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    const Result r = run(argv, file("compare.log"));
+    EXPECT_EQ(r.code, 0) << r.output;
+    std::map<std::string, json> rows;
+    const json doc = json::parse(r.output);
+    for (const json& row : doc["rows"]) rows[row["field"].get<std::string>()] = row["values"];
+    return rows;
+  };
+  const std::map<std::string, json> differing = compared({});
+  const std::map<std::string, json> every = compared({"--all"});
+  // What the export says of the two trials, field by field.
+  for (const auto& [name, value] : trials[0]["params"].items()) {
+    const json pair = {value, trials[2]["params"][name]};
+    ASSERT_EQ(every.count("params." + name), 1u) << name;
+    EXPECT_EQ(every.at("params." + name), pair) << name;
+    EXPECT_EQ(differing.count("params." + name), value != trials[2]["params"][name] ? 1u : 0u)
+        << name;
+  }
+  EXPECT_EQ(differing.count("params.batch_size"), 0u) << "fixed in train:, the same for both";
+  for (const auto& [name, value] : trials[0]["final"].items())
+    EXPECT_EQ(every.at("final." + name), (json{value, trials[2]["final"][name]})) << name;
+  EXPECT_EQ(every.at("state"), (json{"completed", "completed"}));
+
+  const Result table = run({kTrellis, "--store", store, "compare", "side", "0", "1", "2"},
+                           file("table.log"));
+  ASSERT_EQ(table.code, 0) << table.output;
+  EXPECT_EQ(table.output.rfind("trial", 0), 0u) << table.output;
+  EXPECT_NE(table.output.find("params.lr"), std::string::npos) << table.output;
+
+  const Result missing = run({kTrellis, "--store", store, "compare", "side", "0", "7"},
+                             file("missing.log"));
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_NE(missing.output.find("experiment 'side' has no trial 7 (its trials are numbered 0 to 2)"),
+            std::string::npos)
+      << missing.output;
+
+  // The best trial by val_acc (ties by number) is the one whose model is kept.
+  int best = 0;
+  for (int i = 1; i < 3; ++i)
+    if (trials[i]["final"]["val_acc"].get<double>() > trials[best]["final"]["val_acc"].get<double>())
+      best = i;
+  for (int i = 0; i < 3; ++i) {
+    const Result shown = run({kTrellis, "show", "side", std::to_string(i), "--format", "json",
+                              "--store", store},
+                             file("show.log"));
+    ASSERT_EQ(shown.code, 0) << shown.output;
+    json doc = json::parse(shown.output.substr(shown.output.find('{')));
+    const std::string model = doc["model"];
+    doc.erase("model");
+    EXPECT_EQ(doc, trials[i]) << "show's document is the export's";
+    if (i == best)
+      EXPECT_EQ(model, store + ".models/side/trial-" + std::to_string(i) +
+                           ".model (rank 1 of the 1 best)");
+    else
+      EXPECT_NE(model.find("not kept: only the best 1 completed trials' models are"),
+                std::string::npos)
+          << model;
+  }
+  const Result text = run({kTrellis, "--store", store, "show", "side", "1"}, file("text.log"));
+  ASSERT_EQ(text.code, 0) << text.output;
+  EXPECT_NE(text.output.find("trial 1 of 'side': completed, 2 epoch(s)"), std::string::npos)
+      << text.output;
+  // Each epoch's val_acc, as the export has it, on the epoch's line.
+  for (const json& point : trials[1]["metrics"]["val_acc"]) {
+    const std::regex line("\n" + std::to_string(point[0].get<int>()) + " [^\n]*" +
+                          std::regex_replace(format_exact(point[1].get<double>()),
+                                             std::regex(R"([.])"), R"(\.)"));
+    EXPECT_TRUE(std::regex_search(text.output, line)) << text.output;
   }
 }
 
