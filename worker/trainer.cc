@@ -84,7 +84,7 @@ Status read_data(const TrialTask& task, int rank, int ranks, RankState* st) {
   if (!(task.dataset.validation_fraction >= 0 && task.dataset.validation_fraction < 1))
     return Status::Error("validation_fraction must be in [0, 1)");
   const LayoutOptions layout{derive_seed(task.seed, {kDataSeedTag}), c.batch_size, ranks, rank};
-  return read_local(task.dataset, layout, &st->data).With("dataset " + task.dataset.path);
+  return read_local(task.dataset, layout, &st->data);
 }
 
 // Phase 3, rank-local, once the group agreed on features and classes: model and optimizer.

@@ -347,6 +347,10 @@ TEST_F(TrainerTest, MissingDatasetNamesThePath) {
   EXPECT_TRUE(contains(r.status.message(), t.dataset.path)) << r.status.message();
   EXPECT_TRUE(contains(r.status.message(), "rank 0: ")) << r.status.message();
   EXPECT_TRUE(r.epochs.empty());
+  // Named once: "dataset D: dataset D: ..." was what a researcher saw.
+  const std::string named = "dataset " + t.dataset.path + ":";
+  const std::string& m = r.status.message();
+  EXPECT_EQ(m.find(named), m.rfind(named)) << m;
 }
 
 TEST_F(TrainerTest, DivergingLearningRateFailsWithNaN) {

@@ -83,11 +83,11 @@ void bin_rows(const std::vector<std::int64_t>& offsets, std::int64_t data_begin,
 Status read_idx(const DatasetRef& d, const LayoutOptions& l, RankData* out) {
   IdxInfo train_info, test_info;
   Status s = read_idx_info(d.path, IdxSplit::kTrain, &train_info);
-  if (!s.ok()) return s.With("dataset " + d.path);
+  if (!s.ok()) return s;
   s = read_idx_info(d.path, IdxSplit::kTest, &test_info);
-  if (!s.ok()) return s.With("dataset " + d.path);
+  if (!s.ok()) return s;
   if (test_info.height != train_info.height || test_info.width != train_info.width)
-    return Status::Error("dataset " + d.path + ": feature count mismatch: " +
+    return Status::Error("feature count mismatch: " +
                          test_info.images_path + " is " + std::to_string(test_info.height) + "x" +
                          std::to_string(test_info.width) + " but " + train_info.images_path +
                          " is " + std::to_string(train_info.height) + "x" +
@@ -362,11 +362,13 @@ Status read_local(const DatasetRef& dataset, const LayoutOptions& layout, RankDa
   st.declared_classes = dataset.classes;
   st.declared_features = st.format == "libsvm" ? dataset.features : 0;
   const TargetRule rule{st.classification, dataset.classes};
+  // The one place that names the dataset: the readers name only its files.
   return guarded("reading the dataset", [&] {
-    if (st.format == "idx") return read_idx(dataset, layout, out);
-    if (st.format == "csv") return read_csv(dataset, layout, rule, out);
-    return read_libsvm(dataset, layout, rule, out);
-  });
+           if (st.format == "idx") return read_idx(dataset, layout, out);
+           if (st.format == "csv") return read_csv(dataset, layout, rule, out);
+           return read_libsvm(dataset, layout, rule, out);
+         })
+      .With("dataset " + dataset.path);
 }
 
 Status finish_collectively(MPI_Comm comm, RankData* data) {
