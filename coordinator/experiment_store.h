@@ -132,6 +132,19 @@ struct TrialSummary {
   std::string error;            // why it failed, was pruned, or is paused
 };
 
+// The same as a TrialSummary with its parameters and metrics left as the JSON text the store
+// holds (objects: params_codec.h, metrics_json.h), for a reader that passes them on as JSON:
+// the dashboard lists 100,000 trials without parsing them.
+struct TrialListing {
+  std::int64_t id = 0;
+  std::int32_t number = 0;
+  TrialState state = TrialState::kPending;
+  std::string params = "{}";
+  std::string final_metrics = "{}";
+  std::string last_metrics = "{}";
+  std::int32_t epochs_run = 0;
+};
+
 class StatementCache;
 class WalCheckpointer;
 
@@ -212,6 +225,7 @@ class ExperimentStore {
   // Every trial of the experiment in number order, as TrialSummary: one pass over the trials
   // and their final metrics; only trials that have not ended read their reports.
   [[nodiscard]] Status trial_summaries(std::int64_t experiment_id, std::vector<TrialSummary>* out);
+  [[nodiscard]] Status trial_listing(std::int64_t experiment_id, std::vector<TrialListing>* out);
   [[nodiscard]] Status get_trial(std::int64_t trial_id, TrialRecord* out);
 
   // pending -> running with attempt + 1, resuming from the trial's last checkpoint epoch;
@@ -282,6 +296,10 @@ class ExperimentStore {
   // All of for_each_series at once, keyed by trial id (export, tests).
   [[nodiscard]] Status experiment_metrics(std::int64_t experiment_id,
                                           std::map<std::int64_t, MetricSeries>* out);
+
+  // SQLite's data_version: it changes whenever another connection commits to the file, so a
+  // reader (the dashboard) knows when to read again. Opaque: compare it, do not order it.
+  [[nodiscard]] Status data_version(std::int64_t* out);
 
  private:
   explicit ExperimentStore(sqlite3* db);

@@ -115,6 +115,66 @@ Status ExperimentStore::trial_summaries(std::int64_t experiment_id,
   return s.With(where);
 }
 
+Status ExperimentStore::trial_listing(std::int64_t experiment_id, std::vector<TrialListing>* out) {
+  const std::string where = "trial_listing of experiment " + std::to_string(experiment_id);
+  out->clear();
+  Statement st;
+  Status s = st.prepare(db_,
+                        "SELECT id, number, state, params, last_metrics, epochs_run, attempt "
+                        "FROM trials WHERE experiment_id = ?1 ORDER BY number");
+  if (!s.ok()) return s.With(where);
+  st.bind(1, experiment_id);
+  std::unordered_map<std::int64_t, std::size_t> index_of;
+  bool any_live = false;
+  while (st.next_row(&s)) {
+    TrialListing r;
+    r.id = st.i64(0);
+    r.number = static_cast<std::int32_t>(st.i64(1));
+    const std::string state = st.text(2);
+    if (!parse_trial_state(state, &r.state)) {
+      return Status::Error(where + ": trial " + std::to_string(r.id) + " has unknown state '" +
+                           state + "'");
+    }
+    if (std::string params = st.text(3); !params.empty()) r.params = std::move(params);
+    if (is_terminal(r.state)) {
+      if (std::string last = st.text(4); !last.empty()) r.last_metrics = std::move(last);
+      r.epochs_run = static_cast<std::int32_t>(st.i64(5));
+    } else if (st.i64(6) > 0) {
+      any_live = true;
+    }
+    index_of[r.id] = out->size();
+    out->push_back(std::move(r));
+  }
+  if (!s.ok()) return s.With(where);
+
+  std::vector<MetricMap> finals(out->size());
+  Statement finals_st;
+  s = finals_st.prepare(db_,
+                        "SELECT f.trial_id, f.name, f.value FROM finals f "
+                        "JOIN trials t ON t.id = f.trial_id WHERE t.experiment_id = ?1");
+  if (!s.ok()) return s.With(where);
+  finals_st.bind(1, experiment_id);
+  while (finals_st.next_row(&s)) {
+    const auto it = index_of.find(finals_st.i64(0));
+    if (it != index_of.end()) finals[it->second][finals_st.text(1)] = finals_st.real(2);
+  }
+  if (!s.ok()) return s.With(where);
+  for (std::size_t i = 0; i < finals.size(); ++i)
+    if (!finals[i].empty()) (*out)[i].final_metrics = encode_metrics(finals[i]);
+
+  if (!any_live) return Status::Ok();
+  s = read_lineage((std::string("t.experiment_id = ?1 AND t.state NOT IN ") + kTerminalStates)
+                       .c_str(),
+                   experiment_id, false, [&](std::int64_t id, Lineage&& lineage) {
+                     if (auto it = index_of.find(id); it != index_of.end()) {
+                       (*out)[it->second].last_metrics = encode_metrics(lineage.fold.last());
+                       (*out)[it->second].epochs_run = lineage.fold.epochs_run();
+                     }
+                     return Status::Ok();
+                   });
+  return s.With(where);
+}
+
 Status ExperimentStore::get_trial(std::int64_t trial_id, TrialRecord* out) {
   const std::string where = "get_trial " + std::to_string(trial_id);
   Statement st;
@@ -172,6 +232,15 @@ Status ExperimentStore::experiment_metrics(std::int64_t experiment_id,
     out->emplace_hint(out->end(), id, std::move(series));
     return Status::Ok();
   });
+}
+
+Status ExperimentStore::data_version(std::int64_t* out) {
+  Statement st;
+  Status s = st.prepare(db_, "PRAGMA data_version");
+  if (!s.ok()) return s.With("data_version");
+  if (!st.next_row(&s)) return s.ok() ? Status::Error("data_version: no row") : s.With("data_version");
+  *out = st.i64(0);
+  return Status::Ok();
 }
 
 }  // namespace trellis::coordinator
