@@ -70,7 +70,7 @@ Status replay_groups(ExperimentStore& store, const SweepStatus& status,
   std::map<std::string, GroupActivity> groups;
   const auto idle = [&](std::int64_t trial) {
     for (auto& [name, g] : groups)
-      if (g.trial == trial) g.trial = -1, g.number = -1, g.attempt = 0, g.until_epoch = 0;
+      if (g.trial == trial) g.trial = -1, g.number = -1, g.attempt = 0, g.epoch = 0, g.until_epoch = 0;
   };
   for (const EventRecord& e : events) {
     const json body = json::parse(e.body, nullptr, false);
@@ -89,6 +89,7 @@ Status replay_groups(ExperimentStore& store, const SweepStatus& status,
       g.trial = e.trial_id;
       g.attempt = field("attempt");
       g.until_epoch = field("cut_after_epoch") > 0 ? field("cut_after_epoch") : field("until_epoch");
+      g.epoch = field("resume_epoch");  // where it continues, until it reports
       g.since = e.created_at;
     } else if ((e.kind == "trial_ended" || e.kind == "trial_paused") && !e.group.empty()) {
       idle(e.trial_id);
@@ -104,7 +105,9 @@ Status replay_groups(ExperimentStore& store, const SweepStatus& status,
   for (auto& [name, g] : groups) {
     if (g.trial >= 0) {
       if (const auto it = number_of.find(g.trial); it != number_of.end()) g.number = it->second;
-      if (Status s = store.last_epoch(g.trial, g.attempt, &g.epoch); !s.ok()) return s;
+      std::int32_t reported = 0;
+      if (Status s = store.last_epoch(g.trial, g.attempt, &reported); !s.ok()) return s;
+      g.epoch = std::max(g.epoch, reported);
     }
     out->push_back(std::move(g));
   }
@@ -179,7 +182,7 @@ Status sweep_status(ExperimentStore& store, const ExperimentRecord& experiment, 
     out->epochs_budget += static_cast<std::int64_t>(out->planned - out->trials) * rule.unproposed;
   if (rule.budget_epochs > 0)
     out->epochs_budget = std::max(out->epochs_done, std::min(out->epochs_budget, rule.budget_epochs));
-  if (finished) out->epochs_budget = out->epochs_done;
+  if (finished) out->epochs_budget = out->epochs_done, out->budget_is_bound = false;
 
   if (Status s = coordinator_presence(store, experiment, &out->coordinator); !s.ok()) return s;
   std::optional<EventRecord> stopped;
@@ -223,7 +226,9 @@ void print_sweep_status(const SweepStatus& st, std::ostream& out) {
     }
   }
   out << "epochs:      " << epochs_text(st);
-  if (st.budget_is_bound)
+  if (st.experiment.state == "completed")
+    out << " (the sweep finished: every epoch its trials trained)";
+  else if (st.budget_is_bound)
     out << " (" << st.scheduler
         << " stops trials early: the budget counts every unfinished trial's full epochs, and "
            "falls as trials are stopped)";

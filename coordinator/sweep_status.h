@@ -8,12 +8,13 @@
 //   group_readopted, attempt_started, trial_paused / trial_ended from its Done,
 //   trial_requeued, group_lost, group_released, sweep_finished / sweep_stopped), and the
 //   groups are those events replayed since the newest coordinator_started. A group's epoch is
-//   the newest its attempt has reported.
+//   the newest its attempt has reported, or the one it resumed from before its first report.
 // - Epochs done: each trial's highest epoch, summed. The budget is the most the sweep can
 //   still take: each ended trial's epochs, each other trial's full `epochs`, and `epochs` for
 //   every trial the spec still plans, capped by search.budget_epochs. For fifo and PBT (every
 //   trial trains all its epochs) that is exact. For median, ASHA and Hyperband it is an upper
-//   bound: those stop trials early, and the bound falls to the epochs done as they do.
+//   bound: those stop trials early, and the bound falls to the epochs done as they do. Once
+//   the sweep has finished, the budget is the epochs done.
 // - The best trial so far, by the experiment's metric (final value, else the last reported).
 // - Time left: (budget - done) / the epochs per second observed since the coordinator
 //   started (its reports over its time up). Unknown before its first report or when none
@@ -37,7 +38,7 @@ struct GroupActivity {
   std::int64_t trial = -1;   // store id, -1: idle
   std::int32_t number = -1;  // within the experiment
   std::int32_t attempt = 0;
-  std::int32_t epoch = 0;        // the newest epoch the attempt reported (0: none yet)
+  std::int32_t epoch = 0;  // the newest epoch the attempt reported, else the one it resumed from
   std::int32_t until_epoch = 0;  // the epoch the attempt trains through
   std::string since;             // when it joined, or started its attempt
 };

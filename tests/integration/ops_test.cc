@@ -150,7 +150,8 @@ TEST_F(OpsTest, StatusFollowsASweepWhileItRunsAndAfterItEnds) {
       << after.output;
   EXPECT_NE(line_of(after.output, "coordinator:").find("not running"), std::string::npos)
       << after.output;
-  EXPECT_EQ(line_of(after.output, "epochs:"), "epochs:      12 of 12 (trials x epochs)")
+  EXPECT_EQ(line_of(after.output, "epochs:"),
+            "epochs:      12 of 12 (the sweep finished: every epoch its trials trained)")
       << after.output;
   EXPECT_EQ(line_of(after.output, "time left:"), "time left:   none: the sweep finished")
       << after.output;
@@ -324,6 +325,17 @@ TEST_F(OpsTest, RmRemovesOneExperimentsRowsAndFilesAndRefusesWhatItMust) {
   EXPECT_EQ(refused.code, 1) << refused.output;
   EXPECT_NE(refused.output.find("without --yes: stdin is not a terminal"), std::string::npos)
       << refused.output;
+  EXPECT_EQ(rows_of(store, doomed_id), doomed_rows);
+
+  // On a terminal (script(1) gives it one) it asks, and anything but y keeps everything.
+  const Result asked = run({"sh", "-c", "echo n | script -qec \"$0 --store $1 rm doomed\" /dev/null",
+                            kTrellis, store},
+                           file("rm_asked.log"), 60s);
+  EXPECT_NE(asked.output.find("delete experiment 'doomed' (completed, 2 trial(s)) from " + store),
+            std::string::npos)
+      << asked.output;
+  EXPECT_NE(asked.output.find("? [y/N]"), std::string::npos) << asked.output;
+  EXPECT_NE(asked.output.find("nothing removed"), std::string::npos) << asked.output;
   EXPECT_EQ(rows_of(store, doomed_id), doomed_rows);
 
   // Unknown names are named, with what exists.
