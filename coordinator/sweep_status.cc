@@ -209,7 +209,7 @@ Status sweep_status(ExperimentStore& store, const ExperimentRecord& experiment, 
 
 void print_sweep_status(const SweepStatus& st, std::ostream& out) {
   out << "experiment " << st.experiment.name << ": " << st.experiment.state << ", " << st.trials
-      << " of " << st.planned << " planned trial(s)" << trials_by_state(st) << "\n";
+      << " trial(s) of " << st.planned << " planned" << trials_by_state(st) << "\n";
   if (!st.stopped_reason.empty()) out << "stopped:     " << st.stopped_reason << "\n";
   out << "coordinator: " << st.coordinator.describe() << "\n";
   if (st.coordinator.state == CoordinatorPresence::State::kServing) {

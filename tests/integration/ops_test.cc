@@ -145,7 +145,7 @@ TEST_F(OpsTest, StatusFollowsASweepWhileItRunsAndAfterItEnds) {
 
   const Result after = trellis(store, {"status", "followed"}, "status2.log");
   ASSERT_EQ(after.code, 0) << after.output;
-  EXPECT_NE(after.output.find("experiment followed: completed, 2 of 2 planned trial(s), 2 completed"),
+  EXPECT_NE(after.output.find("experiment followed: completed, 2 trial(s) of 2 planned, 2 completed"),
             std::string::npos)
       << after.output;
   EXPECT_NE(line_of(after.output, "coordinator:").find("not running"), std::string::npos)
@@ -218,7 +218,7 @@ TEST_F(OpsTest, AMissingDatasetFileStopsTheSweepAfterTheFirstTrial) {
   }
   EXPECT_EQ(stops, 1) << exported["events"].dump();
   const Result status = trellis(store, {"status", "broken"}, "status.log");
-  EXPECT_NE(status.output.find("experiment broken: failed, 1 of 4 planned trial(s), 1 failed"),
+  EXPECT_NE(status.output.find("experiment broken: failed, 1 trial(s) of 4 planned, 1 failed"),
             std::string::npos)
       << status.output;
   EXPECT_NE(line_of(status.output, "stopped:").find(labels.filename().string()), std::string::npos)
