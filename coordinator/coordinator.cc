@@ -14,6 +14,7 @@
 
 #include "common/checkpoint_path.h"
 #include "coordinator/book_restore.h"
+#include "coordinator/coordinator_presence.h"
 #include "coordinator/params_codec.h"
 #include "common/seed.h"
 #include "common/train_config.h"
@@ -133,13 +134,11 @@ Status Coordinator::Start() {
   // Who serves the experiment, for readers of the store: `trellis status` and `trellis rm`
   // tell a live coordinator by this pid on this host (coordinator_presence.h); `rm` finds
   // the checkpoint directories here.
-  char host[256] = {};
-  ::gethostname(host, sizeof host - 1);
   record("coordinator_started", -1, "",
          {{"resumed", existing.has_value()},
           {"version", TRELLIS_VERSION " " TRELLIS_GIT_REVISION},
           {"pid", static_cast<std::int64_t>(::getpid())},
-          {"host", std::string(host)},
+          {"host", this_host()},
           {"checkpoint_dir", options_.checkpoint_dir},
           {"trials_in_store", book_->progress().proposed}});
   if (!fatal_.ok()) return fatal_;

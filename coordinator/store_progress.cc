@@ -5,60 +5,58 @@
 
 #include "coordinator/experiment_store.h"
 #include "coordinator/sqlite_statement.h"
+#include "coordinator/store_rows.h"
 
 namespace trellis::coordinator {
+namespace {
+
+// The one integer `sql` (parameters ?1, ?2) selects.
+Status scalar(sqlite3* db, StatementCache* cache, const char* sql, std::int64_t first,
+              std::int64_t second, std::int64_t* out) {
+  *out = 0;
+  Statement st;
+  Status s = st.prepare(db, cache, sql);
+  if (!s.ok()) return s;
+  st.bind(1, first);
+  st.bind(2, second);
+  if (st.next_row(&s)) *out = st.i64(0);
+  return s;
+}
+
+}  // namespace
 
 Status ExperimentStore::last_event(std::int64_t experiment_id, const std::string& kind,
                                    std::optional<EventRecord>* out) {
   out->reset();
   Statement st;
   Status s = st.prepare(db_, statements_.get(),
-                        "SELECT seq, COALESCE(trial_id, -1), grp, body, after_report, created_at "
-                        "FROM events WHERE experiment_id = ?1 AND kind = ?2 "
-                        "ORDER BY seq DESC LIMIT 1");
+                        std::string("SELECT ") + kEventColumns +
+                            " FROM events WHERE experiment_id = ?1 AND kind = ?2 "
+                            "ORDER BY seq DESC LIMIT 1");
   if (!s.ok()) return s.With("last_event");
   st.bind(1, experiment_id);
   st.bind(2, kind);
-  if (st.next_row(&s)) {
-    EventRecord e;
-    e.seq = st.i64(0);
-    e.experiment_id = experiment_id;
-    e.kind = kind;
-    e.trial_id = st.i64(1);
-    e.group = st.text(2);
-    e.body = st.text(3);
-    e.after_report = st.i64(4);
-    e.created_at = st.text(5);
-    *out = std::move(e);
-  }
+  if (st.next_row(&s)) *out = read_event(st, experiment_id);
   return s.With("last_event " + kind);
 }
 
 Status ExperimentStore::count_reports(std::int64_t experiment_id, std::int64_t after_id,
                                       std::int64_t* out) {
-  *out = 0;
-  Statement st;
-  Status s = st.prepare(db_, statements_.get(),
-                        "SELECT COUNT(*) FROM reports r JOIN trials t ON t.id = r.trial_id "
-                        "WHERE t.experiment_id = ?1 AND r.id > ?2");
-  if (!s.ok()) return s.With("count_reports");
-  st.bind(1, experiment_id);
-  st.bind(2, after_id);
-  if (st.next_row(&s)) *out = st.i64(0);
-  return s.With("count_reports");
+  return scalar(db_, statements_.get(),
+                "SELECT COUNT(*) FROM reports r JOIN trials t ON t.id = r.trial_id "
+                "WHERE t.experiment_id = ?1 AND r.id > ?2",
+                experiment_id, after_id, out)
+      .With("count_reports");
 }
 
 Status ExperimentStore::last_epoch(std::int64_t trial_id, std::int32_t attempt,
                                    std::int32_t* out) {
-  *out = 0;
-  Statement st;
-  Status s = st.prepare(db_, statements_.get(),
-                        "SELECT COALESCE(MAX(epoch), 0) FROM reports "
-                        "WHERE trial_id = ?1 AND attempt = ?2");
-  if (!s.ok()) return s.With("last_epoch");
-  st.bind(1, trial_id);
-  st.bind(2, attempt);
-  if (st.next_row(&s)) *out = static_cast<std::int32_t>(st.i64(0));
+  std::int64_t epoch = 0;
+  const Status s = scalar(db_, statements_.get(),
+                          "SELECT COALESCE(MAX(epoch), 0) FROM reports "
+                          "WHERE trial_id = ?1 AND attempt = ?2",
+                          trial_id, attempt, &epoch);
+  *out = static_cast<std::int32_t>(epoch);
   return s.With("last_epoch");
 }
 

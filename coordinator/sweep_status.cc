@@ -11,6 +11,7 @@
 #include "common/sweep_spec.h"
 #include "common/train_config.h"
 #include "coordinator/exporter.h"
+#include "coordinator/store_rows.h"
 
 namespace trellis::coordinator {
 namespace {
@@ -49,10 +50,6 @@ EpochRule epoch_rule(const SweepSpec& spec) {
   }
   rule.budget_epochs = spec.budget_epochs;
   return rule;
-}
-
-bool ended(TrialState s) {
-  return s == TrialState::kCompleted || s == TrialState::kPruned || s == TrialState::kFailed;
 }
 
 double now_seconds() {
@@ -167,7 +164,7 @@ Status sweep_status(ExperimentStore& store, const ExperimentRecord& experiment, 
     number_of[t.id] = t.number;
     ++out->by_state[to_string(t.state)];
     out->epochs_done += t.epochs_run;
-    out->epochs_budget += ended(t.state) ? t.epochs_run : std::max(t.epochs_run, rule.of(t.params));
+    out->epochs_budget += is_terminal(t.state) ? t.epochs_run : std::max(t.epochs_run, rule.of(t.params));
     const MetricMap* source[] = {&t.final_metrics, &t.last_metrics};
     for (const MetricMap* m : source) {
       const auto it = m->find(experiment.metric);

@@ -70,6 +70,11 @@ class OpsTest : public ::testing::Test {
     return run(argv, file(log), 120s);
   }
 
+  // `trellis run SPEC --groups 1`.
+  Result run_sweep(const std::string& store, const std::string& spec_path, const std::string& log) {
+    return trellis(store, {"run", spec_path, "--groups", "1"}, log);
+  }
+
   json export_json(const std::string& store, const std::string& experiment) {
     const Result r = trellis(store, {"export", experiment}, "export.log");
     EXPECT_EQ(r.code, 0) << r.output;
@@ -169,7 +174,7 @@ TEST_F(OpsTest, StatusFollowsASweepWhileItRunsAndAfterItEnds) {
   // Without a name: every experiment, a line each.
   const std::string small_spec = spec("small", dataset("small", 600, 8), "  seed: 1\n  trials: 1\n",
                                       "epochs: 1, batch_size: 32");
-  ASSERT_EQ(trellis(store, {"run", small_spec, "--groups", "1"}, "small.log").code, 0);
+  ASSERT_EQ(run_sweep(store, small_spec, "small.log").code, 0);
   const Result all = trellis(store, {"status"}, "status3.log");
   ASSERT_EQ(all.code, 0) << all.output;
   EXPECT_NE(all.output.find("followed  completed  2/2 trials (2 completed)  epochs 12 of 12  best "
@@ -191,7 +196,7 @@ TEST_F(OpsTest, AMissingDatasetFileStopsTheSweepAfterTheFirstTrial) {
                                      "    lr: {type: log_float, low: 1.0e-3, high: 1.0e-2}\n",
                                      "epochs: 2, batch_size: 32");
   const std::string store = file("broken.db");
-  const Result r = trellis(store, {"run", spec_path, "--groups", "1"}, "run.log");
+  const Result r = run_sweep(store, spec_path, "run.log");
   EXPECT_NE(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("trial 0 failed on the dataset, which every trial reads"),
             std::string::npos)
@@ -226,7 +231,7 @@ TEST_F(OpsTest, AMissingDatasetFileStopsTheSweepAfterTheFirstTrial) {
 
   // The dataset fixed, the same command resumes: the failed trial stays failed, the others run.
   fs::rename(dir_ / "labels.aside", labels);
-  const Result again = trellis(store, {"run", spec_path, "--groups", "1"}, "again.log");
+  const Result again = run_sweep(store, spec_path, "again.log");
   ASSERT_EQ(again.code, 0) << again.output;
   const json resumed = export_json(store, "broken");
   EXPECT_EQ(resumed["experiment"]["state"], "completed");
@@ -244,7 +249,7 @@ TEST_F(OpsTest, ATrialsOwnErrorDoesNotStopTheSweep) {
            "    batch_size: {type: categorical, values: [5000, 32, 64]}\n",
            "epochs: 1");
   const std::string store = file("goes-on.db");
-  const Result r = trellis(store, {"run", spec_path, "--groups", "1"}, "run.log");
+  const Result r = run_sweep(store, spec_path, "run.log");
   ASSERT_EQ(r.code, 0) << r.output;
   const json exported = export_json(store, "goes-on");
   EXPECT_EQ(exported["experiment"]["state"], "completed");
@@ -301,9 +306,8 @@ TEST_F(OpsTest, RmRemovesOneExperimentsRowsAndFilesAndRefusesWhatItMust) {
                              "    lr: {type: log_float, low: 1.0e-3, high: 1.0e-2}\n";
   const std::string store = file("shared.db");
   for (const char* name : {"doomed", "kept"}) {
-    const Result r = trellis(store, {"run", spec(name, data, search, "epochs: 2, batch_size: 32"),
-                                     "--groups", "1"},
-                             std::string(name) + ".log");
+    const Result r = run_sweep(store, spec(name, data, search, "epochs: 2, batch_size: 32"),
+                               std::string(name) + ".log");
     ASSERT_EQ(r.code, 0) << r.output;
   }
   const json doomed = export_json(store, "doomed");
