@@ -240,6 +240,38 @@ TEST_F(OpsTest, AMissingDatasetFileStopsTheSweepAfterTheFirstTrial) {
   for (int t = 1; t < 4; ++t) EXPECT_EQ(resumed["trials"][t]["state"], "completed") << t;
 }
 
+// Two groups: whichever trial fails first stops the sweep; a trial the other group was running
+// then goes back to pending (not failed), and no further trial starts.
+TEST_F(OpsTest, ADatasetErrorWithTwoGroupsFailsOneTrialAndRequeuesTheOther) {
+  const fs::path data = dataset("data", 1200, 8);
+  fs::remove(data / "t10k-images-idx3-ubyte");
+  const std::string spec_path = spec("broken2", data, "  seed: 3\n  trials: 6\n",
+                                     "epochs: 2, batch_size: 32");
+  const std::string store = file("broken2.db");
+  const Result r = trellis(store, {"run", spec_path, "--groups", "2"}, "run.log");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("t10k-images-idx3-ubyte"), std::string::npos) << r.output;
+  const json exported = export_json(store, "broken2");
+  EXPECT_EQ(exported["experiment"]["state"], "failed");
+  int failed = 0, pending = 0;
+  for (const json& t : exported["trials"]) {
+    failed += t["state"] == "failed";
+    pending += t["state"] == "pending";
+  }
+  EXPECT_EQ(failed, 1) << exported["trials"].dump();
+  EXPECT_EQ(failed + pending, static_cast<int>(exported["trials"].size()))
+      << exported["trials"].dump();
+  EXPECT_LE(exported["trials"].size(), 2u) << "a trial started after the stop";
+  int stops = 0;
+  for (const json& e : exported["events"]) {
+    if (e["kind"] != "sweep_stopped") continue;
+    ++stops;
+    EXPECT_EQ(e["data"]["requeued"], pending) << e.dump();
+    EXPECT_EQ(e["data"]["never_started"], 6 - static_cast<int>(exported["trials"].size()));
+  }
+  EXPECT_EQ(stops, 1);
+}
+
 TEST_F(OpsTest, ATrialsOwnErrorDoesNotStopTheSweep) {
   // batch_size 5000 is more than the 1080 training rows: that trial's fault, not the dataset's.
   const fs::path data = dataset("data", 1200, 8);
