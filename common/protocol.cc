@@ -44,6 +44,7 @@ template <class F> void fields(Done& m, F&& f) {
   f("trial", m.trial); f("attempt", m.attempt); f("ok", m.ok); f("error", m.error);
   f("final_metrics", m.final_metrics); f("preempted", m.preempted);
   f("checkpointed", m.checkpointed); f("model", m.model); f("model_missing", m.model_missing);
+  f("error_kind", m.error_kind);
 }
 template <class F> void fields(Ack& m, F&& f) {
   f("trial", m.trial); f("attempt", m.attempt); f("epoch", m.epoch);
@@ -111,6 +112,8 @@ template <class T> void pack_value(Writer& w, const T& v) {
       w.pk.pack(k);
       pack_value(w, x);
     }
+  } else if constexpr (std::is_same_v<T, ErrorKind>) {
+    w.pk.pack(static_cast<std::int32_t>(v));
   } else if constexpr (std::is_same_v<T, double>) {
     // Never msgpack-cxx's pack_double: besides turning 1.0 into an int, it converts 2^64 to
     // uint64 (undefined behaviour, found by tests/fuzz). Readers take ints and floats alike.
@@ -165,6 +168,14 @@ template <class T> void read_value(const msgpack::object& o, T* out) {
       if (kv.key.type != msgpack::type::STR) throw DecodeError("parameter name is not a string");
       read_value(kv.val, &(*out)[kv.key.as<std::string>()]);
     }
+  } else if constexpr (std::is_same_v<T, ErrorKind>) {
+    // Any integer is accepted: only kDataset stops a sweep, and a value this side does not
+    // know must not, nor may it drop the Done (the agent would resend it forever).
+    if (o.type != msgpack::type::POSITIVE_INTEGER && o.type != msgpack::type::NEGATIVE_INTEGER)
+      throw DecodeError("not an integer");  // a malformed field, as for any other field
+    const bool dataset = o.type == msgpack::type::POSITIVE_INTEGER &&
+                         o.via.u64 == static_cast<std::uint64_t>(ErrorKind::kDataset);
+    *out = dataset ? ErrorKind::kDataset : ErrorKind::kTrial;
   } else {
     o.convert(*out);  // throws msgpack::type_error on a kind mismatch
   }

@@ -107,6 +107,17 @@ struct Stop {  // stop this trial now (pruned)
   std::string reason;
 };
 
+// What a failed Done's error says about the rest of the sweep. On the wire an integer; a value
+// this side does not know (a newer peer's), like a missing one (an older peer's), reads as
+// kTrial, so the worst an odd value can do is let a sweep go on.
+enum class ErrorKind : std::int32_t {
+  kTrial = 0,    // this trial's own (its hyperparameters, a NaN loss, memory, a checkpoint):
+                 // another trial or another attempt may succeed
+  kDataset = 1,  // the dataset cannot be read as the spec says (a missing, truncated or corrupt
+                 // file, labels that do not match the rows): every trial would fail the same
+                 // way, so the coordinator stops the sweep
+};
+
 struct Done {
   std::int64_t trial = 0;
   std::int32_t attempt = 0;
@@ -123,6 +134,7 @@ struct Done {
   // why such a trial's model is not here (larger than a frame carries).
   std::vector<std::uint8_t> model;
   std::string model_missing;
+  ErrorKind error_kind = ErrorKind::kTrial;  // when !ok
 };
 
 struct Ack {  // the coordinator stored a Report (epoch >= 1) or a Done (epoch 0)

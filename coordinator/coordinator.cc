@@ -14,6 +14,7 @@
 
 #include "common/checkpoint_path.h"
 #include "coordinator/book_restore.h"
+#include "coordinator/coordinator_presence.h"
 #include "coordinator/params_codec.h"
 #include "common/seed.h"
 #include "common/train_config.h"
@@ -125,10 +126,20 @@ Status Coordinator::Start() {
   }
   if (Status s = load_progress(); !s.ok()) return s;
   if (Status s = restore_shelf(); !s.ok()) return s;
+  if (existing && existing->state == "failed") {
+    // Stopped on its dataset before: serving it again is the retry.
+    if (Status s = store_->set_experiment_state(experiment_.id, "running"); !s.ok()) return s;
+    experiment_.state = "running";
+  }
+  // Who serves the experiment, for readers of the store: `trellis status` and `trellis rm`
+  // tell a live coordinator by this pid on this host (coordinator_presence.h); `rm` finds
+  // the checkpoint directories here.
   record("coordinator_started", -1, "",
          {{"resumed", existing.has_value()},
           {"version", TRELLIS_VERSION " " TRELLIS_GIT_REVISION},
           {"pid", static_cast<std::int64_t>(::getpid())},
+          {"host", this_host()},
+          {"checkpoint_dir", options_.checkpoint_dir},
           {"trials_in_store", book_->progress().proposed}});
   if (!fatal_.ok()) return fatal_;
 
@@ -216,6 +227,7 @@ Status Coordinator::Run(const std::function<bool()>& keep_going) {
       }
     }
     if (Status s = serve_turn(); !s.ok()) return s;
+    if (!stopped_.ok()) return stopped_;  // committed: the store says why
     book_->check_finished();
     if (!fatal_.ok()) return fatal_;
   }
@@ -283,12 +295,12 @@ Status Coordinator::serve_batch(bool reports) {
   const auto deadline = std::chrono::steady_clock::now() + kBatchBudget;
   int handled = 0;
   Inbox::Item item;
-  while (fatal_.ok() && std::chrono::steady_clock::now() < deadline &&
+  while (fatal_.ok() && stopped_.ok() && std::chrono::steady_clock::now() < deadline &&
          inbox_.pop(reports && handled < kMaxMessagesPerBatch, &item)) {
     ++handled;
     handle_frame(item.identity, item.frame);
   }
-  if (reports && fatal_.ok()) {
+  if (reports && fatal_.ok() && stopped_.ok()) {
     const auto now = std::chrono::steady_clock::now();
     if (now - last_timers_ >= kTimerInterval) {
       last_timers_ = now;
@@ -637,6 +649,10 @@ void Coordinator::on_done(Group& group, const Done& done) {
                     progress.total);
       break;
   }
+  if (end.state == TrialState::kFailed && done.error_kind == ErrorKind::kDataset) {
+    stop_sweep(done.trial, number, done.error);
+    return;
+  }
   if (!current) return;
   group.trial = -1;
   assign_or_wait(group);
@@ -657,6 +673,32 @@ void Coordinator::stop_on(const Status& error) {
   if (!fatal_.ok()) return;
   spdlog::error("stopping: {}", error.message());
   fatal_ = error;
+}
+
+void Coordinator::stop_sweep(std::int64_t trial, std::int32_t number, const std::string& error) {
+  const std::string reason = "trial " + std::to_string(number) +
+                             " failed on the dataset, which every trial reads: " + error;
+  std::vector<std::int64_t> running;
+  for (const auto& [identity, group] : groups_.groups())
+    if (group.trial >= 0 && group.trial != trial) running.push_back(group.trial);
+  for (const std::int64_t other : running)
+    requeue(other, "the sweep stopped: " + reason, Requeue::kNotTheTrialsFault);
+  if (Status s = store_->set_experiment_state(experiment_.id, "failed"); !s.ok()) {
+    stop_on(s.With("cannot record that the sweep stopped"));
+    return;
+  }
+  experiment_.state = "failed";
+  const SweepProgress& progress = book_->progress();
+  record("sweep_stopped", trial, "",
+         {{"reason", reason}, {"trials", progress.proposed}, {"completed", progress.completed},
+          {"failed", progress.failed}, {"requeued", running.size()},
+          {"never_started", std::max(0, progress.total - progress.proposed)}});
+  for (const auto& [identity, group] : groups_.groups())
+    send(identity, Shutdown{"the sweep stopped: " + reason});
+  spdlog::error("stopping the sweep: {}", reason);
+  stopped_ = Status::Error(
+      reason + " (" + std::to_string(std::max(0, progress.total - progress.proposed)) +
+      " trial(s) never started; fix the dataset and run the same spec again: the sweep resumes)");
 }
 
 void Coordinator::requeue(std::int64_t trial, const std::string& reason, Requeue why) {

@@ -9,7 +9,12 @@
 // groups.
 //
 // The sweep ends when nothing runs or waits and the scheduler has nothing left: trials still
-// paused then are marked pruned with the scheduler's reason.
+// paused then are marked pruned with the scheduler's reason. It stops early when a trial
+// fails on its dataset (Done::error_kind kDataset: a missing, truncated or corrupt file, which
+// every trial reads): in the commit that fails that trial, the trials other groups run go
+// back to pending, the experiment becomes "failed" with a `sweep_stopped` event that says
+// why, every group is told to shut down, and Run() returns the error. No further trial is
+// started. Serving the same spec again resumes it (once the dataset is fixed).
 //
 // Faults: a busy group silent past `liveness` is lost; its trial goes back to pending and
 // resumes from its last checkpoint, or fails once it was lost `max_failures` times. So is a
@@ -96,6 +101,8 @@ class Coordinator {
   const ExperimentRecord& experiment() const { return experiment_; }
   SweepProgress progress() const { return book_ ? book_->progress() : SweepProgress{}; }
   bool finished() const { return book_ && book_->finished(); }
+  // The sweep stopped on a dataset error (see the top of this file): Run()'s error says why.
+  bool stopped() const { return !stopped_.ok(); }
 
   // Serves until the sweep is finished (every group is then told to shut down) or
   // `keep_going` returns false. `keep_going` is called about every poll interval.
@@ -164,6 +171,9 @@ class Coordinator {
   // `trial` -1 for none. A failed write stops the coordinator like any store error.
   void record(const char* kind, std::int64_t trial, const std::string& group,
               nlohmann::json body);
+  // Trial `number` (id `trial`) failed on its dataset: stops the sweep as the top of this file
+  // says, inside the open batch.
+  void stop_sweep(std::int64_t trial, std::int32_t number, const std::string& error);
   // A trial's group is gone: back to pending (or failed at max_failures).
   void requeue(std::int64_t trial, const std::string& reason, Requeue why);
   // Queued in outbox_ during a turn, sent when its batch is committed; sent at once otherwise.
@@ -179,6 +189,7 @@ class Coordinator {
   std::unique_ptr<TrialBook> book_;  // the trial state machine, made by Start()
   std::unique_ptr<ModelShelf> shelf_;  // made by Start()
   Status fatal_;  // see stop_on()
+  Status stopped_;  // see stop_sweep(): returned by Run() once its batch is committed
   zmq::context_t context_;
   std::unique_ptr<ZapHandler> zap_;  // before socket_: the handshake needs it first
   std::unique_ptr<zmq::socket_t> socket_;

@@ -46,7 +46,9 @@ struct ExperimentRecord {
   std::string metric;        // the metric the sweep optimises, e.g. "val_acc"
   std::string mode = "max";  // "max" | "min"
   std::uint64_t seed = 0;
-  std::string state = "running";  // "running" | "completed"
+  // "running" | "completed" | "failed" (stopped on its dataset: the `sweep_stopped` event
+  // says why; serving it again resumes it)
+  std::string state = "running";
   std::string created_at;         // ISO 8601 UTC, set by the store
 };
 
@@ -154,6 +156,16 @@ struct StoreOptions {
   std::string filesystem;
 };
 
+// What delete_experiment removed: rows per table, in the order they went.
+struct DeletedRows {
+  std::vector<std::pair<std::string, std::int64_t>> tables;
+  std::int64_t total() const {
+    std::int64_t n = 0;
+    for (const auto& [table, rows] : tables) n += rows;
+    return n;
+  }
+};
+
 // How commits reach the disk, as the connection runs it (PRAGMA journal_mode, synchronous).
 struct Durability {
   std::string journal_mode;  // "wal" on a local filesystem, "delete" on a network one
@@ -218,6 +230,20 @@ class ExperimentStore {
   // Fills record->id and record->created_at. Fails if the name exists.
   [[nodiscard]] Status create_experiment(ExperimentRecord* record);
   [[nodiscard]] Status set_experiment_state(std::int64_t experiment_id, const std::string& state);
+
+  // Removes the experiment and every row of it, in every table (those keyed by experiment_id,
+  // trial_id or donor_id, found from the schema, so a table added later goes too), in one
+  // transaction: all of it or nothing. Not in a batch.
+  [[nodiscard]] Status delete_experiment(std::int64_t experiment_id, DeletedRows* out);
+
+  // For readers following a sweep (sweep_status.h): the experiment's newest event of `kind`
+  // (none: *out empty); how many of its reports have an id above `after_id`; and the highest
+  // epoch (trial, attempt) has reported (0: none).
+  [[nodiscard]] Status last_event(std::int64_t experiment_id, const std::string& kind,
+                                  std::optional<EventRecord>* out);
+  [[nodiscard]] Status count_reports(std::int64_t experiment_id, std::int64_t after_id,
+                                     std::int64_t* out);
+  [[nodiscard]] Status last_epoch(std::int64_t trial_id, std::int32_t attempt, std::int32_t* out);
 
   // Inserts a pending trial; fills record->id.
   [[nodiscard]] Status add_trial(TrialRecord* record);

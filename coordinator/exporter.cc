@@ -103,6 +103,7 @@ std::map<std::int64_t, std::int32_t> numbers_by_id(const std::vector<TrialRecord
 Status write_json(const Snapshot& snap, std::ostream& out) {
   const ExperimentRecord& e = snap.experiment;
   json doc;
+  doc["format_version"] = kExportFormatVersion;
   doc["experiment"] = {{"name", e.name},           {"id", e.id},
                        {"metric", e.metric},       {"mode", e.mode},
                        {"seed", e.seed},           {"state", e.state},

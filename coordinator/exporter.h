@@ -2,7 +2,8 @@
 // Exporter: one experiment of the store as JSON or CSV, for notebooks and other tools.
 //
 // The JSON layout is a public contract; change it only with a version bump in the output:
-//   {"experiment": {"name", "id", "metric", "mode", "seed", "state", "created_at",
+//   {"format_version": kExportFormatVersion,
+//    "experiment": {"name", "id", "metric", "mode", "seed", "state", "created_at",
 //                   "spec_hash", "spec"},
 //    "trials": [{"id" (number within the experiment, 0-based), "state", "params",
 //                "metrics": {NAME: [[EPOCH, VALUE], ...]}, "final": {NAME: VALUE},
@@ -38,6 +39,12 @@
 namespace trellis::coordinator {
 
 enum class ExportFormat { kJson, kCsv };
+
+// The JSON export's "format_version". It goes up when a key is removed, renamed or changes
+// meaning, not when one is added (readers ignore keys they do not know). 1 is the layout every
+// export wrote before the key existed, so a reader that finds no key reads version 1; 2 is
+// that layout, the first to say which it is.
+inline constexpr int kExportFormatVersion = 2;
 
 // Shortest text that reads back to the same double ("0.1", "1e-05").
 std::string format_number(double v);

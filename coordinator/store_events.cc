@@ -6,6 +6,7 @@
 #include "coordinator/experiment_store.h"
 #include "coordinator/metrics_json.h"
 #include "coordinator/sqlite_statement.h"
+#include "coordinator/store_rows.h"
 
 namespace trellis::coordinator {
 
@@ -40,25 +41,14 @@ Status ExperimentStore::list_events(std::int64_t experiment_id, std::int64_t aft
   out->clear();
   Statement st;
   Status s = st.prepare(db_, statements_.get(),
-                        "SELECT seq, kind, COALESCE(trial_id, -1), grp, body, after_report, "
-                        "created_at FROM events WHERE experiment_id = ?1 AND seq > ?2 "
-                        "ORDER BY seq LIMIT ?3");
+                        std::string("SELECT ") + kEventColumns +
+                            " FROM events WHERE experiment_id = ?1 AND seq > ?2 "
+                            "ORDER BY seq LIMIT ?3");
   if (!s.ok()) return s.With("list_events");
   st.bind(1, experiment_id);
   st.bind(2, after_seq);
   st.bind(3, limit == 0 ? std::int64_t{-1} : static_cast<std::int64_t>(limit));
-  while (st.next_row(&s)) {
-    EventRecord e;
-    e.seq = st.i64(0);
-    e.experiment_id = experiment_id;
-    e.kind = st.text(1);
-    e.trial_id = st.i64(2);
-    e.group = st.text(3);
-    e.body = st.text(4);
-    e.after_report = st.i64(5);
-    e.created_at = st.text(6);
-    out->push_back(std::move(e));
-  }
+  while (st.next_row(&s)) out->push_back(read_event(st, experiment_id));
   return s.With("list_events");
 }
 

@@ -9,6 +9,19 @@
 
 namespace trellis::coordinator {
 
+EventRecord read_event(const Statement& st, std::int64_t experiment_id) {
+  EventRecord e;
+  e.seq = st.i64(0);
+  e.experiment_id = experiment_id;
+  e.kind = st.text(1);
+  e.trial_id = st.i64(2);
+  e.group = st.text(3);
+  e.body = st.text(4);
+  e.after_report = st.i64(5);
+  e.created_at = st.text(6);
+  return e;
+}
+
 ExperimentRecord read_experiment(const Statement& st) {
   ExperimentRecord r;
   r.id = st.i64(0);

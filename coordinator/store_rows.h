@@ -14,6 +14,10 @@ constexpr const char* kExperimentColumns =
     "id, name, spec_yaml, spec_hash, metric, mode, seed, state, created_at";
 ExperimentRecord read_experiment(const Statement& st);
 
+constexpr const char* kEventColumns =
+    "seq, kind, COALESCE(trial_id, -1), grp, body, after_report, created_at";
+EventRecord read_event(const Statement& st, std::int64_t experiment_id);
+
 constexpr const char* kTrialColumns =
     "id, experiment_id, number, state, params, seed, attempt, grp, error, started_at, "
     "finished_at, checkpoint_epoch, failures, target_epoch, warm_start, "

@@ -117,7 +117,9 @@ void run_trial(const Assign& assign, Agent* agent, const GroupComm& group) {
   } else {
     spdlog::error("trial {} of '{}' failed: {}", assign.number, assign.experiment,
                   status.message());
-    agent->done(Done{assign.trial, assign.attempt, false, status.message(), {}});
+    Done done{assign.trial, assign.attempt, false, status.message(), {}};
+    done.error_kind = result.dataset_error ? ErrorKind::kDataset : ErrorKind::kTrial;
+    agent->done(done);
   }
 }
 

@@ -43,7 +43,8 @@ constexpr int kAbortOnMpiError = 5;
 // Collective over `comm`: every rank returns the same status, OK only if every rank's `local`
 // is OK, else the lowest failing rank's message prefixed "rank N: ". Every rank of `comm` must
 // call it at the same point, failed or not, so none is left inside a later collective.
-Status agree(MPI_Comm comm, const Status& local) {
+// `code`, when given, is the failing rank's too: every rank gets that rank's value.
+Status agree(MPI_Comm comm, const Status& local, int* code = nullptr) {
   int rank = 0, size = 1;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
@@ -55,6 +56,7 @@ Status agree(MPI_Comm comm, const Status& local) {
   MPI_Bcast(&length, 1, MPI_INT, first_failed, comm);
   message.resize(static_cast<std::size_t>(length));
   MPI_Bcast(message.data(), length, MPI_CHAR, first_failed, comm);
+  if (code != nullptr) MPI_Bcast(code, 1, MPI_INT, first_failed, comm);
   return Status::Error("rank " + std::to_string(first_failed) + ": " + message);
 }
 
@@ -429,9 +431,18 @@ Status train(const TrialTask& task, const GroupComm& group, const TrainerHooks& 
       return Status::Error(std::string(what) + ": " + e.what());
     }
   };
-  Status s = agree(comm, guarded("reading data", [&] { return read_data(task, rank, ranks, &st); }));
-  if (!s.ok()) return s;
-  if (s = finish_collectively(comm, &st.data); !s.ok()) return s.With("dataset " + task.dataset.path);
+  // Whose fault a failed read is travels with the failing rank's message: rank 0 tells the
+  // coordinator, which stops the sweep on the dataset's (dataset.h, DataFault).
+  Status s = guarded("reading data", [&] { return read_data(task, rank, ranks, &st); });
+  int dataset_fault = st.data.fault == DataFault::kDataset ? 1 : 0;
+  if (s = agree(comm, s, &dataset_fault); !s.ok()) {
+    result->dataset_error = dataset_fault != 0;
+    return s;
+  }
+  if (s = finish_collectively(comm, &st.data); !s.ok()) {
+    result->dataset_error = st.data.fault == DataFault::kDataset;
+    return s.With("dataset " + task.dataset.path);
+  }
   s = agree(comm, guarded("building the model", [&] { return build_model(task, &st); }));
   if (!s.ok()) return s;
 

@@ -66,6 +66,9 @@ struct TrainerHooks {
 
 struct TrainResult {
   int epochs_run = 0;  // the last epoch trained, counting those before a resume
+  // train() failed on the dataset itself (worker/data/dataset.h, DataFault::kDataset): no
+  // trial of the sweep can read it. False for every failure of the trial's own.
+  bool dataset_error = false;
   bool stopped_early = false;  // on_epoch said stop
   bool preempted = false;      // stop_now said stop; the trial is not finished
   bool checkpointed = false;   // preempted: the checkpoint holds the state it stopped in

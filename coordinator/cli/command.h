@@ -60,7 +60,8 @@ std::string joined(const std::vector<std::string>& items, const char* separator 
 // `common` must outlive the commands returned.
 std::vector<Command> add_sweep_commands(CLI::App& app, const CommonArgs& common);  // run, serve
 std::vector<Command> add_slurm_commands(CLI::App& app, const CommonArgs& common);  // submit, status, cancel
-std::vector<Command> add_store_commands(CLI::App& app, const CommonArgs& common);  // trials, export, events, upgrade
+std::vector<Command> add_store_commands(CLI::App& app, const CommonArgs& common);  // trials, export, events, upgrade, rm
+Command add_rm_command(CLI::App& app, const CommonArgs& common);
 std::vector<Command> add_trial_commands(CLI::App& app, const CommonArgs& common);  // show, compare
 std::vector<Command> add_dashboard_commands(CLI::App& app, const CommonArgs& common);  // dashboard, report
 std::vector<Command> add_keys_commands(CLI::App& app);

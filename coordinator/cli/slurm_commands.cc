@@ -13,13 +13,13 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <map>
 #include <thread>
 
 #include "common/run_command.h"
 #include "coordinator/cli/serve.h"
 #include "coordinator/local_launcher.h"
 #include "coordinator/slurm_jobs.h"
+#include "coordinator/sweep_status.h"
 
 namespace trellis::cli {
 namespace {
@@ -34,7 +34,6 @@ using coordinator::read_submission;
 using coordinator::Submission;
 using coordinator::submission_path;
 using coordinator::submit_worker_jobs;
-using coordinator::TrialSummary;
 using coordinator::WorkerJobs;
 using coordinator::write_submission;
 
@@ -292,24 +291,29 @@ int cmd_cancel(const CommonArgs& common, const std::string& experiment) {
   return 0;
 }
 
-// Where a sweep stands: the experiment and its trials by state from the store (read-only, so
-// while the coordinator writes), and for a `trellis submit` sweep its coordinator and jobs.
+// Where a sweep stands, from the store opened read-only (so while the coordinator writes):
+// coordinator/sweep_status.h; and for a `trellis submit` sweep its coordinator and jobs.
+// Without a name, every experiment of the store, a line each.
 int cmd_status(const CommonArgs& common, ExperimentStore& store, const std::string& name) {
-  std::optional<ExperimentRecord> experiment;
-  if (Status s = store.find_experiment(name, &experiment); !s.ok()) return fail(s);
-  if (!experiment)
-    return fail(Status::Error("no experiment '" + name + "' in " + common.store));
-  std::vector<TrialSummary> trials;
-  if (Status s = store.trial_summaries(experiment->id, &trials); !s.ok()) return fail(s);
-  std::map<std::string, int> by_state;
-  for (const TrialSummary& t : trials) ++by_state[to_string(t.state)];
-  std::cout << "experiment " << name << ": " << experiment->state << ", " << trials.size()
-            << " trial(s)";
-  for (const auto& [state, n] : by_state) std::cout << ", " << n << " " << state;
-  std::cout << "\n";
+  if (name.empty()) {
+    std::vector<ExperimentRecord> all;
+    if (Status s = store.list_experiments(&all); !s.ok()) return fail(s);
+    if (all.empty()) std::cout << "no experiments in " << common.store << "\n";
+    for (const ExperimentRecord& e : all) {
+      coordinator::SweepStatus status;
+      if (Status s = coordinator::sweep_status(store, e, &status); !s.ok()) return fail(s);
+      coordinator::print_sweep_line(status, std::cout);
+    }
+    return 0;
+  }
+  ExperimentRecord experiment;
+  if (Status s = coordinator::resolve_experiment(store, name, &experiment); !s.ok()) return fail(s);
+  coordinator::SweepStatus status;
+  if (Status s = coordinator::sweep_status(store, experiment, &status); !s.ok()) return fail(s);
+  coordinator::print_sweep_status(status, std::cout);
   Submission submission;
   if (!read_submission(submission_path(common.store, name), &submission).ok()) return 0;
-  std::cout << "coordinator pid " << submission.coordinator << ": "
+  std::cout << "submitted: coordinator pid " << submission.coordinator << ": "
             << (is_live_trellis(submission.coordinator) ? "running" : "not running") << ", "
             << submission.endpoint << ", log " << submission.log << "\n";
   if (submission.jobs.empty()) return 0;
@@ -368,9 +372,11 @@ std::vector<Command> add_slurm_commands(CLI::App& app, const CommonArgs& common)
 
   auto status_name = std::make_shared<std::string>();
   auto* status_cmd = app.add_subcommand(
-      "status", "where a sweep stands: its trials by state, and for `trellis submit` its "
-                "coordinator and worker jobs");
-  status_cmd->add_option("experiment", *status_name, "experiment name")->required();
+      "status", "where a sweep stands, also while it runs: its trials by state, the worker "
+                "groups and what each runs, epochs done of the budget, the best trial, the time "
+                "left; for `trellis submit` its coordinator and worker jobs; without a name, "
+                "every experiment of the store, a line each");
+  status_cmd->add_option("experiment", *status_name, "experiment name (default: all, a line each)");
 
   return {{submit_cmd, [&common, submit] { return cmd_submit(common, *submit); }},
           {cancel_cmd, [&common, cancel_name] { return cmd_cancel(common, *cancel_name); }},

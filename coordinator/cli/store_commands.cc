@@ -100,6 +100,7 @@ std::vector<Command> add_store_commands(CLI::App& app, const CommonArgs& common)
       "upgrade", "upgrade a store written by an older trellis to this version's schema, in place");
 
   return {
+      add_rm_command(app, common),
       {trials_cmd,
        [&common, trials] {
          return with_store(common, [&](ExperimentStore& store) {

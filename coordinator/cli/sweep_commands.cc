@@ -39,8 +39,10 @@ int cmd_serve(const CommonArgs& common, const ServeArgs& args) {
   spdlog::info("workers join with: mpirun -np {} trellis-worker --connect {}",
                spec.ranks_per_trial, coordinator->endpoint());
   if (Status s = coordinator->Run([] { return pending_signal() == 0; }); !s.ok())
-    return fail(s.With("the sweep stopped (the store keeps what was acknowledged; serve the same "
-                       "spec and store again to resume)"));
+    return fail(coordinator->stopped()
+                    ? s
+                    : s.With("the sweep stopped (the store keeps what was acknowledged; serve "
+                             "the same spec and store again to resume)"));
   if (pending_signal() != 0) {
     spdlog::warn("interrupted: running trials will be requeued when the sweep is resumed");
     return 130;
@@ -128,8 +130,10 @@ int cmd_run(const CommonArgs& common, RunArgs args) {
   // After an error the groups are told at once (SIGTERM: they checkpoint and exit); after the
   // sweep they are given time to exit by themselves.
   launcher.Stop(s.ok() ? std::chrono::milliseconds(15000) : std::chrono::milliseconds(0));
-  if (!s.ok()) return fail(s.With("the sweep stopped (the store keeps what was acknowledged; "
-                                  "rerun the same command to resume)"));
+  if (!s.ok())
+    return fail(coordinator->stopped() ? s
+                                       : s.With("the sweep stopped (the store keeps what was "
+                                                "acknowledged; rerun the same command to resume)"));
   if (pending_signal() != 0) {
     spdlog::warn("interrupted: `trellis run` with the same spec and store resumes the sweep");
     return 130;

@@ -1,6 +1,8 @@
 #include "common/protocol.h"
 
 #include <gtest/gtest.h>
+
+#include <limits>
 #include <msgpack.hpp>
 
 namespace trellis {
@@ -131,6 +133,45 @@ TEST(Protocol, RejectsUnknownTypesAndWrongFieldTypes) {
   EXPECT_NE(s.message().find("trial"), std::string::npos) << s.message();
   // Body that is not a map.
   EXPECT_FALSE(decode_string(frame(kProtocolVersion, 5, std::vector<int>{1, 2})).ok());
+}
+
+// The kind of a failed Done decides whether the sweep stops (kDataset). A Done of an older
+// worker (no field), of a newer one (a kind this side does not know) or of a confused one
+// (negative, huge) reads as kTrial and is still decoded; only a non-integer is malformed.
+TEST(Protocol, DoneErrorKindSurvivesOldAndOddValues) {
+  Done failed{7, 1, false, "dataset /d: cannot open /d/train-labels-idx1-ubyte", {}};
+  failed.error_kind = ErrorKind::kDataset;
+  EXPECT_EQ(std::get<Done>(round_trip(failed)).error_kind, ErrorKind::kDataset);
+  EXPECT_EQ(std::get<Done>(round_trip(Done{7, 1, false, "nan", {}})).error_kind, ErrorKind::kTrial);
+  constexpr std::uint64_t kDone = 8;  // type code: variant index + 1
+  const auto kind_of = [&](const auto& value) {
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(&buf);
+    pk.pack_array(3);
+    pk.pack(kProtocolVersion);
+    pk.pack(kDone);
+    pk.pack_map(3);
+    pk.pack(std::string("trial"));
+    pk.pack(7);
+    pk.pack(std::string("ok"));
+    pk.pack(false);
+    pk.pack(std::string("error_kind"));
+    pk.pack(value);
+    Message m;
+    const Status s = decode(buf.data(), buf.size(), &m);
+    EXPECT_TRUE(s.ok()) << s.message();
+    return s.ok() ? std::get<Done>(m).error_kind : ErrorKind::kDataset;
+  };
+  EXPECT_EQ(kind_of(1), ErrorKind::kDataset);
+  EXPECT_EQ(kind_of(0), ErrorKind::kTrial);
+  EXPECT_EQ(kind_of(2), ErrorKind::kTrial);
+  EXPECT_EQ(kind_of(-1), ErrorKind::kTrial);
+  EXPECT_EQ(kind_of(std::numeric_limits<std::uint64_t>::max()), ErrorKind::kTrial);
+  EXPECT_EQ(kind_of(std::numeric_limits<std::int64_t>::min()), ErrorKind::kTrial);
+  const Status text = decode_string(
+      frame(kProtocolVersion, kDone, std::map<std::string, std::string>{{"error_kind", "dataset"}}));
+  EXPECT_FALSE(text.ok());
+  EXPECT_NE(text.message().find("error_kind"), std::string::npos) << text.message();
 }
 
 TEST(Protocol, HeartbeatCarriesTrainingProgress) {

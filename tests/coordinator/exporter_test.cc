@@ -98,8 +98,10 @@ TEST_F(ExporterTest, JsonHasTheContractStructure) {
   json doc;
   ASSERT_NO_THROW(doc = json::parse(text)) << text;
   ASSERT_TRUE(doc.is_object());
-  EXPECT_EQ(doc.size(), 3u);
+  EXPECT_EQ(doc.size(), 4u);
   EXPECT_TRUE(doc.at("events").is_array());
+  // Which layout this is, for the tools that read it (exporter.h, kExportFormatVersion).
+  EXPECT_EQ(doc.at("format_version"), 2);
 
   const json& e = doc.at("experiment");
   EXPECT_EQ(e.at("name"), "mnist");

@@ -351,6 +351,19 @@ TEST_F(TrainerTest, MissingDatasetNamesThePath) {
   const std::string named = "dataset " + t.dataset.path + ":";
   const std::string& m = r.status.message();
   EXPECT_EQ(m.find(named), m.rfind(named)) << m;
+  // No trial can read it: the coordinator stops the sweep on this.
+  EXPECT_TRUE(r.result.dataset_error);
+}
+
+// Labels that do not match the images: the dataset's fault, whatever the trial.
+TEST_F(TrainerTest, LabelsThatDoNotMatchTheRowsAreTheDatasetsFault) {
+  testing::IdxData train = testing::make_pattern_data(2000, 8, 1);
+  train.labels.resize(1999);
+  fs::remove(dir_ / "train-labels-idx1-ubyte.gz");
+  testing::write_file(dir_ / "train-labels-idx1-ubyte", testing::labels_bytes(train), false);
+  const Outcome r = train_once(task());
+  ASSERT_FALSE(r.status.ok());
+  EXPECT_TRUE(r.result.dataset_error) << r.status.message();
 }
 
 TEST_F(TrainerTest, DivergingLearningRateFailsWithNaN) {
@@ -360,6 +373,7 @@ TEST_F(TrainerTest, DivergingLearningRateFailsWithNaN) {
   const Outcome r = train_once(t);
   ASSERT_FALSE(r.status.ok());
   EXPECT_TRUE(contains(r.status.message(), "loss became NaN at epoch 1 step ")) << r.status.message();
+  EXPECT_FALSE(r.result.dataset_error);  // this trial's lr: the sweep goes on
 }
 
 TEST_F(TrainerTest, BatchLargerThanTheTrainingSetIsRefused) {
@@ -368,6 +382,7 @@ TEST_F(TrainerTest, BatchLargerThanTheTrainingSetIsRefused) {
   const Outcome r = train_once(t);
   ASSERT_FALSE(r.status.ok());
   EXPECT_TRUE(contains(r.status.message(), "batch_size 100000")) << r.status.message();
+  EXPECT_FALSE(r.result.dataset_error);  // this trial's batch_size: a smaller one fits
 }
 
 // Fewer rows per step than there are virtual shards: most shards sit out each step, yet every
@@ -480,6 +495,9 @@ TEST_F(TrainerGroup, FailureOnOneRankIsAgreed) {
   EXPECT_TRUE(contains(r.status.message(), "rank 1: ")) << r.status.message();
   EXPECT_TRUE(contains(r.status.message(), "truncated at row 1500")) << r.status.message();
   EXPECT_TRUE(r.epochs.empty());
+  // Rank 1's verdict reaches every rank with its message, rank 0 (which tells the coordinator)
+  // included.
+  EXPECT_TRUE(r.result.dataset_error);
 }
 
 }  // namespace

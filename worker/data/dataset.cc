@@ -284,9 +284,11 @@ Status apply_shape(const Shape& group, RankData* data) {
                                              std::move(st.own_val_rows), st.layout.seed, global_batch,
                                              data->ranks);
   }
-  if (data->plan->steps_per_epoch() < 1)
+  if (data->plan->steps_per_epoch() < 1) {
+    data->fault = DataFault::kTrial;  // batch_size is the trial's: a smaller one fits
     return Status::Error("batch_size " + std::to_string(global_batch) + " exceeds the " +
                          std::to_string(data->plan->train_rows()) + " training rows");
+  }
   return Status::Ok();
 }
 
@@ -326,15 +328,21 @@ void apply_moments(const std::vector<double>& group, RankData* data) {
     *x = (x->colwise() - m).array().colwise() * s.array();
 }
 
+// Runs a phase that may throw. Whatever fails in it is the dataset's fault unless the phase
+// said otherwise, or memory ran out (another attempt, on another node, may have enough).
 template <class Phase>
-Status guarded(const char* what, Phase&& phase) {
+Status guarded(const char* what, DataFault* fault, Phase&& phase) {
+  Status s;
   try {
-    return phase();
+    s = phase();
   } catch (const std::bad_alloc&) {
+    *fault = DataFault::kTrial;
     return Status::Error(std::string("out of memory ") + what);
   } catch (const std::exception& e) {
-    return Status::Error(std::string(what) + ": " + e.what());
+    s = Status::Error(std::string(what) + ": " + e.what());
   }
+  if (!s.ok() && *fault == DataFault::kNone) *fault = DataFault::kDataset;
+  return s;
 }
 
 }  // namespace
@@ -350,7 +358,13 @@ std::vector<std::vector<std::int64_t>> RankData::epoch_columns(int epoch) const 
 Status read_local(const DatasetRef& dataset, const LayoutOptions& layout, RankData* out) {
   *out = RankData();
   Status s = check_request(dataset, layout);
-  if (!s.ok()) return s;
+  if (!s.ok()) {
+    // The batch and the rank are the trial's and the launch's; the rest is the dataset's.
+    const bool trials = layout.global_batch < 1 || layout.ranks < 1 || layout.rank < 0 ||
+                        layout.rank >= layout.ranks;
+    out->fault = trials ? DataFault::kTrial : DataFault::kDataset;
+    return s;
+  }
   out->rank = layout.rank;
   out->ranks = layout.ranks;
   RankDataStaging& st = out->staging;
@@ -363,7 +377,7 @@ Status read_local(const DatasetRef& dataset, const LayoutOptions& layout, RankDa
   st.declared_features = st.format == "libsvm" ? dataset.features : 0;
   const TargetRule rule{st.classification, dataset.classes};
   // The one place that names the dataset: the readers name only its files.
-  return guarded("reading the dataset", [&] {
+  return guarded("reading the dataset", &out->fault, [&] {
            if (st.format == "idx") return read_idx(dataset, layout, out);
            if (st.format == "csv") return read_csv(dataset, layout, rule, out);
            return read_libsvm(dataset, layout, rule, out);
@@ -377,12 +391,17 @@ Status finish_collectively(MPI_Comm comm, RankData* data) {
                 MPI_INT64_T, MPI_SUM, comm);
   MPI_Allreduce(MPI_IN_PLACE, shape.maxima.data(), static_cast<int>(shape.maxima.size()),
                 MPI_INT64_T, MPI_MAX, comm);
-  Status s = guarded("finishing the dataset", [&] { return apply_shape(shape, data); });
+  Status s = guarded("finishing the dataset", &data->fault, [&] { return apply_shape(shape, data); });
   // apply_shape's verdicts are group-wide; a local surprise (out of memory) must still not
   // leave the other ranks inside the next collective.
   int ok = s.ok() ? 1 : 0;
   MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, comm);
-  if (!ok) return s.ok() ? Status::Error("another rank failed to finish loading the data") : s;
+  if (!ok && s.ok()) {
+    data->fault = DataFault::kTrial;  // apply_shape's verdicts are group-wide: another rank's
+                                      // memory, not the dataset
+    return Status::Error("another rank failed to finish loading the data");
+  }
+  if (!ok) return s;
   if (!data->staging.standard_scaling) return Status::Ok();
   std::vector<double> moments = local_moments(*data);
   MPI_Allreduce(MPI_IN_PLACE, moments.data(), static_cast<int>(moments.size()), MPI_DOUBLE,
@@ -401,7 +420,7 @@ Status finish_in_process(std::vector<RankData>* group) {
       total.maxima[i] = std::max(total.maxima[i], part.maxima[i]);
   }
   for (RankData& data : *group) {
-    Status s = guarded("finishing the dataset", [&] {
+    Status s = guarded("finishing the dataset", &data.fault, [&] {
       return apply_shape(total, &data);
     });
     if (!s.ok()) return s;

@@ -33,6 +33,13 @@
 
 namespace trellis::worker {
 
+// Whose fault a failed load is. kDataset: the files are not what the spec says (missing,
+// truncated, a corrupt header, labels that do not match the rows, no features, one class, an
+// unsupported format): every trial of a sweep reads the same files with the same ranks, so
+// none can succeed. kTrial: this trial's batch_size (below 1, or more than the training rows),
+// or memory running out on this node: another trial, or another attempt, may succeed.
+enum class DataFault { kNone, kTrial, kDataset };
+
 struct LayoutOptions {
   std::uint64_t seed = 0;  // the data seed: validation split and shuffles derive from it
   int global_batch = 1;
@@ -89,6 +96,9 @@ struct RankData {
   std::unique_ptr<ShardPlan> plan;
 
   RankDataStaging staging;
+
+  // Set when read_local or finish_* fails: whose fault it is.
+  DataFault fault = DataFault::kNone;
 
   // For each step of `epoch` (1-based), the columns of train_x this rank trains on.
   std::vector<std::vector<std::int64_t>> epoch_columns(int epoch) const;
