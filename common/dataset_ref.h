@@ -13,6 +13,7 @@
 //           entries are 0. `#` starts a comment.
 // CSV and LIBSVM files are raw text (not gzip): ranks seek to their byte ranges.
 
+#include <cstdint>
 #include <string>
 
 namespace trellis {
@@ -21,7 +22,14 @@ struct DatasetRef {
   std::string name;    // e.g. "fashion-mnist"
   std::string format;  // "idx" (default when empty), "csv" or "libsvm"
   std::string path;    // the directory holding the files
-  double validation_fraction = 0.1;  // of the training set, chosen row by row from the seed
+  // The splits are the experiment's: every trial of a sweep holds out the same rows, drawn
+  // from `split_seed` (the experiment's seed, set from the spec's search.seed), stratified by
+  // class for classification (worker/data/dataset.h).
+  double validation_fraction = 0.1;  // of the training rows (after any test split)
+  // > 0: the dataset is one file; this share of its rows is the test split. csv and libsvm
+  // only, and never together with `test`.
+  double test_fraction = 0;
+  std::uint64_t split_seed = 0;
 
   // csv and libsvm only. File names relative to `path` (or absolute); empty means the
   // default: train.csv / test.csv, train.libsvm / test.libsvm.

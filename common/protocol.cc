@@ -22,7 +22,7 @@ template <class F> void fields(DatasetRef& m, F&& f) {
   f("name", m.name); f("format", m.format); f("path", m.path);
   f("validation_fraction", m.validation_fraction); f("train", m.train); f("test", m.test);
   f("label", m.label); f("task", m.task); f("classes", m.classes); f("features", m.features);
-  f("scaling", m.scaling);
+  f("scaling", m.scaling); f("test_fraction", m.test_fraction); f("split_seed", m.split_seed);
 }
 template <class F> void fields(Assign& m, F&& f) {
   f("trial", m.trial); f("attempt", m.attempt); f("experiment", m.experiment);

@@ -5,8 +5,9 @@
 // sees the same samples in the same steps and ends with the same weights up to float
 // summation order:
 //
-//   * Validation rows are picked row by row with a hash of (seed, row), so any rank can tell
-//     without reading the file which of its rows are held out.
+//   * Which rows validate is given: workers pass each shard's training and validation rows as
+//     the group drew them (the experiment's stratified split, worker/data/dataset.h). The
+//     constructor from a row count alone picks them row by row with a hash of (seed, row).
 //   * The remaining training rows fall in `shards` contiguous virtual shards of file rows.
 //     Rank r of K owns virtual shards [r*V/K, (r+1)*V/K): one contiguous range of the file.
 //   * An epoch is one sequence of training rows: the shards interleaved in proportion to their

@@ -140,8 +140,8 @@ Status read_dataset(const SpecReader& r, const YAML::Node& node, DatasetCheck ch
   namespace fs = std::filesystem;
   if (Status s = r.map(node, "dataset"); !s.ok()) return s;
   if (Status s = r.check_keys(node, "dataset",
-                              {"name", "format", "path", "validation_fraction", "train", "test",
-                               "label", "task", "classes", "features", "scaling"});
+                              {"name", "format", "path", "validation_fraction", "test_fraction",
+                               "train", "test", "label", "task", "classes", "features", "scaling"});
       !s.ok())
     return s;
   if (!node["path"]) return r.error(node, "dataset", "missing required key 'path'");
@@ -177,6 +177,20 @@ Status read_dataset(const SpecReader& r, const YAML::Node& node, DatasetCheck ch
     if (out->validation_fraction <= 0 || out->validation_fraction >= 1)
       return r.error(v, "dataset.validation_fraction", "must be in (0, 1), got " + r.describe(v));
   }
+  if (node["test_fraction"]) {
+    const YAML::Node v = node["test_fraction"];
+    if (Status s = r.number(v, "dataset.test_fraction", &out->test_fraction); !s.ok()) return s;
+    if (out->test_fraction <= 0 || out->test_fraction >= 1)
+      return r.error(v, "dataset.test_fraction", "must be in (0, 1), got " + r.describe(v));
+    if (out->format == "idx")
+      return r.error(v, "dataset.test_fraction",
+                     "idx datasets come with their test files (t10k-*); test_fraction is for a "
+                     "csv or libsvm dataset that is one file");
+    if (node["test"])
+      return r.error(v, "dataset.test_fraction",
+                     "the dataset names a test file ('" + out->test +
+                         "'); give either test or test_fraction, not both");
+  }
   if (check == DatasetCheck::kOnTheWorkers) return Status::Ok();
   std::error_code ec;
   if (!fs::is_directory(out->path, ec))
@@ -185,6 +199,7 @@ Status read_dataset(const SpecReader& r, const YAML::Node& node, DatasetCheck ch
   if (out->format != "idx") {
     // Name the file the workers would fail on, now rather than in every trial.
     for (auto [key, file] : {std::pair{"train", out->train}, std::pair{"test", out->test}}) {
+      if (std::string(key) == "test" && out->test_fraction > 0) continue;  // no test file
       const std::string name = file.empty() ? std::string(key) + "." + out->format : file;
       const fs::path full = fs::path(name).is_absolute() ? fs::path(name) : fs::path(out->path) / name;
       if (!fs::is_regular_file(full, ec))
@@ -195,6 +210,16 @@ Status read_dataset(const SpecReader& r, const YAML::Node& node, DatasetCheck ch
   return Status::Ok();
 }
 
+// Smaller is better for losses and errors, larger for accuracy and r2.
+std::string natural_mode(const std::string& metric) {
+  const auto ends = [&](const char* suffix) {
+    const std::string s(suffix);
+    return metric.size() >= s.size() && metric.compare(metric.size() - s.size(), s.size(), s) == 0;
+  };
+  return ends("_loss") || ends("_rmse") || ends("_mae") ? "min" : "max";
+}
+
+// After the dataset: the metric must be one the dataset's task reports.
 Status read_metric(const SpecReader& r, const YAML::Node& node, SweepSpec* spec) {
   YAML::Node name = node;
   if (node.IsMap()) {
@@ -207,7 +232,16 @@ Status read_metric(const SpecReader& r, const YAML::Node& node, SweepSpec* spec)
       known_metrics().end())
     return r.error(name, "metric.name",
                    "unknown metric '" + spec->metric + "'" + did_you_mean(spec->metric, known_metrics()));
-  spec->mode = spec->metric.find("loss") != std::string::npos ? "min" : "max";
+  const std::vector<std::string>& fits = task_metrics(spec->dataset.task);
+  if (std::find(fits.begin(), fits.end(), spec->metric) == fits.end()) {
+    std::string listed;
+    for (const std::string& m : fits) listed += (listed.empty() ? "" : ", ") + m;
+    return r.error(name, "metric.name",
+                   "'" + spec->metric + "' is not reported for a " + spec->dataset.task +
+                       " dataset (dataset.task: " + spec->dataset.task + "; its metrics: " + listed +
+                       ")");
+  }
+  spec->mode = natural_mode(spec->metric);
   if (node.IsMap() && node["mode"]) {
     if (Status s = r.string(node["mode"], "metric.mode", &spec->mode); !s.ok()) return s;
     if (spec->mode != "max" && spec->mode != "min")
@@ -477,10 +511,27 @@ const std::vector<std::string>& search_algorithms() {
   return kAlgorithms;
 }
 
+const std::vector<std::string>& task_metrics(const std::string& task) {
+  static const std::vector<std::string> kClassification = {"train_loss", "val_loss", "val_acc",
+                                                           "test_loss", "test_acc"};
+  static const std::vector<std::string> kRegression = {
+      "train_loss", "val_loss", "val_rmse", "val_mae", "val_r2",
+      "test_loss",  "test_rmse", "test_mae", "test_r2"};
+  return task == "regression" ? kRegression : kClassification;
+}
+
 const std::vector<std::string>& known_metrics() {
-  static const std::vector<std::string> kMetrics = {"train_loss", "val_loss", "val_acc",
-                                                    "test_loss", "test_acc"};
+  static const std::vector<std::string> kMetrics = [] {
+    std::vector<std::string> all = task_metrics("classification");
+    for (const std::string& m : task_metrics("regression"))
+      if (std::find(all.begin(), all.end(), m) == all.end()) all.push_back(m);
+    return all;
+  }();
   return kMetrics;
+}
+
+std::string default_metric(const std::string& task) {
+  return task == "regression" ? "val_rmse" : "val_acc";
 }
 
 std::string SweepSpec::hash() const {
@@ -548,9 +599,12 @@ Status parse_sweep_spec(const std::string& text, const std::string& source, Swee
     if (std::string why = experiment_name_problem(spec.name); !why.empty())
       return r.error(root["name"], "name", why);
     if (Status s = read_dataset(r, root["dataset"], dataset, &spec.dataset); !s.ok()) return s;
+    spec.metric = default_metric(spec.dataset.task);
+    spec.mode = natural_mode(spec.metric);
     if (root["metric"])
       if (Status s = read_metric(r, root["metric"], &spec); !s.ok()) return s;
     if (Status s = read_search(r, root["search"], &spec); !s.ok()) return s;
+    spec.dataset.split_seed = spec.seed;  // one split per experiment, the same for every trial
     if (root["train"])
       if (Status s = read_train(r, root["train"], &spec); !s.ok()) return s;
     if (root["resources"])

@@ -3,7 +3,9 @@
 //
 //   name: fashion-mlp                  # the experiment's name in the store
 //   dataset: {name: fashion-mnist, format: idx, path: DIR, validation_fraction: 0.1}
-//   metric: {name: val_acc, mode: max} # or just `metric: val_acc`
+//                                      # csv/libsvm one file: test_fraction: 0.2 (no `test:`)
+//   metric: {name: val_acc, mode: max} # or just `metric: val_acc`; default: val_acc, or
+//                                      # val_rmse for task: regression
 //   search:
 //     algorithm: random                # random | grid | sobol | tpe
 //     seed: 7
@@ -77,8 +79,14 @@ struct SweepSpec {
   std::string hash() const;
 };
 
-// The metric names every worker reports; a sweep optimises one of them.
+// The metric names workers report; a sweep optimises one of them.
 const std::vector<std::string>& known_metrics();
+// Those a dataset of `task` ("classification" or "regression") reports: accuracy for
+// classification; rmse, mae and r2 (in the target's units) for regression; losses for both. A
+// spec whose metric is not among its task's is refused.
+const std::vector<std::string>& task_metrics(const std::string& task);
+// The metric of a spec that names none: val_acc for classification, val_rmse for regression.
+std::string default_metric(const std::string& task);
 
 // The values of search.algorithm: "random", "grid", "sobol", "tpe". The coordinator has a
 // searcher for each (coordinator/search/searcher.h) and takes its names from here.

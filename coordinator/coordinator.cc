@@ -936,7 +936,12 @@ std::string Coordinator::provenance(const Group& group) const {
                         {"job_log", group.job_log},
                         {"coordinator_version", TRELLIS_VERSION " " TRELLIS_GIT_REVISION},
                         {"spec_hash", experiment_.spec_hash},
-                        {"dataset", spec_.dataset.path}}
+                        {"dataset", spec_.dataset.path},
+                        // The experiment's splits, the same for every trial (worker/data/dataset.h).
+                        {"split", {{"seed", spec_.dataset.split_seed},
+                                   {"validation_fraction", spec_.dataset.validation_fraction},
+                                   {"test_fraction", spec_.dataset.test_fraction},
+                                   {"stratified", spec_.dataset.task == "classification"}}}}
       .dump();
 }
 

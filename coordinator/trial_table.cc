@@ -11,7 +11,10 @@ namespace trellis::coordinator {
 namespace {
 
 // Shown next to the sort metric when the trials report them; what researchers compare first.
-constexpr const char* kContextMetrics[] = {"test_acc", "val_acc", "val_loss"};
+// A classification sweep reports the accuracies, a regression sweep the errors and r2, so
+// each table shows its task's columns and never the other's.
+constexpr const char* kContextMetrics[] = {"test_acc", "val_acc",  "test_rmse", "val_rmse",
+                                           "val_mae",  "val_r2",   "val_loss"};
 constexpr const char* kMissing = "-";
 constexpr int kSignificantDigits = 4;
 
@@ -138,7 +141,8 @@ bool higher_is_better(const ExperimentRecord& experiment, const std::string& met
   // "_s" marks a duration (epoch_s), but "_per_s" a rate (samples_per_s), which goes up.
   const bool duration = ends_with(metric, "_s") && !ends_with(metric, "_per_s");
   const bool lower = metric.find("loss") != std::string::npos ||
-                     metric.find("err") != std::string::npos || duration;
+                     metric.find("err") != std::string::npos || ends_with(metric, "_rmse") ||
+                     ends_with(metric, "_mae") || duration;
   return !lower;
 }
 

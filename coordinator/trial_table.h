@@ -26,8 +26,8 @@ struct RankedTrial {
 };
 
 // The experiment's own metric follows its mode; any other metric is guessed from its name:
-// losses, errors and durations ("loss", "err", "..._s" but not the rate "..._per_s") go down,
-// everything else goes up.
+// losses, errors and durations ("loss", "err", "..._rmse", "..._mae", "..._s" but not the rate
+// "..._per_s") go down, everything else (accuracy, r2) goes up.
 bool higher_is_better(const ExperimentRecord& experiment, const std::string& metric);
 
 // All trials of `experiment`, best first by `metric`.
@@ -44,8 +44,9 @@ struct TrialTableOptions {
 };
 
 // A header line (experiment, state, trial counts by state, sort metric and direction), the
-// params every trial shares, then rank, trial, state, the sort metric, test_acc/val_acc/val_loss
-// where present, epochs, and each param that varies. When rows are left out, a last line says
+// params every trial shares, then rank, trial, state, the sort metric, test_acc/val_acc
+// (classification) or test_rmse/val_rmse/val_mae/val_r2 (regression) and val_loss where
+// present, epochs, and each param that varies. When rows are left out, a last line says
 // how many and how the sort metric is spread over all trials (best, median, worst). Fails
 // clearly when the store has no experiment or the name is unknown.
 [[nodiscard]] Status print_trials(ExperimentStore& store, const TrialTableOptions& options,

@@ -36,7 +36,7 @@ struct Checkpoint {
   // What the state belongs to (model shape, optimizer, data layout); a resume with another
   // fingerprint is refused instead of silently loading mismatched buffers.
   std::string fingerprint;
-  // The last completed epoch's metrics (train_loss, val_loss, val_acc), so a trial resumed
+  // The last completed epoch's metrics (train_loss and the validation metrics), so a trial resumed
   // after its final epoch still reports them with its final metrics.
   std::vector<std::pair<std::string, double>> metrics;
   std::vector<std::pair<std::string, std::vector<float>>> buffers;  // "params", "adam.m", ...

@@ -23,6 +23,7 @@
 #include "worker/lr_schedule.h"
 #include "worker/models/mlp.h"
 #include "worker/optimizer.h"
+#include "worker/regression_metrics.h"
 
 namespace trellis::worker {
 namespace {
@@ -39,6 +40,13 @@ constexpr int kEvalBatch = 512;
 constexpr int kGradTail = 2;
 // mpirun's exit code when a rank ends the group on an MPI error only it may have seen.
 constexpr int kAbortOnMpiError = 5;
+// What an epoch measures beyond its timing: kept in checkpoints (a resumed trial reports them)
+// and, from the last epoch, in the final metrics. Each task reports its own of them.
+constexpr const char* kEpochResults[] = {"train_loss", "val_loss", "val_acc",
+                                         "val_rmse",   "val_mae",  "val_r2"};
+// What a checkpoint's validation split is: the experiment's, stratified (issue 11). A
+// checkpoint without it was trained against another split and is not resumed.
+constexpr const char* kSplitVersion = "experiment-stratified";
 
 // Collective over `comm`: every rank returns the same status, OK only if every rank's `local`
 // is OK, else the lowest failing rank's message prefixed "rank N: ". Every rank of `comm` must
@@ -120,7 +128,8 @@ std::string fingerprint(const TrialTask& task, const RankState& st) {
   return "params=" + std::to_string(st.model->num_params()) +
          " optimizer=" + task.config.optimizer + " batch=" + std::to_string(plan.global_batch()) +
          " train_rows=" + std::to_string(plan.train_rows()) +
-         " features=" + std::to_string(st.data.features) + " seed=" + std::to_string(task.seed);
+         " features=" + std::to_string(st.data.features) + " seed=" + std::to_string(task.seed) +
+         " split=" + kSplitVersion + ":" + std::to_string(task.dataset.split_seed);
 }
 
 // Where training continues: after `epoch` completed epochs and `step` steps of the next one,
@@ -160,7 +169,7 @@ Status save_checkpoint(const TrialTask& task, const RankState& st, const Positio
   c.seed = task.seed;
   c.optimizer_steps = state.steps;
   c.fingerprint = fingerprint(task, st);
-  for (const char* name : {"train_loss", "val_loss", "val_acc"})
+  for (const char* name : kEpochResults)
     if (const auto it = last.find(name); it != last.end()) c.metrics.emplace_back(name, it->second);
   const Eigen::VectorXf& params = st.model->params();
   c.buffers.emplace_back("params", std::vector<float>(params.data(), params.data() + params.size()));
@@ -229,6 +238,10 @@ Checkpoint final_model(const TrialTask& task, const RankState& st, const TrainRe
   if (!mean.empty()) {
     c.buffers.emplace_back("scale.mean", std::move(mean));
     c.buffers.emplace_back("scale.inv_std", std::move(inv_std));
+  }
+  if (st.data.classes == 0) {  // the network's output is the standardised target
+    c.buffers.emplace_back("target.mean", std::vector<float>{static_cast<float>(st.data.target_mean)});
+    c.buffers.emplace_back("target.std", std::vector<float>{static_cast<float>(st.data.target_std)});
   }
   return c;
 }
@@ -317,30 +330,53 @@ Targets targets(const RankState& st, int n) {
   return std::span<const float>(st.batch_values.data(), static_cast<std::size_t>(n));
 }
 
-// Loss and correct sums of `columns` of (x, y) on this rank, in kEvalBatch-wide chunks.
-EvalSums evaluate_columns(RankState* st, const Eigen::MatrixXf& x, const std::vector<float>& y,
-                          const std::vector<std::int64_t>& columns) {
-  EvalSums total;
+// What evaluating rows on one rank sums up: the model's sums, and the targets' for r2.
+struct SplitSums {
+  EvalSums eval;
+  double target_sum = 0;
+  double target_sq_sum = 0;
+};
+
+// The sums over `columns` of (x, y) on this rank, in kEvalBatch-wide chunks.
+SplitSums evaluate_columns(RankState* st, const Eigen::MatrixXf& x, const std::vector<float>& y,
+                           const std::vector<std::int64_t>& columns) {
+  SplitSums total;
   const auto n_total = static_cast<std::int64_t>(columns.size());
   for (std::int64_t at = 0; at < n_total; at += kEvalBatch) {
     const auto chunk = std::min<std::int64_t>(kEvalBatch, n_total - at);
     const int n = gather(st, x, y, std::span<const std::int64_t>(columns.data() + at,
                                                                  static_cast<std::size_t>(chunk)));
     const EvalSums part = st->model->evaluate(st->batch.leftCols(n), targets(*st, n));
-    total.loss_sum += part.loss_sum;
-    total.correct += part.correct;
+    total.eval.loss_sum += part.loss_sum;
+    total.eval.correct += part.correct;
+    total.eval.abs_error_sum += part.abs_error_sum;
+  }
+  for (std::int64_t c : columns) {
+    const double v = y[static_cast<std::size_t>(c)];
+    total.target_sum += v;
+    total.target_sq_sum += v * v;
   }
   return total;
 }
 
-// Group-wide (loss, accuracy) over rows split between the ranks; `rows` is the global count.
-// Sums are reduced in double so the metric does not depend on float rounding of the counts.
-void reduce_eval(MPI_Comm comm, const EvalSums& local, std::int64_t rows, double* loss,
-                 double* acc) {
-  double sums[2] = {local.loss_sum, static_cast<double>(local.correct)};
-  MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, comm);
-  *loss = sums[0] / static_cast<double>(rows);
-  *acc = sums[1] / static_cast<double>(rows);
+// Group-wide metrics of rows split between the ranks, named PREFIX_loss and so on; `rows` is
+// the global count. Sums are reduced in double so the metric does not depend on float rounding
+// of the counts. Classification: loss and acc. Regression: loss (mean squared error), rmse, mae
+// and r2, in the target's units although the model sees the standardised target.
+MetricMap reduce_eval(MPI_Comm comm, const RankData& data, const SplitSums& local,
+                      std::int64_t rows, const std::string& prefix) {
+  double sums[5] = {local.eval.loss_sum, static_cast<double>(local.eval.correct),
+                    local.eval.abs_error_sum, local.target_sum, local.target_sq_sum};
+  MPI_Allreduce(MPI_IN_PLACE, sums, 5, MPI_DOUBLE, MPI_SUM, comm);
+  MetricMap m;
+  if (data.classes > 0) {
+    m[prefix + "_loss"] = sums[0] / static_cast<double>(rows);
+    m[prefix + "_acc"] = sums[1] / static_cast<double>(rows);
+  } else {
+    regression_metrics(RegressionSums{rows, sums[0], sums[2], sums[3], sums[4]}, data.target_std,
+                       prefix, &m);
+  }
+  return m;
 }
 
 // One epoch of steps. Returns a failure only when every rank sees it (the loss is reduced).
@@ -489,19 +525,22 @@ Status train(const TrialTask& task, const GroupComm& group, const TrainerHooks& 
       }
       return Status::Ok();
     }
-    const double train_loss = progress.loss_sum / static_cast<double>(plan.steps_per_epoch());
+    // Regression trains on the standardised target; its loss is reported in the target's units.
+    const double target_var = st.data.classes == 0 ? st.data.target_std * st.data.target_std : 1.0;
+    const double train_loss =
+        progress.loss_sum / static_cast<double>(plan.steps_per_epoch()) * target_var;
 
     MetricMap metrics;
     metrics["train_loss"] = train_loss;
     if (val_rows > 0) {
-      double val_loss = 0, val_acc = 0;
-      reduce_eval(comm, evaluate_columns(&st, st.data.train_x, st.data.train_y, st.data.val_columns),
-                  val_rows, &val_loss, &val_acc);
-      if (!std::isfinite(val_loss))
+      const MetricMap val = reduce_eval(
+          comm, st.data,
+          evaluate_columns(&st, st.data.train_x, st.data.train_y, st.data.val_columns), val_rows,
+          "val");
+      if (!std::isfinite(val.at("val_loss")))
         return agree(comm, Status::Error("validation loss became NaN at epoch " +
                                          std::to_string(epoch)));
-      metrics["val_loss"] = val_loss;
-      metrics["val_acc"] = val_acc;
+      metrics.insert(val.begin(), val.end());
     }
     // Ranks finish at slightly different times; the slowest one is the group's epoch time,
     // and taking it on every rank keeps the metrics identical everywhere.
@@ -534,12 +573,10 @@ Status train(const TrialTask& task, const GroupComm& group, const TrainerHooks& 
     }
   }
 
-  double test_loss = 0, test_acc = 0;
-  reduce_eval(comm, evaluate_columns(&st, st.data.test_x, st.data.test_y, test_columns),
-              test_rows, &test_loss, &test_acc);
-  result->final_metrics["test_loss"] = test_loss;
-  result->final_metrics["test_acc"] = test_acc;
-  for (const char* name : {"train_loss", "val_loss", "val_acc"}) {
+  result->final_metrics = reduce_eval(
+      comm, st.data, evaluate_columns(&st, st.data.test_x, st.data.test_y, test_columns),
+      test_rows, "test");
+  for (const char* name : kEpochResults) {
     const auto it = last.find(name);
     if (it != last.end()) result->final_metrics[name] = it->second;
   }

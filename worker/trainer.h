@@ -22,7 +22,9 @@ namespace trellis::worker {
 struct TrialTask {
   std::int64_t trial = 0;
   std::int32_t attempt = 0;
-  std::uint64_t seed = 0;  // weights init, validation split and shuffling all derive from it
+  // Weights init, shuffling and dropout derive from it; the splits do not (they are the
+  // experiment's: dataset.split_seed).
+  std::uint64_t seed = 0;
   TrainConfig config;
   DatasetRef dataset;
   // Where rank 0 keeps checkpoints (empty: none): PATH.epoch-E after every epoch E, and
@@ -47,7 +49,8 @@ struct TrialTask {
 
 struct TrainerHooks {
   // Called on every rank after each epoch (1-based) with the group-wide metrics, identical on
-  // all ranks: train_loss, val_loss, val_acc, samples_per_s, epoch_s. `checkpointed` (rank 0
+  // all ranks: train_loss, val_loss, val_acc (regression: val_rmse, val_mae, val_r2 instead;
+  // every regression number in the target's units), samples_per_s, epoch_s. `checkpointed` (rank 0
   // only) says this epoch's checkpoint is durably written. Rank 0's answer decides for the
   // whole group: false stops training (the trial was pruned).
   std::function<bool(int epoch, const MetricMap& metrics, bool checkpointed)> on_epoch;
@@ -72,11 +75,14 @@ struct TrainResult {
   bool stopped_early = false;  // on_epoch said stop
   bool preempted = false;      // stop_now said stop; the trial is not finished
   bool checkpointed = false;   // preempted: the checkpoint holds the state it stopped in
-  // test_loss, test_acc, and the last epoch's train_loss, val_loss, val_acc.
+  // The test split's metrics (test_loss and test_acc; regression: test_loss, test_rmse,
+  // test_mae, test_r2) and the last epoch's train_loss and validation metrics.
   MetricMap final_metrics;
   // Rank 0, when training went through the `epochs` hyperparameter: the final model in the
-  // checkpoint format, with buffers "params" and, for scaled features, "scale.mean" and
-  // "scale.inv_std" (x' = (x - mean) * inv_std); its metrics are final_metrics.
+  // checkpoint format, with buffers "params"; for scaled features, "scale.mean" and
+  // "scale.inv_std" (x' = (x - mean) * inv_std); for regression, "target.mean" and
+  // "target.std" (one float each: the network's output is the standardised target, the value
+  // is output * std + mean). Its metrics are final_metrics.
   std::string model;
 };
 

@@ -129,6 +129,56 @@ TEST_F(SweepSpecTest, CsvDatasetFilesAreCheckedAndFormatsNamed) {
                                 "idx, csv, libsvm"});
 }
 
+// The dataset's task decides which metrics exist: regression reports rmse, mae and r2, never
+// accuracy, and a spec without a metric optimises the task's own.
+TEST_F(SweepSpecTest, TheMetricFollowsTheTask) {
+  std::ofstream(dir_ / "train.csv") << "y,a\n1,2\n";
+  std::ofstream(dir_ / "test.csv") << "y,a\n1,2\n";
+  std::string text = spec();
+  const std::string at = "dataset:\n";
+  text.replace(text.find(at), at.size(), "dataset:\n  format: csv\n  label: y\n  task: regression\n");
+  SweepSpec s;
+  ASSERT_TRUE(parse(text, &s).ok());
+  EXPECT_EQ(s.metric, "val_rmse");
+  EXPECT_EQ(s.mode, "min");
+  for (const char* name : {"val_rmse", "val_mae", "test_rmse", "test_mae"}) {
+    ASSERT_TRUE(parse(text + "metric: " + name + "\n", &s).ok()) << name;
+    EXPECT_EQ(s.mode, "min") << name;
+  }
+  ASSERT_TRUE(parse(text + "metric: val_r2\n", &s).ok());
+  EXPECT_EQ(s.mode, "max");
+  expect_error(parse(text + "metric: val_acc\n"),
+               {"spec.yaml:", "metric.name", "'val_acc' is not reported for a regression dataset",
+                "val_rmse, val_mae, val_r2"});
+  expect_error(parse(spec() + "metric: val_r2\n"),
+               {"metric.name", "'val_r2' is not reported for a classification dataset", "val_acc"});
+  ASSERT_TRUE(parse(spec(), &s).ok());
+  EXPECT_EQ(s.metric, "val_acc");
+}
+
+TEST_F(SweepSpecTest, TheSplitSeedIsTheExperimentsAndTestFractionNeedsOneFile) {
+  std::ofstream(dir_ / "all.csv") << "y,a\n1,2\n";
+  std::string text = spec();
+  const std::string at = "dataset:\n";
+  text.replace(text.find(at), at.size(),
+               "dataset:\n  format: csv\n  label: y\n  train: all.csv\n  test_fraction: 0.25\n");
+  SweepSpec s;
+  ASSERT_TRUE(parse(text, &s).ok()) << parse(text).message();  // no test file is looked for
+  EXPECT_DOUBLE_EQ(s.dataset.test_fraction, 0.25);
+  EXPECT_EQ(s.dataset.split_seed, 3u) << "search.seed, the same for every trial";
+
+  std::string both = text;
+  both.replace(both.find("  test_fraction"), 0, "  test: all.csv\n");
+  expect_error(parse(both), {"dataset.test_fraction", "names a test file ('all.csv')",
+                             "either test or test_fraction, not both"});
+  std::string idx = spec();
+  idx.replace(idx.find(at), at.size(), "dataset:\n  test_fraction: 0.2\n");
+  expect_error(parse(idx), {"dataset.test_fraction", "idx datasets come with their test files"});
+  std::string range = text;
+  range.replace(range.find("0.25"), 4, "1.5");
+  expect_error(parse(range), {"dataset.test_fraction", "must be in (0, 1)"});
+}
+
 TEST_F(SweepSpecTest, MissingRequiredKeys) {
   expect_error(parse("name: t\nsearch: {trials: 2}\n"), {"missing required key 'dataset'"});
   expect_error(parse(spec("", "").replace(spec().find("  trials: 4\n"), 12, "")),

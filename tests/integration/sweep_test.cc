@@ -244,6 +244,76 @@ std::map<int, worker::Checkpoint> shelf_models(const std::string& store, const s
   return models;
 }
 
+// A regression sweep on a one-file dataset (test_fraction) through the real binaries: every
+// table speaks rmse, mae and r2 in the target's units and shows no accuracy column, every
+// trial records the experiment's split, and the kept models carry the target scaling.
+TEST_F(SweepTest, ARegressionSweepShowsErrorsAndNoAccuracy) {
+  {
+    std::ofstream out(data_ / "houses.csv");
+    out << "rooms,age,price\n";
+    for (int i = 0; i < 500; ++i) {
+      const double rooms = 1 + i % 7, age = (i * 13) % 40;
+      out << rooms << "," << age << "," << 50000 + 30000 * rooms - 800 * age + (i * 7919) % 5000
+          << "\n";
+    }
+  }
+  const std::string spec = file("houses.yaml");
+  write_text(spec,
+             "name: houses\n"
+             "dataset: {format: csv, path: " + data_.string() + ", train: houses.csv, label: price,\n"
+             "          task: regression, test_fraction: 0.2}\n"
+             "search:\n  seed: 11\n  trials: 3\n"
+             "  space:\n    lr: {type: log_float, low: 1.0e-2, high: 1.0e-1}\n"
+             "train: {model: linear, epochs: 2, batch_size: 32}\n"
+             "keep_models: 2\n");
+  const std::string store = file("houses.db");
+  const Result ran = run({kTrellis, "--store", store, "run", spec}, file("run.log"));
+  ASSERT_EQ(ran.code, 0) << ran.output;
+
+  const auto output_of = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {kTrellis, "--store", store, "--log-level", "warn"});
+    const Result r = run(args, file("cmd.log"), 60s);
+    EXPECT_EQ(r.code, 0) << r.output;
+    return r.output;
+  };
+  const std::string trials = output_of({"trials", "houses"});
+  EXPECT_NE(trials.find("sorted by val_rmse (min, lower is better)"), std::string::npos) << trials;
+  const std::string header = trials.substr(trials.find("rank"));
+  for (const char* column : {"val_rmse", "test_rmse", "val_mae", "val_r2", "val_loss"})
+    EXPECT_NE(header.find(column), std::string::npos) << column << "\n" << trials;
+  EXPECT_EQ(trials.find("acc"), std::string::npos) << trials;
+
+  const std::string show = output_of({"show", "houses", "0"});
+  for (const char* m : {"test_rmse=", "test_mae=", "test_r2=", "val_rmse", "val_r2"})
+    EXPECT_NE(show.find(m), std::string::npos) << m << "\n" << show;
+  EXPECT_EQ(show.find("_acc"), std::string::npos) << show;
+  const std::string compare = output_of({"compare", "houses", "0", "1", "2", "--all"});
+  EXPECT_NE(compare.find("final.test_rmse"), std::string::npos) << compare;
+  EXPECT_EQ(compare.find("_acc"), std::string::npos) << compare;
+  const std::string csv = output_of({"export", "houses", "--format", "csv"});
+  EXPECT_NE(csv.find("val_r2"), std::string::npos) << csv;
+  EXPECT_EQ(csv.find("acc"), std::string::npos) << csv;
+
+  const json exported = export_json(store, "houses");
+  ASSERT_EQ(exported["trials"].size(), 3u);
+  for (const json& t : exported["trials"]) {
+    EXPECT_EQ(t["state"], "completed") << t.dump();
+    const json split = t["provenance"]["split"];
+    EXPECT_EQ(split["seed"], 11) << "the experiment's seed, not the trial's: " << t.dump();
+    EXPECT_DOUBLE_EQ(split["test_fraction"].get<double>(), 0.2);
+    // In the target's units (prices of 10^5), not the standardised ones (about 1).
+    EXPECT_GT(t["final"]["test_rmse"].get<double>(), 100.0) << t.dump();
+    EXPECT_LE(t["final"]["val_r2"].get<double>(), 1.0);
+  }
+  const auto models = shelf_models(store, "houses");
+  ASSERT_EQ(models.size(), 2u);
+  for (const auto& [number, model] : models) {
+    ASSERT_NE(model.find("target.mean"), nullptr) << "trial " << number;
+    ASSERT_NE(model.find("target.std"), nullptr);
+    EXPECT_GT(model.find("target.mean")->front(), 100000.0f);
+  }
+}
+
 // The best `keep_models` completed trials (by the sweep's metric, as `trellis trials` ranks)
 // leave their final models beside the store: the weights of their last epoch, the very ones
 // their checkpoint holds, with their final metrics; the other trials leave none.

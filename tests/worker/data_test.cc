@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -24,6 +25,14 @@ constexpr int kBatch = 32;
 
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
+}
+
+// Four digits, zero padded: a probe file and the real one then have their lines at the same
+// offsets (the row ids of csv), so they hold out the same rows.
+std::string pad4(int v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%04d", v);
+  return buf;
 }
 
 // A text file written line by line, remembering where each line starts.
@@ -151,7 +160,10 @@ TEST_F(DataTest, RegressionTargetsAreAnyFloat) {
   d.task = "regression";
   const std::vector<RankData> g = load_group(d, 1, /*batch=*/8);
   EXPECT_EQ(g[0].classes, 0);
-  EXPECT_FLOAT_EQ(*std::min_element(g[0].train_y.begin(), g[0].train_y.end()), -9.75f);
+  // Held standardised; back in the target's units the file's values reappear.
+  const float low = *std::min_element(g[0].train_y.begin(), g[0].train_y.end());
+  EXPECT_NEAR(low * g[0].target_std + g[0].target_mean, -9.75, 1e-5);
+  EXPECT_LT(low, -1.0f) << "standardised: the most negative target is well below the mean";
 }
 
 TEST_F(DataTest, LibsvmDensifiesToTheLargestIndexOfTrainAndTest) {
@@ -281,19 +293,34 @@ TEST_P(ShardedText, RanksReadOnlyTheirShardAndTheLayoutIgnoresK) {
 
 INSTANTIATE_TEST_SUITE_P(Formats, ShardedText, ::testing::Values("csv", "libsvm"));
 
-// Training rows have x around 0, validation rows x = 1000: a mean fitted on anything but the
-// training split would be far from the training mean.
+// Validation rows have x = 1000 + i, training rows x = i % 10: a mean fitted on anything but
+// the training split would be far from the training mean. Which rows validate the loader
+// decides; a first load with x = row number tells them.
 TEST_F(DataTest, ScalingIsFittedOnTheTrainingSplitOnly) {
   const double fraction = 0.25;
+  constexpr int kRows = 400;
+  DatasetRef d = ref(dir_, "csv");
+  d.validation_fraction = fraction;
+  d.split_seed = kSeed;
+  std::set<std::int64_t> val_rows;  // file row numbers
+  {
+    TextFile probe;
+    probe.add("x,c,label");
+    for (int i = 0; i < kRows; ++i) probe.add(pad4(i) + ",5," + std::to_string(i % 2));
+    probe.write(dir_ / "train.csv");
+    probe.write(dir_ / "test.csv");
+    for (const RankData& r : load_group(d, 1))
+      for (std::int64_t c : r.val_columns) val_rows.insert(static_cast<std::int64_t>(r.train_x(0, c)));
+  }
+  ASSERT_EQ(val_rows.size(), 100u) << "a quarter of each class, exactly";
   TextFile train;
   train.add("x,c,label");
   std::vector<double> train_x;
-  for (int i = 0; i < 400; ++i) {
-    const std::int64_t offset = static_cast<std::int64_t>(train.text.size());
-    const bool val = is_validation_row(kSeed, offset, fraction);
-    const double x = val ? 1000 : (i % 10);
+  for (int i = 0; i < kRows; ++i) {
+    const bool val = val_rows.count(i) > 0;
+    const double x = val ? 1000 + i : (i % 10);
     if (!val) train_x.push_back(x);
-    train.add(std::to_string(static_cast<int>(x)) + ",5," + std::to_string(i % 2));
+    train.add(pad4(static_cast<int>(x)) + ",5," + std::to_string(i % 2));
   }
   train.write(dir_ / "train.csv");
   TextFile test;
@@ -305,11 +332,7 @@ TEST_F(DataTest, ScalingIsFittedOnTheTrainingSplitOnly) {
   mean /= static_cast<double>(train_x.size());
   for (double x : train_x) var += (x - mean) * (x - mean);
   const double sd = std::sqrt(var / static_cast<double>(train_x.size()));
-  ASSERT_GT(train_x.size(), 250u);
-  ASSERT_LT(train_x.size(), 350u);
 
-  DatasetRef d = ref(dir_, "csv");
-  d.validation_fraction = fraction;
   d.scaling = "";  // csv default: standard
   for (int ranks : {1, 3}) {
     const std::vector<RankData> g = load_group(d, ranks);
@@ -326,7 +349,7 @@ TEST_F(DataTest, ScalingIsFittedOnTheTrainingSplitOnly) {
       const std::set<std::int64_t> held(r.val_columns.begin(), r.val_columns.end());
       for (Eigen::Index c = 0; c < r.train_x.cols(); ++c) {
         if (held.count(c) == 0) continue;
-        EXPECT_NEAR(r.train_x(0, c), (1000 - mean) / sd, 1e-3);
+        EXPECT_GT(r.train_x(0, c), (1000 - mean) / sd - 1e-3);
       }
     }
   }
@@ -434,6 +457,217 @@ TEST_F(DataTest, CsvTrainAndTestMustHaveTheSameColumns) {
 TEST_F(DataTest, MissingFileAndUnknownFormat) {
   EXPECT_TRUE(contains(read_error(ref(dir_, "csv")), (dir_ / "train.csv").string() + ": cannot open"));
   EXPECT_TRUE(contains(read_error(ref(dir_, "parquet")), "format 'parquet' is not supported"));
+}
+
+// ---- the experiment's splits and the regression target.
+
+// Rows of three classes in shares 0.8 / 0.17 / 0.03; f0 is the file row number.
+TextFile make_imbalanced_csv(int rows) {
+  TextFile f;
+  f.add("f0,f1,label");
+  for (int i = 0; i < rows; ++i) {
+    const int m = i % 100;
+    const int label = m < 80 ? 0 : m < 97 ? 1 : 2;
+    f.add(std::to_string(i) + "," + std::to_string((i * 7) % 13) + "," + std::to_string(label));
+  }
+  return f;
+}
+
+// What a loaded group holds out, by file row number (feature 0) and by class.
+struct Held {
+  std::set<std::int64_t> val, test;
+  std::map<int, std::int64_t> val_per_class, test_per_class, all_per_class;
+};
+
+Held held_rows(const std::vector<RankData>& g) {
+  Held h;
+  for (const RankData& r : g) {
+    for (std::int64_t c : r.val_columns) {
+      h.val.insert(static_cast<std::int64_t>(r.train_x(0, c)));
+      ++h.val_per_class[static_cast<int>(r.train_y[static_cast<std::size_t>(c)])];
+    }
+    for (Eigen::Index c = 0; c < r.test_x.cols(); ++c) {
+      h.test.insert(static_cast<std::int64_t>(r.test_x(0, c)));
+      ++h.test_per_class[static_cast<int>(r.test_y[static_cast<std::size_t>(c)])];
+    }
+    for (float y : r.train_y) ++h.all_per_class[static_cast<int>(y)];
+    for (float y : r.test_y) ++h.all_per_class[static_cast<int>(y)];
+  }
+  return h;
+}
+
+std::vector<RankData> load_with_trial_seed(const DatasetRef& d, int ranks, std::uint64_t seed) {
+  std::vector<RankData> group(static_cast<std::size_t>(ranks));
+  for (int r = 0; r < ranks; ++r) {
+    LayoutOptions l = layout(ranks, r);
+    l.seed = seed;
+    const Status s = read_local(d, l, &group[r]);
+    EXPECT_TRUE(s.ok()) << s.message();
+  }
+  const Status s = finish_in_process(&group);
+  EXPECT_TRUE(s.ok()) << s.message();
+  return group;
+}
+
+TEST_F(DataTest, ValidationRowsAreTheExperimentsWhateverTheTrialSeedAndRankCount) {
+  constexpr int kRows = 1003;
+  make_imbalanced_csv(kRows).write(dir_ / "train.csv");
+  make_imbalanced_csv(50).write(dir_ / "test.csv");
+  DatasetRef d = ref(dir_, "csv");
+  d.split_seed = 7;
+  const std::set<std::int64_t> first = held_rows(load_with_trial_seed(d, 1, 11)).val;
+  ASSERT_FALSE(first.empty());
+  for (std::uint64_t trial_seed : {11u, 12345u})
+    for (int ranks : {1, 2, 3}) {
+      const std::vector<RankData> g = load_with_trial_seed(d, ranks, trial_seed);
+      EXPECT_EQ(held_rows(g).val, first) << "trial seed " << trial_seed << ", K=" << ranks;
+    }
+  // The shuffles stay the trial's own.
+  EXPECT_NE(load_with_trial_seed(d, 1, 11)[0].epoch_columns(1),
+            load_with_trial_seed(d, 1, 12345)[0].epoch_columns(1));
+  d.split_seed = 8;
+  EXPECT_NE(held_rows(load_with_trial_seed(d, 1, 11)).val, first)
+      << "another experiment seed draws other rows";
+}
+
+TEST_F(DataTest, ValidationIsStratifiedExactlyUpToRounding) {
+  constexpr int kRows = 1003;  // classes of 803, 170 and 30 rows
+  make_imbalanced_csv(kRows).write(dir_ / "train.csv");
+  make_imbalanced_csv(50).write(dir_ / "test.csv");
+  DatasetRef d = ref(dir_, "csv");
+  d.validation_fraction = 0.15;
+  for (std::uint64_t split_seed : {1u, 2u, 3u}) {
+    d.split_seed = split_seed;
+    for (int ranks : {1, 2, 3}) {
+      const std::vector<RankData> g = load_group(d, ranks);
+      Held h = held_rows(g);
+      std::map<int, std::int64_t> in_file;
+      for (int i = 0; i < kRows; ++i) ++in_file[i % 100 < 80 ? 0 : i % 100 < 97 ? 1 : 2];
+      for (const auto& [label, n] : in_file)
+        EXPECT_EQ(h.val_per_class[label], std::llround(0.15 * static_cast<double>(n)))
+            << "class " << label << ", seed " << split_seed << ", K=" << ranks;
+      EXPECT_EQ(g[0].validation_rows_total(), static_cast<std::int64_t>(h.val.size()));
+    }
+  }
+}
+
+TEST_F(DataTest, TestFractionSplitsOneFileDeterministicallyAndStratified) {
+  constexpr int kRows = 1003;
+  make_imbalanced_csv(kRows).write(dir_ / "train.csv");  // no test.csv at all
+  DatasetRef d = ref(dir_, "csv");
+  d.test_fraction = 0.25;
+  d.validation_fraction = 0.2;
+  d.split_seed = 5;
+  std::map<int, std::int64_t> in_file;
+  for (int i = 0; i < kRows; ++i) ++in_file[i % 100 < 80 ? 0 : i % 100 < 97 ? 1 : 2];
+  Held first;
+  for (std::uint64_t trial_seed : {1u, 99u})
+    for (int ranks : {1, 2, 3}) {
+      const std::vector<RankData> g = load_with_trial_seed(d, ranks, trial_seed);
+      const Held h = held_rows(g);
+      std::int64_t test_total = 0, train_cols = 0;
+      for (const auto& [label, n] : in_file) {
+        const std::int64_t tests = std::llround(0.25 * static_cast<double>(n));
+        EXPECT_EQ(h.test_per_class.at(label), tests) << "class " << label << ", K=" << ranks;
+        EXPECT_EQ(h.val_per_class.at(label), std::llround(0.2 * static_cast<double>(n - tests)))
+            << "validation is drawn from the rows the test split left";
+        test_total += tests;
+      }
+      for (const RankData& r : g) {
+        train_cols += r.train_x.cols();
+        EXPECT_EQ(r.train_x.cols(), static_cast<Eigen::Index>(r.train_row_ids.size()));
+        EXPECT_EQ(r.test_x.cols(), static_cast<Eigen::Index>(r.test_y.size()));
+        EXPECT_EQ(r.test_rows_total, test_total);
+        EXPECT_EQ(r.file_rows_total, kRows);
+      }
+      EXPECT_EQ(train_cols + test_total, kRows) << "every row is in exactly one split";
+      for (std::int64_t row : h.test) EXPECT_EQ(h.val.count(row), 0u) << "row " << row;
+      if (first.test.empty()) {
+        first = h;
+      } else {
+        EXPECT_EQ(h.test, first.test) << "trial seed " << trial_seed << ", K=" << ranks;
+        EXPECT_EQ(h.val, first.val);
+      }
+    }
+}
+
+TEST_F(DataTest, ATestFileAndATestFractionAreRefused) {
+  make_imbalanced_csv(100).write(dir_ / "train.csv");
+  make_imbalanced_csv(20).write(dir_ / "other.csv");
+  DatasetRef d = ref(dir_, "csv");
+  d.test = "other.csv";
+  d.test_fraction = 0.2;
+  const std::string m = read_error(d);
+  EXPECT_TRUE(contains(m, "names a test file ('other.csv') and a test_fraction")) << m;
+
+  testing::write_dataset(dir_, testing::make_pattern_data(50, 4, 1),
+                         testing::make_pattern_data(10, 4, 2), /*gz=*/false);
+  DatasetRef idx = ref(dir_, "idx");
+  idx.test_fraction = 0.2;
+  EXPECT_TRUE(contains(read_error(idx), "idx datasets come with their test files")) << read_error(idx);
+  DatasetRef out_of_range = ref(dir_, "csv");
+  out_of_range.test_fraction = 1.0;
+  EXPECT_TRUE(contains(read_error(out_of_range), "test_fraction must be in [0, 1)"));
+}
+
+// y = 1000 + 50 (x mod 17) on training rows; validation and test rows have y = -500, so a mean
+// or std that saw them would be far off.
+TEST_F(DataTest, TheTargetIsStandardisedOnTheTrainingSplitForAnyRankCount) {
+  constexpr int kRows = 600;
+  DatasetRef d = ref(dir_, "csv");
+  d.task = "regression";
+  d.label = "y";
+  d.validation_fraction = 0.2;
+  d.test_fraction = 0.1;
+  d.split_seed = 3;
+  std::set<std::int64_t> held;
+  {
+    TextFile probe;
+    probe.add("x,y");
+    for (int i = 0; i < kRows; ++i) probe.add(pad4(i) + ",0000");
+    probe.write(dir_ / "train.csv");
+    const Held h = held_rows(load_group(d, 1));
+    held = h.val;
+    held.insert(h.test.begin(), h.test.end());
+  }
+  ASSERT_EQ(held.size(), 60u + 108u) << "a tenth for test, a fifth of the rest for validation";
+  TextFile train;
+  train.add("x,y");
+  double sum = 0, sum_sq = 0, n = 0;
+  for (int i = 0; i < kRows; ++i) {
+    const bool out = held.count(i) > 0;
+    const double y = out ? -500 : 1000 + 50 * (i % 17);
+    if (!out) {
+      sum += y;
+      sum_sq += y * y;
+      ++n;
+    }
+    train.add(pad4(i) + "," + std::to_string(static_cast<int>(y)));
+  }
+  train.write(dir_ / "train.csv");
+  const double mean = sum / n;
+  const double sd = std::sqrt(sum_sq / n - mean * mean);
+  double mean_k1 = 0, sd_k1 = 0;
+  for (int ranks : {1, 2, 3}) {
+    const std::vector<RankData> g = load_group(d, ranks);
+    for (const RankData& r : g) {
+      EXPECT_NEAR(r.target_mean, mean, 1e-9 * mean) << "K=" << ranks;
+      EXPECT_NEAR(r.target_std, sd, 1e-9 * sd) << "K=" << ranks;
+      if (ranks == 1) {
+        mean_k1 = r.target_mean;
+        sd_k1 = r.target_std;
+      }
+      EXPECT_NEAR(r.target_mean, mean_k1, 1e-12 * mean_k1) << "the same for any rank count";
+      EXPECT_NEAR(r.target_std, sd_k1, 1e-12 * sd_k1);
+      const std::set<std::int64_t> val(r.val_columns.begin(), r.val_columns.end());
+      for (std::size_t c = 0; c < r.train_y.size(); ++c) {
+        const double x = r.train_x(0, static_cast<Eigen::Index>(c));
+        const double y = val.count(static_cast<std::int64_t>(c)) ? -500 : 1000 + 50 * (static_cast<int>(x) % 17);
+        EXPECT_NEAR(r.train_y[c], (y - mean) / sd, 1e-4) << "row " << x;
+      }
+      for (float y : r.test_y) EXPECT_NEAR(y, (-500 - mean) / sd, 1e-4);
+    }
+  }
 }
 
 }  // namespace

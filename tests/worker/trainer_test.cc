@@ -7,9 +7,12 @@
 #include <cmath>
 #include <functional>
 #include <filesystem>
+#include <fstream>
 #include <vector>
 
 #include "common/checkpoint_path.h"
+#include "worker/data/dataset.h"
+#include "worker/regression_metrics.h"
 #include "tests/worker/idx_fixture.h"
 
 namespace trellis::worker {
@@ -219,6 +222,103 @@ TEST_F(TrainerTest, TheFinalModelIsTheTrainedWeightsWithTheirScaling) {
   Checkpoint plain_model;
   ASSERT_TRUE(decode_checkpoint(plain.result.model, "the model", &plain_model).ok());
   EXPECT_EQ(plain_model.find("scale.mean"), nullptr) << "idx pixels are not scaled by default";
+}
+
+// A regression trial trains on the standardised target but reports in the target's units:
+// its validation rmse, mae and r2 must equal those computed here by hand from the final
+// model (weights, input scaling, target scaling) on the rows the dataset holds out.
+TEST_F(TrainerTest, RegressionMetricsAreInTheTargetsUnits) {
+  const fs::path data = dir_ / "regression";
+  fs::create_directories(data);
+  {
+    std::ofstream out(data / "all.csv");
+    out << "a,b,y\n";
+    for (int i = 0; i < 400; ++i) {
+      const double a = (i * 37) % 101 / 10.0, b = (i * 53) % 89 / 7.0;
+      const double noise = ((i * 7919) % 23 - 11) * 2.0;
+      out << a << "," << b << "," << 300 + 40 * a - 25 * b + noise << "\n";
+    }
+  }
+  TrialTask t = task();
+  t.config.model = "linear";
+  t.config.lr = 0.05;
+  t.config.batch_size = 16;
+  t.config.epochs = 10;
+  t.dataset.format = "csv";
+  t.dataset.path = data.string();
+  t.dataset.train = "all.csv";
+  t.dataset.label = "y";
+  t.dataset.task = "regression";
+  t.dataset.validation_fraction = 0.2;
+  t.dataset.test_fraction = 0.2;
+  t.dataset.split_seed = 17;
+  const Outcome r = train_once(t);
+  ASSERT_TRUE(r.status.ok()) << r.status.message();
+  const MetricMap& m = r.result.final_metrics;
+  for (const char* name : {"train_loss", "val_loss", "val_rmse", "val_mae", "val_r2", "test_loss",
+                           "test_rmse", "test_mae", "test_r2"})
+    EXPECT_EQ(m.count(name), 1u) << name;
+  for (const char* name : {"val_acc", "test_acc"}) EXPECT_EQ(m.count(name), 0u) << name;
+  for (const MetricMap& epoch : r.epochs) EXPECT_EQ(epoch.count("val_acc"), 0u);
+  if (world_rank() != 0) return;
+
+  Checkpoint model;
+  ASSERT_TRUE(decode_checkpoint(r.result.model, "the model", &model).ok());
+  ASSERT_NE(model.find("target.mean"), nullptr);
+  ASSERT_NE(model.find("target.std"), nullptr);
+  ASSERT_EQ(model.find("target.mean")->size(), 1u);
+  const double mean = model.find("target.mean")->front(), sd = model.find("target.std")->front();
+  EXPECT_GT(mean, 100) << "the target's own mean, not 0";
+  EXPECT_GT(sd, 10);
+  const std::vector<float>& w = *model.find("params");
+  ASSERT_EQ(w.size(), 3u);  // two weights and the bias
+
+  // The held-out rows as the trainer saw them (features scaled), targets back in units.
+  std::vector<RankData> group(1);
+  LayoutOptions l;
+  l.global_batch = t.config.batch_size;
+  ASSERT_TRUE(read_local(t.dataset, l, &group[0]).ok());
+  ASSERT_TRUE(finish_in_process(&group).ok());
+  const RankData& d = group[0];
+  EXPECT_NEAR(d.target_mean, mean, 1e-3);
+  double sse = 0, sae = 0, sum = 0, sum_sq = 0;
+  for (std::int64_t c : d.val_columns) {
+    const double pred = (w[0] * d.train_x(0, c) + w[1] * d.train_x(1, c) + w[2]) * sd + mean;
+    const double y = d.train_y[static_cast<std::size_t>(c)] * d.target_std + d.target_mean;
+    sse += (pred - y) * (pred - y);
+    sae += std::abs(pred - y);
+    sum += y;
+    sum_sq += y * y;
+  }
+  const double n = static_cast<double>(d.val_columns.size());
+  ASSERT_EQ(n, 64);  // a fifth of the 320 rows the test split left
+  const double rmse = std::sqrt(sse / n);
+  EXPECT_NEAR(m.at("val_rmse"), rmse, 1e-4 * rmse);
+  EXPECT_NEAR(m.at("val_loss"), sse / n, 1e-4 * sse / n);
+  EXPECT_NEAR(m.at("val_mae"), sae / n, 1e-4 * sae / n);
+  EXPECT_NEAR(m.at("val_r2"), 1 - sse / (sum_sq - sum * sum / n), 1e-4);
+  EXPECT_GT(m.at("val_r2"), 0.5) << "the linear model learned the linear target";
+}
+
+TEST(RegressionMetrics, PerfectAndConstantPredictors) {
+  // Targets 1, 2, 3, 6 (standardised units; std 2 back to the target's): sum 12, squares 50.
+  MetricMap perfect;
+  regression_metrics(RegressionSums{4, 0, 0, 12, 50}, 2.0, "val", &perfect);
+  EXPECT_DOUBLE_EQ(perfect.at("val_r2"), 1.0);
+  EXPECT_DOUBLE_EQ(perfect.at("val_rmse"), 0.0);
+  // Predicting the mean, 3, everywhere: squared errors 4+1+0+9 = 14, absolute 2+1+0+3 = 6.
+  MetricMap constant;
+  regression_metrics(RegressionSums{4, 14, 6, 12, 50}, 2.0, "test", &constant);
+  EXPECT_NEAR(constant.at("test_r2"), 0.0, 1e-12);
+  EXPECT_DOUBLE_EQ(constant.at("test_rmse"), std::sqrt(14.0 / 4) * 2);
+  EXPECT_DOUBLE_EQ(constant.at("test_mae"), 6.0 / 4 * 2);
+  EXPECT_DOUBLE_EQ(constant.at("test_loss"), 14.0 / 4 * 4);
+  // All targets equal: nothing to explain.
+  MetricMap flat;
+  regression_metrics(RegressionSums{3, 0, 0, 6, 12}, 1.0, "val", &flat);
+  EXPECT_DOUBLE_EQ(flat.at("val_r2"), 1.0);
+  regression_metrics(RegressionSums{3, 0.3, 0.9, 6, 12}, 1.0, "val", &flat);
+  EXPECT_DOUBLE_EQ(flat.at("val_r2"), 0.0);
 }
 
 // A checkpoint is removed only once the coordinator has stored a newer one: the next attempt

@@ -6,18 +6,31 @@
 //      (idx: a row range; csv/libsvm: the lines starting in its byte range, see line_range.h)
 //      and its part of the test file, and checks every row. The caller then agrees on the
 //      Status across the group (one failing rank fails all).
-//   2. finish_collectively: every rank calls it. The ranks exchange per-shard row counts (so
-//      the ShardPlan can interleave shards none of them read entirely), the feature count
-//      (libsvm: largest index), the class count (max label + 1, unless declared), and the
-//      training split's per-feature sums for standard scaling. Its failures are decided from
-//      group-wide numbers only, so every rank returns the same Status.
+//   2. finish_collectively: every rank calls it. The ranks combine the feature count (libsvm:
+//      largest index) and the class count (max label + 1, unless declared); draw the splits
+//      (below); exchange per-shard row counts (so the ShardPlan can interleave shards none of
+//      them read entirely); and sum the training split's per-feature moments for standard
+//      scaling and, for regression, the target's. Its failures are decided from group-wide
+//      numbers only, so every rank returns the same Status.
 //
 // finish_in_process does phase 2 for all ranks of a group held in one process, with the same
 // arithmetic: tests use it to check K-rank layouts without K processes.
 //
+// The splits are the experiment's, not the trial's: drawn from DatasetRef::split_seed, every
+// trial of a sweep holds out the same rows. First, with test_fraction, the test rows of a
+// dataset that has no test file; then validation_fraction of the rows left. Each draw takes,
+// per stratum (each class for classification, all rows for regression), the round(fraction x
+// rows) rows whose hash of (split seed, row id) is smallest, so each class's share of the held
+// out rows is its share of the file, up to rounding. The ranks find those rows together
+// without moving any (a radix select over the hashes, one all-reduce of histograms per byte).
+//
 // Row ids: idx rows are file row numbers; csv/libsvm rows are the byte offset where their line
-// starts. Either way they do not depend on the rank count, so the validation split (a hash of
-// seed and row id) and each step's samples are the same for any K.
+// starts. Either way they do not depend on the rank count, so the splits and each step's
+// samples are the same for any K.
+//
+// Regression: the target is standardised on the training split (validation and test rows
+// excluded): train_y and test_y hold (y - target_mean) / target_std, and whoever reports a
+// number in the target's units multiplies back.
 
 #include <cstdint>
 #include <memory>
@@ -41,7 +54,7 @@ namespace trellis::worker {
 enum class DataFault { kNone, kTrial, kDataset };
 
 struct LayoutOptions {
-  std::uint64_t seed = 0;  // the data seed: validation split and shuffles derive from it
+  std::uint64_t seed = 0;  // the trial's data seed: the shuffles derive from it (not the splits)
   int global_batch = 1;
   int ranks = 1;
   int rank = 0;
@@ -58,8 +71,10 @@ struct RankDataStaging {
   int declared_features = 0;
   int local_features = 0;   // csv/idx: the file's; libsvm: largest index this rank saw
   int local_max_label = -1;  // classification: largest label this rank read (train and test)
-  std::vector<std::vector<std::int64_t>> own_train_rows;  // per owned shard, row ids
-  std::vector<std::vector<std::int64_t>> own_val_rows;
+  double validation_fraction = 0;
+  double test_fraction = 0;  // > 0: the test rows are drawn from the training file
+  std::uint64_t split_seed = 0;
+  std::vector<std::int32_t> row_shard;  // per column of train_x, its virtual shard
   // libsvm rows before densifying (train then test), compressed sparse row
   std::vector<std::int64_t> sparse_begin[2];
   std::vector<std::int32_t> sparse_index[2];
@@ -70,12 +85,14 @@ struct RankData {
   int rank = 0;
   int ranks = 1;
   // This rank's rows of the training file, training and validation, in file order: one
-  // column per row (features x rows), after scaling once finished.
+  // column per row (features x rows), after scaling once finished. Rows drawn for the test
+  // split (test_fraction) are moved to test_x once finished.
   Eigen::MatrixXf train_x;
   std::vector<float> train_y;  // class id as float, or the regression target
   std::vector<std::int64_t> train_row_ids;  // per column, ascending
   std::vector<std::int64_t> val_columns;    // columns of train_x held out for validation
-  // This rank's part of the test file (an even split: test layout does not affect training).
+  // This rank's part of the test file (an even split: test layout does not affect training),
+  // or with test_fraction its test rows of the training file.
   Eigen::MatrixXf test_x;
   std::vector<float> test_y;
 
@@ -84,9 +101,14 @@ struct RankData {
   // Standard scaling as fitted on the group's training split; empty when not scaled.
   std::vector<double> scale_mean;
   std::vector<double> scale_std;  // 1 for a constant feature
+  // Regression: the target's mean and standard deviation over the group's training split
+  // (1 for a constant target); train_y and test_y are standardised with them once finished.
+  double target_mean = 0;
+  double target_std = 1;
 
   // Group-wide counts, set by finish.
   std::int64_t test_rows_total = 0;
+  std::int64_t file_rows_total = 0;  // rows of the training file, before the test split
 
   // What this rank read of the train and test files: data rows, and bytes (headers included).
   std::int64_t rows_read = 0;

@@ -327,10 +327,11 @@ float Mlp::target_value(const Targets& t, int j) const {
 }
 
 double Mlp::head_loss(int n, const Targets& targets, bool grad, float grad_scale,
-                      std::int64_t* correct) {
+                      EvalSums* eval) {
   const auto logits = activations_.back().leftCols(n);
   auto dz = deltas_.back().leftCols(n);
   double loss_sum = 0;
+  double abs_error_sum = 0;
   std::int64_t right = 0;
   const int k = shape_.outputs;
   auto db = colsum_.head(k);
@@ -392,6 +393,7 @@ double Mlp::head_loss(int n, const Targets& targets, bool grad, float grad_scale
       for (int j = 0; j < n; ++j) {
         const float r = logits(0, j) - target_value(targets, j);
         loss_sum += static_cast<double>(r) * r;
+        abs_error_sum += std::abs(static_cast<double>(r));
         if (std::abs(r) < 0.5f) ++right;
         if (grad) {
           dz(0, j) = grad_scale * 2.0f * r;
@@ -400,7 +402,10 @@ double Mlp::head_loss(int n, const Targets& targets, bool grad, float grad_scale
       }
       break;
   }
-  if (correct != nullptr) *correct = right;
+  if (eval != nullptr) {
+    eval->correct = right;
+    eval->abs_error_sum = abs_error_sum;
+  }
   return loss_sum;
 }
 
@@ -474,7 +479,7 @@ EvalSums Mlp::evaluate(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targe
   assert(targets.size() == static_cast<std::size_t>(n));
   forward(x, n, /*train=*/false, nullptr);
   EvalSums sums;
-  sums.loss_sum = head_loss(n, targets, /*grad=*/false, 0.0f, &sums.correct);
+  sums.loss_sum = head_loss(n, targets, /*grad=*/false, 0.0f, &sums);
   return sums;
 }
 

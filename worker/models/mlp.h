@@ -78,10 +78,12 @@ enum class GradMode { kAccumulate, kAssign };
 
 // Loss and accuracy sums of a batch, for evaluation; callers reduce them over ranks. A sample
 // is correct when: softmax, the argmax is the label; logistic, (p > 0.5) == target; linear,
-// |prediction - target| < 0.5 (the prediction rounds to an integer target).
+// |prediction - target| < 0.5 (the prediction rounds to an integer target). Linear also sums
+// the absolute errors (the squared ones are its loss).
 struct EvalSums {
   double loss_sum = 0;
   std::int64_t correct = 0;
+  double abs_error_sum = 0;
 };
 
 // The inverted-dropout multipliers (0 or 1/(1-p)) of `out.size()` units of hidden layer
@@ -161,9 +163,8 @@ class Mlp {
   void activate(int l, int n, bool train, const BatchKey* key);
   // Loss sum of the head over the logits; with `grad` also writes grad_scale * d(loss)/d(logits)
   // into deltas_.back() and its row sums (the output bias gradient) into colsum_. deltas_.back()
-  // is scratch either way. Counts correct predictions into `correct` when non-null.
-  double head_loss(int n, const Targets& targets, bool grad, float grad_scale,
-                   std::int64_t* correct);
+  // is scratch either way. Fills `eval`'s counts (correct, absolute errors) when non-null.
+  double head_loss(int n, const Targets& targets, bool grad, float grad_scale, EvalSums* eval);
   float target_value(const Targets& t, int j) const;
 
   MlpShape shape_;
