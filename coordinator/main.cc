@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
   for (std::vector<Command> added :
        {add_sweep_commands(app, common), add_slurm_commands(app, common),
         add_store_commands(app, common), add_trial_commands(app, common),
-        add_keys_commands(app)})
+        add_model_commands(app, common), add_keys_commands(app)})
     commands.insert(commands.end(), added.begin(), added.end());
 
   CLI11_PARSE(app, argc, argv);

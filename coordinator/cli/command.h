@@ -62,6 +62,7 @@ std::vector<Command> add_sweep_commands(CLI::App& app, const CommonArgs& common)
 std::vector<Command> add_slurm_commands(CLI::App& app, const CommonArgs& common);  // submit, status, cancel
 std::vector<Command> add_store_commands(CLI::App& app, const CommonArgs& common);  // trials, export, events, upgrade
 std::vector<Command> add_trial_commands(CLI::App& app, const CommonArgs& common);  // show, compare
+std::vector<Command> add_model_commands(CLI::App& app, const CommonArgs& common);  // predict, export-model
 std::vector<Command> add_keys_commands(CLI::App& app);
 
 }  // namespace trellis::cli
