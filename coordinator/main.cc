@@ -1,6 +1,7 @@
 // trellis: the researcher's command line. `run`, `serve` and `submit` host the coordinator
 // (coordinator/cli/sweep_commands.cc, slurm_commands.cc); `trials`, `export`, `events` and
-// `status` only read the store; `keys` manages the CURVE keys.
+// `status` only read the store; `predict` and `export-model` use the models kept beside it
+// (cli/model_commands.cc); `keys` manages the CURVE keys.
 
 #include <CLI/CLI.hpp>
 
