@@ -17,6 +17,7 @@
 #include "tests/integration/binaries.h"
 #include "tests/integration/process.h"
 #include "tests/worker/idx_fixture.h"
+#include "worker/checkpoint.h"
 
 namespace trellis::testing {
 namespace {
@@ -329,6 +330,50 @@ TEST_F(ModelTest, ALinearRegressionPredictsItsTestFileAsTrainingMeasured) {
   ASSERT_EQ(ort["value"]["dims"], json({40, 1}));
   for (std::size_t i = 0; i < 40; ++i) {
     const double got = ort["value"]["data"][i], want = std::stod(csv[i + 1][1]);
+    EXPECT_TRUE(close(got, want, 1e-5)) << "row " << i << ": onnxruntime " << got << ", predict " << want;
+  }
+}
+
+// The contract with a trainer that standardises the regression target: a model file with
+// "target.mean" and "target.std" predicts the standardised target, and predict and the ONNX
+// export report value * std + mean. The kept model is given the two buffers here, as such a
+// trainer writes them.
+TEST_F(ModelTest, AStandardisedTargetIsReportedInItsOwnUnits) {
+  int kept = 0;
+  ASSERT_EQ(regression_sweep(&kept).size(), 2u);
+  const std::string store = file("reg.db");
+  const std::string unlabelled = file("unlabelled.csv");
+  ASSERT_EQ(trellis(store, {"predict", "reg", "--input", unlabelled, "-o", file("raw.csv")}).code, 0);
+  const std::string model_file = store + ".models/reg/trial-" + std::to_string(kept) + ".model";
+  worker::Checkpoint model;
+  ASSERT_TRUE(worker::read_checkpoint(model_file, &model).ok());
+  constexpr float kMean = 40.0f, kStd = 2.5f;
+  model.buffers.emplace_back("target.mean", std::vector<float>{kMean});
+  model.buffers.emplace_back("target.std", std::vector<float>{kStd});
+  ASSERT_TRUE(worker::write_checkpoint(model_file, model).ok());
+  const Result r = trellis(store, {"predict", "reg", "--input", unlabelled, "-o", file("scaled.csv")});
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto raw = read_csv(file("raw.csv")), scaled = read_csv(file("scaled.csv"));
+  ASSERT_EQ(scaled.size(), raw.size());
+  for (std::size_t i = 1; i < raw.size(); ++i)
+    EXPECT_FLOAT_EQ(std::stof(scaled[i][1]), std::stof(raw[i][1]) * kStd + kMean) << "row " << i;
+
+  const std::string onnx = file("scaled.onnx");
+  ASSERT_EQ(trellis(store, {"export-model", "reg", "-o", onnx}).code, 0);
+  require_onnx_tools();
+  if (IsSkipped()) return;
+  check_onnx(onnx);
+  const auto rows_text = read_csv(unlabelled);
+  std::vector<std::vector<float>> rows;
+  for (std::size_t i = 1; i <= 20; ++i) {
+    std::vector<float> row;
+    for (const std::string& f : rows_text[i]) row.push_back(std::stof(f));
+    rows.push_back(std::move(row));
+  }
+  const json ort = run_onnx(onnx, rows);
+  ASSERT_FALSE(ort.is_null());
+  for (std::size_t i = 0; i < 20; ++i) {
+    const double got = ort["value"]["data"][i], want = std::stod(scaled[i + 1][1]);
     EXPECT_TRUE(close(got, want, 1e-5)) << "row " << i << ": onnxruntime " << got << ", predict " << want;
   }
 }
