@@ -1,6 +1,7 @@
 // trellis: the researcher's command line. `run`, `serve` and `submit` host the coordinator
 // (coordinator/cli/sweep_commands.cc, slurm_commands.cc); `trials`, `export`, `events` and
-// `status` only read the store; `keys` manages the CURVE keys.
+// `status` only read the store; `predict` and `export-model` use the models kept beside it
+// (cli/model_commands.cc); `keys` manages the CURVE keys.
 
 #include <CLI/CLI.hpp>
 
@@ -28,7 +29,8 @@ int main(int argc, char** argv) {
   for (std::vector<Command> added :
        {add_sweep_commands(app, common), add_slurm_commands(app, common),
         add_store_commands(app, common), add_trial_commands(app, common),
-        add_dashboard_commands(app, common), add_keys_commands(app)})
+        add_dashboard_commands(app, common), add_model_commands(app, common),
+        add_keys_commands(app)})
     commands.insert(commands.end(), added.begin(), added.end());
 
   CLI11_PARSE(app, argc, argv);

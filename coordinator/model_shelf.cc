@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <string_view>
 
@@ -118,6 +119,45 @@ Status ModelShelf::write_index() const {
   const nlohmann::json index = {{"keep", keep_}, {"models", std::move(models)}};
   const std::string path = dir_ + "/index.json";
   return write_file_atomically(path, index.dump(2) + "\n", "model shelf index " + path);
+}
+
+Status find_kept_model(const std::string& dir, std::int32_t number, KeptModel* out) {
+  const std::string path = dir + "/index.json";
+  std::ifstream in(path);
+  if (!in)
+    return Status::Error("no model is kept in " + dir + " (" + path + " does not exist): the "
+                         "experiment has no completed trial yet, or its spec says keep_models: 0");
+  const nlohmann::json index = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (index.is_discarded() || !index.contains("models") || !index["models"].is_array())
+    return Status::Error(path + ": not a model shelf index (unreadable JSON)");
+  const nlohmann::json& models = index["models"];
+  const std::string keep = std::to_string(index.value("keep", 0));
+  if (models.empty())
+    return Status::Error(path + ": no model is kept yet (the best " + keep +
+                         " completed trials' are, keep_models in the spec)");
+  std::string numbers;
+  for (const nlohmann::json& m : models) {
+    const std::int32_t n = m.value("number", -1);
+    numbers += (numbers.empty() ? "" : ", ") + std::to_string(n);
+    if (number >= 0 && n != number) continue;
+    KeptModel k;
+    k.rank = m.value("rank", 0);
+    k.number = n;
+    const std::string trial = "trial " + std::to_string(n);
+    if (!m.contains("file") || !m["file"].is_string())
+      return Status::Error(trial + " ranks " + std::to_string(k.rank) + " of the best " + keep +
+                           ", but its model was not kept: it did not arrive at the coordinator "
+                           "(too large to send in one frame; the run's log names it)");
+    if (Status s = params_from_object(m.value("params", nlohmann::json::object()), &k.params);
+        !s.ok())
+      return Status::Error(path + ": " + trial + "'s params: " + s.message());
+    k.path = dir + "/" + m["file"].get<std::string>();
+    *out = std::move(k);
+    return Status::Ok();
+  }
+  return Status::Error("trial " + std::to_string(number) + "'s model was not kept: only the best " +
+                       keep + " completed trials' models are (keep_models in the spec), and "
+                       "those are trial(s) " + numbers);
 }
 
 }  // namespace trellis::coordinator

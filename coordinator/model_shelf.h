@@ -65,4 +65,18 @@ class ModelShelf {
   std::vector<Entry> kept_;
 };
 
+// One trial's model as index.json lists it, for the commands that use kept models (predict,
+// export-model).
+struct KeptModel {
+  int rank = 0;  // 1: the best
+  std::int32_t number = 0;
+  ParamMap params;
+  std::string path;  // the model file, absolute as `dir` is
+};
+
+// Looks up trial `number` (or, when negative, the best) on the shelf in `dir` (DIR/EXPERIMENT).
+// Fails, saying why, when there is no index, the trial is not among the kept ones (naming
+// those that are), or it is kept without a file (its model was too large to send).
+[[nodiscard]] Status find_kept_model(const std::string& dir, std::int32_t number, KeptModel* out);
+
 }  // namespace trellis::coordinator

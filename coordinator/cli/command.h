@@ -64,6 +64,7 @@ std::vector<Command> add_store_commands(CLI::App& app, const CommonArgs& common)
 Command add_rm_command(CLI::App& app, const CommonArgs& common);
 std::vector<Command> add_trial_commands(CLI::App& app, const CommonArgs& common);  // show, compare
 std::vector<Command> add_dashboard_commands(CLI::App& app, const CommonArgs& common);  // dashboard, report
+std::vector<Command> add_model_commands(CLI::App& app, const CommonArgs& common);  // predict, export-model
 std::vector<Command> add_keys_commands(CLI::App& app);
 
 }  // namespace trellis::cli

@@ -29,7 +29,8 @@ std::string_view leading_bytes(std::string_view s) {
 
 }  // namespace
 
-Status read_csv_header(const std::string& path, const std::string& label, CsvHeader* out) {
+Status read_csv_header(const std::string& path, const std::string& label, CsvHeader* out,
+                       LabelColumn need) {
   LineRangeReader reader;
   Status s = reader.open(path);
   if (!s.ok()) return s;
@@ -51,14 +52,14 @@ Status read_csv_header(const std::string& path, const std::string& label, CsvHea
     if (comma == std::string_view::npos) break;
     rest.remove_prefix(comma + 1);
   }
-  if (label_column < 0) {
+  if (label_column < 0 && need == LabelColumn::kRequired) {
     std::string names;
     for (const auto& c : h.columns) names += (names.empty() ? "" : ", ") + c;
     return Status::Error(path + ":1: no column named '" + label + "' in the header (columns: " +
                          names + ")");
   }
-  if (h.columns.size() < 2) return Status::Error(path + ":1: no feature columns besides '" + label + "'");
   h.label_column = label_column;
+  if (h.features() < 1) return Status::Error(path + ":1: no feature columns besides '" + label + "'");
   if (h.data_begin >= h.file_size) return Status::Error(path + ": has a header but no rows");
   *out = std::move(h);
   return Status::Ok();

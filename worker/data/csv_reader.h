@@ -17,11 +17,11 @@ namespace trellis::worker {
 struct CsvHeader {
   std::string path;
   std::vector<std::string> columns;  // as named in the header, label included
-  int label_column = 0;
+  int label_column = 0;  // -1: no label column (LabelColumn::kOptional found none)
   std::int64_t data_begin = 0;  // byte offset of the first data line
   std::int64_t file_size = 0;
   std::int64_t bytes_read = 0;  // reading the header
-  int features() const { return static_cast<int>(columns.size()) - 1; }
+  int features() const { return static_cast<int>(columns.size()) - (label_column >= 0 ? 1 : 0); }
 };
 
 // Rows of one byte range, in file order.
@@ -32,14 +32,18 @@ struct CsvRows {
   std::int64_t bytes_read = 0;
 };
 
+// Training data must name its target; rows to predict on may or may not still have it.
+enum class LabelColumn { kRequired, kOptional };
+
 // Reads the header of `path`. Fails when the file is missing or empty, has no data lines, or
-// no column is named `label`.
+// (kRequired) no column is named `label`.
 [[nodiscard]] Status read_csv_header(const std::string& path, const std::string& label,
-                                     CsvHeader* out);
+                                     CsvHeader* out,
+                                     LabelColumn need = LabelColumn::kRequired);
 
 // Reads the lines starting in `range` (within [header.data_begin, header.file_size)). Fails on
 // a line with the wrong number of fields, a field that is not a finite number, or a target
-// that `rule` refuses, naming the file and line.
+// that `rule` refuses, naming the file and line. Without a label column every target is 0.
 [[nodiscard]] Status read_csv_rows(const CsvHeader& header, ByteRange range,
                                    const TargetRule& rule, CsvRows* out);
 

@@ -312,4 +312,26 @@ Status read_idx_rows(const IdxInfo& info, RowRange range, IdxRows* out) {
   }
 }
 
+Status read_idx_images(const std::string& path, Eigen::MatrixXf* images) {
+  if (!file_exists(path)) return Status::Error(path + ": no such file");
+  IdxInfo info;
+  info.images_path = path;
+  {
+    ByteSource src;
+    Status s = src.open(path);
+    if (!s.ok()) return s;
+    ImagesHeader h;
+    s = read_images_header(&src, &h);
+    if (!s.ok()) return s;
+    info.rows = h.rows;
+    info.height = h.height;
+    info.width = h.width;
+  }
+  try {
+    return read_images(info, RowRange{0, info.rows}, images);
+  } catch (const std::bad_alloc&) {
+    return Status::Error(path + ": out of memory reading " + std::to_string(info.rows) + " rows");
+  }
+}
+
 }  // namespace trellis::worker

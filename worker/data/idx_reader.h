@@ -49,4 +49,8 @@ struct IdxRows {
 // read, or a label is out of range.
 [[nodiscard]] Status read_idx_rows(const IdxInfo& info, RowRange range, IdxRows* out);
 
+// Every image of one images file (raw, or gzipped when the name ends in ".gz"), whatever the
+// file is called and with no labels file: rows to predict on. Pixels scaled as above.
+[[nodiscard]] Status read_idx_images(const std::string& path, Eigen::MatrixXf* images);
+
 }  // namespace trellis::worker

@@ -483,4 +483,11 @@ EvalSums Mlp::evaluate(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targe
   return sums;
 }
 
+Eigen::Ref<const Eigen::MatrixXf> Mlp::logits(const Eigen::Ref<const Eigen::MatrixXf>& x) {
+  const int n = static_cast<int>(x.cols());
+  forward(x, n, /*train=*/false, nullptr);
+  const Eigen::MatrixXf& last = activations_.back();
+  return last.leftCols(n);
+}
+
 }  // namespace trellis::worker

@@ -145,6 +145,10 @@ class Mlp {
   // Forward only, no dropout: loss sum and number of correct predictions.
   EvalSums evaluate(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets);
 
+  // Forward only, no dropout, exactly as evaluate computes it: the logits (outputs x
+  // x.cols(), x.cols() <= max_batch()), before the head. Valid until the next call.
+  Eigen::Ref<const Eigen::MatrixXf> logits(const Eigen::Ref<const Eigen::MatrixXf>& x);
+
  private:
   struct Layer {
     int in = 0;

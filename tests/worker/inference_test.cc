@@ -1,0 +1,122 @@
+// TrainedModel and predict on model files written here: the architecture read back from the
+// trial's parameters and the buffers, the input and target scaling, and the forward pass being
+// the trainer's (Mlp::evaluate counts the same correct rows).
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <span>
+
+#include "tests/worker/idx_fixture.h"
+#include "worker/checkpoint.h"
+#include "worker/inference/predictor.h"
+#include "worker/inference/trained_model.h"
+
+namespace trellis::worker {
+namespace {
+
+namespace fs = std::filesystem;
+
+class InferenceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::fresh_dir(std::string("inference_") +
+                              ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  }
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+  std::string write(const std::string& name, const std::string& fingerprint,
+                    std::vector<std::pair<std::string, std::vector<float>>> buffers) {
+    Checkpoint c;
+    c.fingerprint = fingerprint;
+    c.buffers = std::move(buffers);
+    const std::string path = (dir_ / name).string();
+    EXPECT_TRUE(write_checkpoint(path, c).ok());
+    return path;
+  }
+  fs::path dir_;
+};
+
+const ParamMap kLinear = {{"model", std::string("linear")}};
+
+float predict_one(const TrainedModel& m, std::vector<float> row) {
+  const Eigen::MatrixXf x = Eigen::Map<Eigen::MatrixXf>(row.data(), static_cast<Eigen::Index>(row.size()), 1);
+  return predict(m, x).values.at(0);
+}
+
+// The regression contract: with target.mean and target.std the network's output is the
+// standardised target, reported as output * std + mean; without them, as it is.
+TEST_F(InferenceTest, ATargetScalingIsUndoneAndAnInputScalingApplied) {
+  const std::vector<float> w = {2.0f, -1.0f, 0.5f};  // 2 x0 - x1 + 0.5
+  TrainedModel plain, scaled, both;
+  ASSERT_TRUE(load_trained_model(write("a", "params=3 features=2", {{"params", w}}), kLinear, &plain).ok());
+  ASSERT_TRUE(load_trained_model(write("b", "features=2", {{"params", w}, {"target.mean", {10.0f}},
+                                                          {"target.std", {3.0f}}}),
+                                 kLinear, &scaled)
+                  .ok());
+  ASSERT_TRUE(load_trained_model(write("c", "features=2",
+                                       {{"params", w}, {"scale.mean", {1.0f, 0.0f}},
+                                        {"scale.inv_std", {2.0f, 0.5f}}, {"target.mean", {10.0f}},
+                                        {"target.std", {3.0f}}}),
+                                 kLinear, &both)
+                  .ok());
+  EXPECT_TRUE(plain.regression());
+  EXPECT_FLOAT_EQ(predict_one(plain, {1, 2}), 0.5f);
+  EXPECT_FLOAT_EQ(predict_one(scaled, {1, 2}), 0.5f * 3 + 10);
+  // (1, 2) scaled: ((1 - 1) * 2, (2 - 0) * 0.5) = (0, 1); 0 - 1 + 0.5 = -0.5.
+  EXPECT_FLOAT_EQ(predict_one(both, {1, 2}), -0.5f * 3 + 10);
+}
+
+// predict's classes are the trainer's: on the same rows Mlp::evaluate counts exactly the rows
+// whose predicted class is the label, and the probabilities are a softmax of each row.
+TEST_F(InferenceTest, ClassesAreTheOnesTheTrainerCountsCorrect) {
+  const ParamMap params = {{"model", std::string("mlp")}, {"hidden", std::string("7,5")},
+                           {"activation", std::string("gelu")}};
+  TrainConfig config;
+  ASSERT_TRUE(train_config_from_params(params, &config).ok());
+  MlpShape shape;
+  ASSERT_TRUE(mlp_shape_from_config(config, 6, 4, &shape).ok());
+  Mlp mlp(shape, 300);
+  mlp.init(42);
+  const Eigen::VectorXf p = mlp.params();
+  const std::string path =
+      write("m", "features=6", {{"params", std::vector<float>(p.data(), p.data() + p.size())}});
+  TrainedModel model;
+  ASSERT_TRUE(load_trained_model(path, params, &model).ok());
+  EXPECT_EQ(model.classes(), 4);
+  EXPECT_EQ(model.shape.hidden, (std::vector<int>{7, 5}));
+  const Eigen::MatrixXf x = Eigen::MatrixXf::Random(6, 300) * 3;
+  const Predictions out = predict(model, x);
+  std::vector<std::int32_t> labels(300);
+  for (int j = 0; j < 300; ++j) labels[static_cast<std::size_t>(j)] = j % 4;
+  std::int64_t correct = 0;
+  for (int j = 0; j < 300; ++j) {
+    if (out.classes[static_cast<std::size_t>(j)] == labels[static_cast<std::size_t>(j)]) ++correct;
+    EXPECT_NEAR(out.probabilities.col(j).sum(), 1.0f, 1e-5f);
+  }
+  EXPECT_EQ(correct, mlp.evaluate(x, std::span<const std::int32_t>(labels)).correct);
+}
+
+TEST_F(InferenceTest, AModelFileThatDoesNotFitItsParametersIsRefusedNamingIt) {
+  TrainedModel m;
+  const std::string wrong = write("wrong", "features=2", {{"params", {1, 2, 3, 4}}});
+  Status s = load_trained_model(wrong, kLinear, &m);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(wrong + ": its params buffer holds 4 floats"), std::string::npos)
+      << s.message();
+  const std::string half = write("half", "features=2", {{"params", {1, 2, 3}}, {"target.mean", {1}}});
+  s = load_trained_model(half, kLinear, &m);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(half + ": has buffer 'target.mean' but not 'target.std'"),
+            std::string::npos)
+      << s.message();
+  const std::string none = (dir_ / "none").string();
+  s = load_trained_model(none, kLinear, &m);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(none), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace trellis::worker
