@@ -145,6 +145,7 @@ struct TrialListing {
   std::string final_metrics = "{}";
   std::string last_metrics = "{}";
   std::int32_t epochs_run = 0;
+  std::string error;
 };
 
 class StatementCache;

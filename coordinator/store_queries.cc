@@ -67,52 +67,23 @@ Status ExperimentStore::trial_summaries(std::int64_t experiment_id,
                                         std::vector<TrialSummary>* out) {
   const std::string where = "trial_summaries of experiment " + std::to_string(experiment_id);
   out->clear();
-  Statement st;
-  Status s = st.prepare(db_,
-                        "SELECT id, number, state, params, last_metrics, epochs_run, attempt, "
-                        "error FROM trials WHERE experiment_id = ?1 ORDER BY number");
-  if (!s.ok()) return s.With(where);
-  st.bind(1, experiment_id);
-  std::unordered_map<std::int64_t, std::size_t> index_of;
-  bool any_live = false;  // not ended, and started at least once: its reports say the rest
-  while (st.next_row(&s)) {
+  std::vector<TrialListing> listing;
+  if (Status s = trial_listing(experiment_id, &listing); !s.ok()) return s;
+  out->reserve(listing.size());
+  for (TrialListing& t : listing) {
     TrialSummary r;
-    r.id = st.i64(0);
-    r.number = static_cast<std::int32_t>(st.i64(1));
-    const std::string state = st.text(2);
-    if (!parse_trial_state(state, &r.state)) {
-      return Status::Error(where + ": trial " + std::to_string(r.id) + " has unknown state '" +
-                           state + "'");
-    }
-    Status rs = params_from_json(st.text(3), &r.params);
-    if (!rs.ok()) return rs.With(where + ": trial " + std::to_string(r.id));
-    if (is_terminal(r.state)) {
-      if (rs = decode_metrics(st.view(4), &r.last_metrics); !rs.ok()) {
-        return rs.With(where + ": trial " + std::to_string(r.id));
-      }
-      r.epochs_run = static_cast<std::int32_t>(st.i64(5));
-    } else if (st.i64(6) > 0) {
-      any_live = true;
-    }
-    r.error = st.text(7);
-    index_of[r.id] = out->size();
+    r.id = t.id;
+    r.number = t.number;
+    r.state = t.state;
+    r.epochs_run = t.epochs_run;
+    r.error = std::move(t.error);
+    Status s = params_from_json(t.params, &r.params);
+    if (s.ok()) s = decode_metrics(t.final_metrics, &r.final_metrics);
+    if (s.ok()) s = decode_metrics(t.last_metrics, &r.last_metrics);
+    if (!s.ok()) return s.With(where + ": trial " + std::to_string(t.id));
     out->push_back(std::move(r));
   }
-  if (!s.ok()) return s.With(where);
-
-  if (s = read_finals(db_, experiment_id, index_of, out); !s.ok()) return s.With(where);
-
-  if (!any_live) return Status::Ok();
-  s = read_lineage((std::string("t.experiment_id = ?1 AND t.state NOT IN ") + kTerminalStates)
-                       .c_str(),
-                   experiment_id, false, [&](std::int64_t id, Lineage&& lineage) {
-                     if (auto it = index_of.find(id); it != index_of.end()) {
-                       (*out)[it->second].last_metrics = lineage.fold.last();
-                       (*out)[it->second].epochs_run = lineage.fold.epochs_run();
-                     }
-                     return Status::Ok();
-                   });
-  return s.With(where);
+  return Status::Ok();
 }
 
 Status ExperimentStore::trial_listing(std::int64_t experiment_id, std::vector<TrialListing>* out) {
@@ -120,8 +91,8 @@ Status ExperimentStore::trial_listing(std::int64_t experiment_id, std::vector<Tr
   out->clear();
   Statement st;
   Status s = st.prepare(db_,
-                        "SELECT id, number, state, params, last_metrics, epochs_run, attempt "
-                        "FROM trials WHERE experiment_id = ?1 ORDER BY number");
+                        "SELECT id, number, state, params, last_metrics, epochs_run, attempt, "
+                        "error FROM trials WHERE experiment_id = ?1 ORDER BY number");
   if (!s.ok()) return s.With(where);
   st.bind(1, experiment_id);
   std::unordered_map<std::int64_t, std::size_t> index_of;
@@ -140,27 +111,22 @@ Status ExperimentStore::trial_listing(std::int64_t experiment_id, std::vector<Tr
       if (std::string last = st.text(4); !last.empty()) r.last_metrics = std::move(last);
       r.epochs_run = static_cast<std::int32_t>(st.i64(5));
     } else if (st.i64(6) > 0) {
-      any_live = true;
+      any_live = true;  // not ended, and started at least once: its reports say the rest
     }
+    r.error = st.text(7);
     index_of[r.id] = out->size();
     out->push_back(std::move(r));
   }
   if (!s.ok()) return s.With(where);
 
-  std::vector<MetricMap> finals(out->size());
-  Statement finals_st;
-  s = finals_st.prepare(db_,
-                        "SELECT f.trial_id, f.name, f.value FROM finals f "
-                        "JOIN trials t ON t.id = f.trial_id WHERE t.experiment_id = ?1");
-  if (!s.ok()) return s.With(where);
-  finals_st.bind(1, experiment_id);
-  while (finals_st.next_row(&s)) {
-    const auto it = index_of.find(finals_st.i64(0));
-    if (it != index_of.end()) finals[it->second][finals_st.text(1)] = finals_st.real(2);
-  }
-  if (!s.ok()) return s.With(where);
+  struct Finals {
+    MetricMap final_metrics;
+  };
+  std::vector<Finals> finals(out->size());
+  if (s = read_finals(db_, experiment_id, index_of, &finals); !s.ok()) return s.With(where);
   for (std::size_t i = 0; i < finals.size(); ++i)
-    if (!finals[i].empty()) (*out)[i].final_metrics = encode_metrics(finals[i]);
+    if (!finals[i].final_metrics.empty())
+      (*out)[i].final_metrics = encode_metrics(finals[i].final_metrics);
 
   if (!any_live) return Status::Ok();
   s = read_lineage((std::string("t.experiment_id = ?1 AND t.state NOT IN ") + kTerminalStates)

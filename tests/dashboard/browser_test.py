@@ -25,9 +25,9 @@ import time
 import urllib.error
 import urllib.request
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+
+import chromium
 
 ARGS = None
 FAILURES = []
@@ -132,21 +132,6 @@ def start_dashboard(store, log, *extra):
         p.stop()
         raise AssertionError("dashboard did not say where it listens: " + repr(line))
     return p, m.group(1), int(m.group(2))
-
-
-def browser():
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-default-apps", "--no-first-run",
-                 "--disable-domain-reliability", "--dns-prefetch-disable",
-                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                 "--disable-dev-shm-usage"]:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    return webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"),
-                            options=options)
 
 
 def check_logs(driver, allowed_prefix, what):
@@ -376,7 +361,7 @@ def main():
     dash, url, port = start_dashboard(store, os.path.join(tmp, "dashboard.log"))
     driver = None
     try:
-        driver = browser()
+        driver = chromium.start(logs=True)
         test_views(driver, url, "asha")
         check_logs(driver, url, "the dashboard")
         test_safety(url, port, store, tmp)

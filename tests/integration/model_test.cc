@@ -350,20 +350,32 @@ TEST_F(ModelTest, AStandardisedTargetIsReportedInItsOwnUnits) {
   ASSERT_EQ(regression_sweep(&kept).size(), 2u);
   const std::string store = file("reg.db");
   const std::string unlabelled = file("unlabelled.csv");
-  ASSERT_EQ(trellis(store, {"predict", "reg", "--input", unlabelled, "-o", file("raw.csv")}).code, 0);
+  ASSERT_EQ(trellis(store, {"predict", "reg", "--input", unlabelled, "-o", file("scaled.csv")}).code, 0);
+
+  // The trainer standardised the target: the kept model says how. The same model told its
+  // target was not scaled gives the network's own output.
   const std::string model_file = store + ".models/reg/trial-" + std::to_string(kept) + ".model";
+  const std::string original = read_file(model_file);
   worker::Checkpoint model;
   ASSERT_TRUE(worker::read_checkpoint(model_file, &model).ok());
-  constexpr float kMean = 40.0f, kStd = 2.5f;
-  model.buffers.emplace_back("target.mean", std::vector<float>{kMean});
-  model.buffers.emplace_back("target.std", std::vector<float>{kStd});
+  const std::vector<float>* mean = model.find("target.mean");
+  const std::vector<float>* std_dev = model.find("target.std");
+  ASSERT_TRUE(mean && std_dev && mean->size() == 1 && std_dev->size() == 1);
+  const float target_mean = mean->front(), target_std = std_dev->front();
+  EXPECT_GT(target_std, 0.0f);
+  for (auto& [name, values] : model.buffers) {
+    if (name == "target.mean") values = {0.0f};
+    if (name == "target.std") values = {1.0f};
+  }
   ASSERT_TRUE(worker::write_checkpoint(model_file, model).ok());
-  const Result r = trellis(store, {"predict", "reg", "--input", unlabelled, "-o", file("scaled.csv")});
+  const Result r = trellis(store, {"predict", "reg", "--input", unlabelled, "-o", file("raw.csv")});
   ASSERT_EQ(r.code, 0) << r.output;
+  write_text(model_file, original);
   const auto raw = read_csv(file("raw.csv")), scaled = read_csv(file("scaled.csv"));
   ASSERT_EQ(scaled.size(), raw.size());
   for (std::size_t i = 1; i < raw.size(); ++i)
-    EXPECT_FLOAT_EQ(std::stof(scaled[i][1]), std::stof(raw[i][1]) * kStd + kMean) << "row " << i;
+    EXPECT_FLOAT_EQ(std::stof(scaled[i][1]), std::stof(raw[i][1]) * target_std + target_mean)
+        << "row " << i;
 
   const std::string onnx = file("scaled.onnx");
   ASSERT_EQ(trellis(store, {"export-model", "reg", "-o", onnx}).code, 0);
