@@ -44,7 +44,7 @@ template <class F> void fields(Done& m, F&& f) {
   f("trial", m.trial); f("attempt", m.attempt); f("ok", m.ok); f("error", m.error);
   f("final_metrics", m.final_metrics); f("preempted", m.preempted);
   f("checkpointed", m.checkpointed); f("model", m.model); f("model_missing", m.model_missing);
-  f("error_kind", m.error_kind);
+  f("error_kind", m.error_kind); f("provenance", m.provenance);
 }
 template <class F> void fields(Ack& m, F&& f) {
   f("trial", m.trial); f("attempt", m.attempt); f("epoch", m.epoch);

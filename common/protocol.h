@@ -135,6 +135,9 @@ struct Done {
   std::vector<std::uint8_t> model;
   std::string model_missing;
   ErrorKind error_kind = ErrorKind::kTrial;  // when !ok
+  // A JSON object of what decided the attempt's numbers as the worker saw it (dataset hash,
+  // build, BLAS, rank layout: worker/provenance.h), merged into the attempt's provenance.
+  std::string provenance;
 };
 
 struct Ack {  // the coordinator stored a Report (epoch >= 1) or a Done (epoch 0)

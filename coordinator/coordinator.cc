@@ -585,6 +585,11 @@ void Coordinator::on_done(Group& group, const Done& done) {
                           " is held by a group but is not a live trial"));
     return;
   }
+  if (!done.provenance.empty()) {
+    // What the worker says decided the numbers; without it the results still stand.
+    if (Status s = store_->merge_provenance(done.trial, done.attempt, done.provenance); !s.ok())
+      spdlog::warn("trial id {}: the worker's provenance is not kept: {}", done.trial, s.message());
+  }
   if (done.preempted) {
     requeue(done.trial,
             done.checkpointed ? "preempted (SIGTERM); resumes from the checkpoint it took"

@@ -267,6 +267,11 @@ class ExperimentStore {
   // attempt.
   [[nodiscard]] Status attempt_owner(std::int64_t trial_id, std::int32_t attempt,
                                      std::string* group, std::string* key);
+  // Adds a worker's JSON object (protocol.h: Done::provenance) to an attempt's provenance. A
+  // key the attempt already holds keeps its value: the coordinator's own (group, key, split...)
+  // are not the worker's to change. Error if the text is not a JSON object or no such attempt.
+  [[nodiscard]] Status merge_provenance(std::int64_t trial_id, std::int32_t attempt,
+                                        const std::string& worker_object);
   // Idempotent on (trial, attempt, epoch): a second report of the same epoch is ignored. A
   // report that arrives after its trial ended still counts (it refreshes the trial's latest
   // metrics if it belongs to the lineage).

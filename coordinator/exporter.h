@@ -11,7 +11,8 @@
 //                "checkpoint_epoch", "target_epoch" (the epoch the scheduler let it train
 //                through; 0: all), "lineage": [{"epoch", "donor" (trial id), "donor_epoch",
 //                "params_before", "params_after", "reason"}] (PBT exploits, oldest first),
-//                "provenance": {group, host, ranks, topology, versions, spec_hash, dataset}},
+//                "provenance": {group, host, ranks, topology, versions, spec_hash, dataset,
+//                split; from the worker's Done: dataset_hash, build, blas, rank_layout...}},
 //                ...],
 //    "events": [{"seq", "kind", "trial" (number, or null), "group", "at", "after_report",
 //                "data": {...}}, ...]}

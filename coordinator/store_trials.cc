@@ -200,6 +200,25 @@ Status ExperimentStore::append_report(std::int64_t trial_id, std::int32_t attemp
   return Status::Ok();
 }
 
+Status ExperimentStore::merge_provenance(std::int64_t trial_id, std::int32_t attempt,
+                                         const std::string& worker_object) {
+  const std::string where =
+      "merge_provenance " + std::to_string(trial_id) + " attempt " + std::to_string(attempt);
+  // RFC 7396 merge with the stored object as the patch, so that its keys win.
+  Statement st;
+  Status s = st.prepare(db_,
+                        "UPDATE attempts SET provenance = json_patch(?3, provenance) "
+                        "WHERE trial_id = ?1 AND attempt = ?2 AND json_type(?3) = 'object'");
+  if (!s.ok()) return s.With(where);
+  st.bind(1, trial_id);
+  st.bind(2, static_cast<std::int64_t>(attempt));
+  st.bind(3, worker_object);
+  if (s = st.run(); !s.ok()) return s.With(where);
+  if (sqlite3_changes(db_) == 0)
+    return Status::Error(where + ": no such attempt, or the worker's provenance is not a JSON object");
+  return Status::Ok();
+}
+
 Status ExperimentStore::finish_trial(std::int64_t trial_id, std::int32_t attempt,
                                      TrialState state, const std::string& error,
                                      const MetricMap& final_metrics) {

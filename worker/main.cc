@@ -21,6 +21,7 @@
 #include "worker/agent.h"
 #include "worker/batch_job.h"
 #include "worker/preemption.h"
+#include "worker/provenance.h"
 #include "worker/topology.h"
 #include "worker/trainer.h"
 
@@ -100,6 +101,17 @@ void run_trial(const Assign& assign, Agent* agent, const GroupComm& group) {
     status = train(task, group, hooks, &result);
   }
   if (agent == nullptr) return;
+  // Every Done says what decided the attempt's numbers; a dataset that cannot be hashed (its
+  // read failed too, most likely) leaves the hash out rather than the rest.
+  DatasetDigest digest;
+  Status hashed = result.dataset_files.empty() ? Status::Error("no dataset file was read")
+                                               : digest_files(result.dataset_files, &digest);
+  if (!hashed.ok()) spdlog::warn("no dataset hash in the provenance: {}", hashed.message());
+  const std::string provenance = run_provenance(group, hashed.ok() ? &digest : nullptr);
+  const auto send_done = [&](Done done) {
+    done.provenance = provenance;
+    agent->done(done);
+  };
   if (status.ok() && result.preempted) {
     spdlog::warn("trial {} of '{}' stopped by SIGTERM or SIGUSR1 after {} epoch(s){}", assign.number,
                  assign.experiment, result.epochs_run,
@@ -107,19 +119,19 @@ void run_trial(const Assign& assign, Agent* agent, const GroupComm& group) {
     Done done{assign.trial, assign.attempt, false, "preempted", {}};
     done.preempted = true;
     done.checkpointed = result.checkpointed;
-    agent->done(done);
+    send_done(std::move(done));
   } else if (status.ok()) {
     spdlog::info("trial {} of '{}' done after {} epoch(s)", assign.number, assign.experiment,
                  result.epochs_run);
     Done done{assign.trial, assign.attempt, true, "", result.final_metrics};
     attach_model(result.model, &done);
-    agent->done(done);
+    send_done(std::move(done));
   } else {
     spdlog::error("trial {} of '{}' failed: {}", assign.number, assign.experiment,
                   status.message());
     Done done{assign.trial, assign.attempt, false, status.message(), {}};
     done.error_kind = result.dataset_error ? ErrorKind::kDataset : ErrorKind::kTrial;
-    agent->done(done);
+    send_done(std::move(done));
   }
 }
 

@@ -470,6 +470,7 @@ Status train(const TrialTask& task, const GroupComm& group, const TrainerHooks& 
   // Whose fault a failed read is travels with the failing rank's message: rank 0 tells the
   // coordinator, which stops the sweep on the dataset's (dataset.h, DataFault).
   Status s = guarded("reading data", [&] { return read_data(task, rank, ranks, &st); });
+  result->dataset_files = st.data.files;
   int dataset_fault = st.data.fault == DataFault::kDataset ? 1 : 0;
   if (s = agree(comm, s, &dataset_fault); !s.ok()) {
     result->dataset_error = dataset_fault != 0;

@@ -84,6 +84,8 @@ struct TrainResult {
   // "target.std" (one float each: the network's output is the standardised target, the value
   // is output * std + mean). Its metrics are final_metrics.
   std::string model;
+  // The dataset files this rank opened, in order, for the provenance (worker/provenance.h).
+  std::vector<std::string> dataset_files;
 };
 
 // Collective over the group. A failure on any rank (missing file, corrupt data, NaN loss) is

@@ -81,6 +81,15 @@ TEST(ProtocolTest, DoneCarriesAModelOfAnyBytes) {
   EXPECT_TRUE(std::get<Done>(round_trip(without)).model.empty());
 }
 
+// The worker's provenance rides in the Done as JSON text; a Done from a worker that sends none
+// (an older one) reads as empty, which the coordinator leaves alone.
+TEST(ProtocolTest, DoneCarriesTheWorkersProvenance) {
+  Done done{3, 2, true, "", {}};
+  done.provenance = R"({"dataset_hash":"crc32:0123abcd","blas":{"threads":2}})";
+  EXPECT_EQ(std::get<Done>(round_trip(done)).provenance, done.provenance);
+  EXPECT_TRUE(std::get<Done>(round_trip(Done{3, 2, true, "", {}})).provenance.empty());
+}
+
 // Packs [version, type, body] by hand, to build frames our encoder never would.
 template <class Body>
 std::string frame(std::uint64_t version, std::uint64_t type, const Body& body) {

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -224,6 +225,40 @@ TEST(ExperimentStoreTest, PrunedAndFailedKeepTheirReason) {
   EXPECT_EQ(trials[0].error, "asha rung 1");
   EXPECT_EQ(trials[1].state, TrialState::kFailed);
   EXPECT_EQ(trials[1].error, "NaN loss");
+}
+
+// A worker's provenance (its Done) joins the attempt's; the coordinator's keys stay as they are,
+// and what is not a JSON object, or names no attempt, is refused and changes nothing.
+TEST(ExperimentStoreTest, AWorkersProvenanceJoinsTheAttemptsWithoutOverwritingIt) {
+  TempDir dir;
+  auto store = open_store(dir.file("store.db"));
+  ASSERT_TRUE(store);
+  ExperimentRecord e = make_experiment(*store, "alpha");
+  TrialRecord a = make_trial(*store, e.id, 0);
+  StartedAttempt started;
+  ASSERT_TRUE(store->start_trial(a.id, "g0", R"({"group":"g0","key":"K","split":{"seed":3}})",
+                                 &started).ok());
+  const auto provenance = [&] {
+    std::vector<TrialRecord> trials;
+    EXPECT_TRUE(store->list_trials(e.id, &trials).ok());
+    return nlohmann::json::parse(trials.at(0).provenance);
+  };
+  Status s = store->merge_provenance(
+      a.id, 1, R"({"key":"forged","dataset_hash":"crc32:00000001","blas":{"threads":2}})");
+  ASSERT_TRUE(s.ok()) << s.message();
+  const nlohmann::json merged = provenance();
+  EXPECT_EQ(merged["key"], "K") << "the coordinator's key, not the worker's";
+  EXPECT_EQ(merged["group"], "g0");
+  EXPECT_EQ(merged["split"]["seed"], 3);
+  EXPECT_EQ(merged["dataset_hash"], "crc32:00000001");
+  EXPECT_EQ(merged["blas"]["threads"], 2);
+
+  EXPECT_FALSE(store->merge_provenance(a.id, 1, "[1,2]").ok());
+  EXPECT_FALSE(store->merge_provenance(a.id, 1, "{not json").ok());
+  s = store->merge_provenance(a.id, 2, R"({"x":1})");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("attempt 2"), std::string::npos) << s.message();
+  EXPECT_EQ(provenance(), merged);
 }
 
 TEST(ExperimentStoreTest, DuplicateReportIsIgnored) {

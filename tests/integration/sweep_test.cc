@@ -402,6 +402,37 @@ TEST_F(SweepTest, CompareAndShowReadTheStoreAsTheExportHasIt) {
     EXPECT_EQ(every.at("final." + name), (json{value, trials[2]["final"][name]})) << name;
   EXPECT_EQ(every.at("state"), (json{"completed", "completed"}));
 
+  // What decided the numbers, from each trial's Done: the same files, the same build and
+  // BLAS, the same layout for every trial of this sweep, so no such row differs.
+  const std::string hash = trials[0]["provenance"].value("dataset_hash", "");
+  EXPECT_EQ(hash.rfind("crc32:", 0), 0u) << trials[0].dump();
+  for (const json& t : trials) {
+    const json p = t["provenance"];
+    EXPECT_EQ(p.value("dataset_hash", ""), hash) << "the same files: " << p.dump();
+    EXPECT_GT(p.value("dataset_bytes", 0), 0) << p.dump();
+    EXPECT_EQ(p.value("dataset_files", 0), 4) << "idx: train and test, images and labels";
+    ASSERT_TRUE(p.contains("build") && p.contains("blas") && p.contains("rank_layout")) << p.dump();
+    const json build = p["build"];
+    EXPECT_TRUE(build["git_dirty"].is_boolean()) << p.dump();
+    EXPECT_FALSE(build.value("git_revision", "").empty()) << p.dump();
+    EXPECT_FALSE(build.value("compiler", "").empty()) << p.dump();
+    const json blas = p["blas"];
+    EXPECT_FALSE(blas.value("library", "").empty()) << p.dump();
+    EXPECT_GE(blas.value("threads", 0), 1) << p.dump();
+    EXPECT_GE(p.value("eigen_threads", 0), 1) << p.dump();
+    EXPECT_EQ(p["rank_layout"]["ranks"], 1) << p.dump();
+    EXPECT_EQ(p["rank_layout"]["nodes"], 1) << p.dump();
+  }
+  for (const char* field : {"provenance.dataset_hash", "provenance.dataset_bytes",
+                            "provenance.build.git_revision", "provenance.build.git_dirty",
+                            "provenance.build.compiler", "provenance.blas.library",
+                            "provenance.blas.core", "provenance.blas.threads",
+                            "provenance.eigen_threads", "provenance.rank_layout.ranks"}) {
+    ASSERT_EQ(every.count(field), 1u) << field;
+    EXPECT_EQ(every.at(field)[0], every.at(field)[1]) << field;
+    EXPECT_EQ(differing.count(field), 0u) << field;
+  }
+
   const Result table = run({kTrellis, "--store", store, "compare", "side", "0", "1", "2"},
                            file("table.log"));
   ASSERT_EQ(table.code, 0) << table.output;

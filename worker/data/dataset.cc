@@ -99,6 +99,8 @@ Status read_idx(const DatasetRef& d, const LayoutOptions& l, RankData* out) {
   if (!s.ok()) return s;
   s = read_idx_info(d.path, IdxSplit::kTest, &test_info);
   if (!s.ok()) return s;
+  out->files = {train_info.images_path, train_info.labels_path, test_info.images_path,
+                test_info.labels_path};
   if (test_info.height != train_info.height || test_info.width != train_info.width)
     return Status::Error("feature count mismatch: " +
                          test_info.images_path + " is " + std::to_string(test_info.height) + "x" +
@@ -161,9 +163,11 @@ Status read_csv(const DatasetRef& d, const LayoutOptions& l, const TargetRule& r
   if (!s.ok()) return s;
   // With test_fraction the test rows come out of the training file; no test file is read.
   const bool test_file = d.test_fraction <= 0;
+  out->files = {train.path};
   if (test_file) {
     s = read_csv_header(file_in(d.path, d.test, "test.csv"), d.label, &test);
     if (!s.ok()) return s;
+    out->files.push_back(test.path);
     s = check_same_columns(train, test);
     if (!s.ok()) return s;
   }
@@ -205,7 +209,9 @@ Status read_libsvm(const DatasetRef& d, const LayoutOptions& l, const TargetRule
   Status s = libsvm_file_size(train_path, &train_size);
   if (!s.ok()) return s;
   const bool test_file = d.test_fraction <= 0;  // else the test rows come out of the training file
+  out->files = {train_path};
   if (test_file) {
+    out->files.push_back(test_path);
     s = libsvm_file_size(test_path, &test_size);
     if (!s.ok()) return s;
   }

@@ -113,6 +113,9 @@ struct RankData {
   // What this rank read of the train and test files: data rows, and bytes (headers included).
   std::int64_t rows_read = 0;
   std::int64_t bytes_read = 0;
+  // The files it opened, in that order (idx: the raw or the .gz, whichever was read), for the
+  // provenance's dataset hash (worker/provenance.h).
+  std::vector<std::string> files;
 
   // The group's plan; set by finish_* (idx: already by read_local).
   std::unique_ptr<ShardPlan> plan;
