@@ -19,6 +19,7 @@
 #include "common/seed.h"
 #include "common/train_config.h"
 #include "common/socket_factory.h"
+#include "common/version.h"
 
 namespace trellis::coordinator {
 namespace {

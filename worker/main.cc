@@ -18,6 +18,7 @@
 #include "common/logging.h"
 #include "common/protocol.h"
 #include "common/socket_factory.h"
+#include "common/version.h"
 #include "worker/agent.h"
 #include "worker/batch_job.h"
 #include "worker/preemption.h"

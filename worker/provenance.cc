@@ -10,6 +10,7 @@
 #include <cstring>
 #include <memory>
 
+#include "common/version.h"
 #include "worker/build_info.h"
 
 // Weak, as in topology.cc: present when OpenBLAS is linked, null under TRELLIS_BLAS=eigen.

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/atomic_file.h"
+#include "common/version.h"
 
 namespace trellis::worker {
 namespace {
