@@ -211,6 +211,13 @@ Status write_csv(const Snapshot& snap, std::ostream& out) {
 
 }  // namespace
 
+std::string cell_text(const nlohmann::json& value) {
+  if (value.is_null()) return "";
+  if (value.is_string()) return value.get<std::string>();
+  if (value.is_number_float()) return format_number(value.get<double>());
+  return value.dump();
+}
+
 std::string format_number(double v) {
   char buf[64];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);

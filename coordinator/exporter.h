@@ -49,6 +49,9 @@ inline constexpr int kExportFormatVersion = 2;
 
 // Shortest text that reads back to the same double ("0.1", "1e-05").
 std::string format_number(double v);
+// A JSON value as a cell reads: strings bare, floats by format_number, null empty, the rest
+// (integers, booleans, objects) as JSON.
+std::string cell_text(const nlohmann::json& value);
 // `text` as one CSV field (RFC 4180: quoted when it holds a comma, quote or line break).
 std::string csv_field(const std::string& text);
 

@@ -121,7 +121,7 @@ Status ModelShelf::write_index() const {
   return write_file_atomically(path, index.dump(2) + "\n", "model shelf index " + path);
 }
 
-Status find_kept_model(const std::string& dir, std::int32_t number, KeptModel* out) {
+Status read_shelf_index(const std::string& dir, ShelfIndex* out) {
   const std::string path = dir + "/index.json";
   std::ifstream in(path);
   if (!in)
@@ -130,28 +130,40 @@ Status find_kept_model(const std::string& dir, std::int32_t number, KeptModel* o
   const nlohmann::json index = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (index.is_discarded() || !index.contains("models") || !index["models"].is_array())
     return Status::Error(path + ": not a model shelf index (unreadable JSON)");
-  const nlohmann::json& models = index["models"];
-  const std::string keep = std::to_string(index.value("keep", 0));
-  if (models.empty())
-    return Status::Error(path + ": no model is kept yet (the best " + keep +
-                         " completed trials' are, keep_models in the spec)");
-  std::string numbers;
-  for (const nlohmann::json& m : models) {
-    const std::int32_t n = m.value("number", -1);
-    numbers += (numbers.empty() ? "" : ", ") + std::to_string(n);
-    if (number >= 0 && n != number) continue;
+  ShelfIndex shelf;
+  shelf.keep = index.value("keep", 0);
+  for (const nlohmann::json& m : index["models"]) {
     KeptModel k;
     k.rank = m.value("rank", 0);
-    k.number = n;
-    const std::string trial = "trial " + std::to_string(n);
-    if (!m.contains("file") || !m["file"].is_string())
-      return Status::Error(trial + " ranks " + std::to_string(k.rank) + " of the best " + keep +
-                           ", but its model was not kept: it did not arrive at the coordinator "
-                           "(too large to send in one frame; the run's log names it)");
+    k.number = m.value("number", -1);
     if (Status s = params_from_object(m.value("params", nlohmann::json::object()), &k.params);
         !s.ok())
-      return Status::Error(path + ": " + trial + "'s params: " + s.message());
-    k.path = dir + "/" + m["file"].get<std::string>();
+      return Status::Error(path + ": trial " + std::to_string(k.number) + "'s params: " +
+                           s.message());
+    if (m.contains("file") && m["file"].is_string())
+      k.path = dir + "/" + m["file"].get<std::string>();
+    shelf.models.push_back(std::move(k));
+  }
+  *out = std::move(shelf);
+  return Status::Ok();
+}
+
+Status find_kept_model(const std::string& dir, std::int32_t number, KeptModel* out) {
+  ShelfIndex shelf;
+  if (Status s = read_shelf_index(dir, &shelf); !s.ok()) return s;
+  const std::string keep = std::to_string(shelf.keep);
+  if (shelf.models.empty())
+    return Status::Error(dir + "/index.json: no model is kept yet (the best " + keep +
+                         " completed trials' are, keep_models in the spec)");
+  std::string numbers;
+  for (KeptModel& k : shelf.models) {
+    numbers += (numbers.empty() ? "" : ", ") + std::to_string(k.number);
+    if (number >= 0 && k.number != number) continue;
+    if (k.path.empty())
+      return Status::Error("trial " + std::to_string(k.number) + " ranks " +
+                           std::to_string(k.rank) + " of the best " + keep +
+                           ", but its model was not kept: it did not arrive at the coordinator "
+                           "(too large to send in one frame; the run's log names it)");
     *out = std::move(k);
     return Status::Ok();
   }

@@ -66,13 +66,23 @@ class ModelShelf {
 };
 
 // One trial's model as index.json lists it, for the commands that use kept models (predict,
-// export-model).
+// export-model, show, the dashboard).
 struct KeptModel {
   int rank = 0;  // 1: the best
   std::int32_t number = 0;
   ParamMap params;
-  std::string path;  // the model file, absolute as `dir` is
+  std::string path;  // the model file, absolute as `dir` is; empty: ranked, but it never arrived
 };
+
+// index.json as written: `keep` and the ranked trials, best first.
+struct ShelfIndex {
+  int keep = 0;
+  std::vector<KeptModel> models;
+};
+
+// Reads DIR/EXPERIMENT's index.json. Fails, saying why, when it does not exist (nothing is kept
+// yet, or keep_models: 0) or cannot be parsed.
+[[nodiscard]] Status read_shelf_index(const std::string& dir, ShelfIndex* out);
 
 // Looks up trial `number` (or, when negative, the best) on the shelf in `dir` (DIR/EXPERIMENT).
 // Fails, saying why, when there is no index, the trial is not among the kept ones (naming

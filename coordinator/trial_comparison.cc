@@ -31,13 +31,6 @@ json highest_epoch(const json& document) {
   return highest;
 }
 
-std::string text_of(const json& value) {
-  if (value.is_null()) return "";
-  if (value.is_string()) return value.get<std::string>();
-  if (value.is_number_float()) return format_number(value.get<double>());
-  return value.dump();
-}
-
 std::string one_line(std::string text) {
   std::string out;
   for (char c : text) {
@@ -121,7 +114,7 @@ void write_comparison(const std::vector<std::int32_t>& numbers,
     out << "\n";
     for (const ComparisonRow* row : shown) {
       out << csv_field(row->field);
-      for (const json& v : row->values) out << "," << csv_field(text_of(v));
+      for (const json& v : row->values) out << "," << csv_field(cell_text(v));
       out << "\n";
     }
     return;
@@ -130,7 +123,7 @@ void write_comparison(const std::vector<std::int32_t>& numbers,
   for (std::int32_t n : numbers) cells[0].push_back(std::to_string(n));
   for (const ComparisonRow* row : shown) {
     std::vector<std::string> line = {row->field};
-    for (const json& v : row->values) line.push_back(v.is_null() ? "-" : one_line(text_of(v)));
+    for (const json& v : row->values) line.push_back(v.is_null() ? "-" : one_line(cell_text(v)));
     cells.push_back(std::move(line));
   }
   std::vector<std::size_t> width(cells[0].size(), 0);

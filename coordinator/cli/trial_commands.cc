@@ -3,12 +3,12 @@
 // read-only, so they work while the coordinator writes it.
 
 #include <algorithm>
-#include <fstream>
 #include <iostream>
 #include <set>
 
 #include "coordinator/cli/command.h"
 #include "coordinator/exporter.h"
+#include "coordinator/model_shelf.h"
 #include "coordinator/trial_comparison.h"
 
 namespace trellis::cli {
@@ -18,11 +18,8 @@ using coordinator::ExperimentRecord;
 using coordinator::ExperimentStore;
 using nlohmann::json;
 
-std::string text_of(const json& v) {
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_number_float()) return coordinator::format_number(v.get<double>());
-  return v.dump();
-}
+// A cell, "-" when missing.
+std::string text_of(const json& v) { return v.is_null() ? "-" : coordinator::cell_text(v); }
 
 // "a=1 b=relu", in name order.
 std::string assignments(const json& object) {
@@ -35,19 +32,18 @@ std::string assignments(const json& object) {
 // Where trial `number`'s model is on the shelf, or why it is not there.
 std::string model_line(const std::string& store, const ExperimentRecord& experiment,
                        std::int32_t number) {
-  const std::string dir = model_dir(store) + "/" + experiment.name;
-  std::ifstream in(dir + "/index.json");
-  const json index = json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (index.is_discarded() || !index.contains("models"))
-    return "none kept (" + dir + "/index.json does not exist yet)";
-  for (const json& m : index["models"]) {
-    if (m.value("number", -1) != number) continue;
-    const std::string place = "rank " + std::to_string(m.value("rank", 0)) + " of the " +
-                              std::to_string(index.value("keep", 0)) + " best";
-    if (m["file"].is_null()) return "not kept: it ranks " + place + ", but its model did not arrive";
-    return dir + "/" + m["file"].get<std::string>() + " (" + place + ")";
+  coordinator::ShelfIndex shelf;
+  if (Status s = coordinator::read_shelf_index(model_dir(store) + "/" + experiment.name, &shelf);
+      !s.ok())
+    return "none kept: " + s.message();
+  for (const coordinator::KeptModel& m : shelf.models) {
+    if (m.number != number) continue;
+    const std::string place = "rank " + std::to_string(m.rank) + " of the " +
+                              std::to_string(shelf.keep) + " best";
+    if (m.path.empty()) return "not kept: it ranks " + place + ", but its model did not arrive";
+    return m.path + " (" + place + ")";
   }
-  return "not kept: only the best " + std::to_string(index.value("keep", 0)) +
+  return "not kept: only the best " + std::to_string(shelf.keep) +
          " completed trials' models are (keep_models in the spec)";
 }
 

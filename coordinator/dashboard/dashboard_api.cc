@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <optional>
 #include <set>
 #include <utility>
@@ -13,6 +12,7 @@
 #include "coordinator/dashboard/flat_json.h"
 #include "coordinator/dashboard/param_importance.h"
 #include "coordinator/exporter.h"
+#include "coordinator/model_shelf.h"
 #include "coordinator/params_codec.h"
 
 namespace trellis::dashboard {
@@ -148,18 +148,14 @@ Status parse_numbers(const std::string& text, std::vector<std::int32_t>* out) {
 // Where trial `number`'s model is kept ({"file", "rank", "keep"}), or null.
 json kept_model(const std::string& model_dir, const ExperimentRecord& experiment,
                 std::int32_t number) {
-  const std::string dir = model_dir + "/" + experiment.name;
-  std::ifstream in(dir + "/index.json");
-  const json index = json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (index.is_discarded() || !index.contains("models") || !index["models"].is_array())
+  coordinator::ShelfIndex shelf;
+  if (!coordinator::read_shelf_index(model_dir + "/" + experiment.name, &shelf).ok())
     return nullptr;
-  const json& models = index["models"];
-  for (const json& m : models) {
-    if (m.value("number", -1) != number) continue;
-    return {{"file", m["file"].is_string() ? json(dir + "/" + m["file"].get<std::string>())
-                                           : json(nullptr)},
-            {"rank", m.value("rank", 0)},
-            {"keep", index.value("keep", 0)}};
+  for (const coordinator::KeptModel& m : shelf.models) {
+    if (m.number != number) continue;
+    return {{"file", m.path.empty() ? json(nullptr) : json(m.path)},
+            {"rank", m.rank},
+            {"keep", shelf.keep}};
   }
   return nullptr;
 }

@@ -112,6 +112,49 @@ TEST(ModelShelf, TheIndexListsTheShelfBestFirst) {
   EXPECT_EQ(files_in(dir), std::set<std::int32_t>{7}) << "trial 4 was pushed out";
 }
 
+// What the commands read back (predict, show, the dashboard) is what the shelf wrote, and a
+// trial that ranks without a file reads as such, not as a missing trial.
+TEST(ModelShelf, TheIndexReadsBackAsWritten) {
+  testing::TempDir tmp;
+  const std::string dir = tmp.file("s.db.models/exp");
+  ShelfIndex shelf;
+  const Status missing = read_shelf_index(dir, &shelf);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.message().find("index.json does not exist"), std::string::npos)
+      << missing.message();
+  ModelShelf writer(dir, 2);
+  ASSERT_TRUE(writer.offer(entry(4, 0.3), model_of(4)).ok());
+  ASSERT_TRUE(writer.offer(entry(2, 0.1), {}).ok());
+  ASSERT_TRUE(read_shelf_index(dir, &shelf).ok());
+  EXPECT_EQ(shelf.keep, 2);
+  ASSERT_EQ(shelf.models.size(), 2u);
+  EXPECT_EQ(shelf.models[0].number, 2);
+  EXPECT_EQ(shelf.models[0].rank, 1);
+  EXPECT_TRUE(shelf.models[0].path.empty());
+  EXPECT_EQ(shelf.models[1].number, 4);
+  EXPECT_EQ(shelf.models[1].path, writer.model_path(4));
+  EXPECT_EQ(read_bytes(shelf.models[1].path), model_of(4));
+  EXPECT_DOUBLE_EQ(std::get<double>(shelf.models[1].params.at("lr")), 0.04);
+
+  KeptModel kept;
+  const Status no_file = find_kept_model(dir, 2, &kept);
+  ASSERT_FALSE(no_file.ok());
+  EXPECT_NE(no_file.message().find("ranks 1 of the best 2, but its model was not kept"),
+            std::string::npos) << no_file.message();
+  const Status other = find_kept_model(dir, 9, &kept);
+  ASSERT_FALSE(other.ok());
+  EXPECT_NE(other.message().find("those are trial(s) 2, 4"), std::string::npos)
+      << other.message();
+  EXPECT_FALSE(find_kept_model(dir, -1, &kept).ok()) << "the best (trial 2) has no file";
+  ASSERT_TRUE(find_kept_model(dir, 4, &kept).ok());
+  EXPECT_EQ(kept.rank, 2);
+
+  std::ofstream(dir + "/index.json") << "{\"models\": [";
+  const Status torn = read_shelf_index(dir, &shelf);
+  ASSERT_FALSE(torn.ok());
+  EXPECT_NE(torn.message().find("not a model shelf index"), std::string::npos) << torn.message();
+}
+
 // A resent Done offers its trial again: one entry, the file rewritten, nothing else moves.
 TEST(ModelShelf, AResentTrialReplacesItself) {
   testing::TempDir tmp;
