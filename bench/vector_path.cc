@@ -24,6 +24,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -135,7 +136,7 @@ int main(int argc, char** argv) {
   };
   auto step = [&] {
     model.grads().setZero();
-    (void)model.forward_backward(x, labels, 1.0f / kBatch);
+    (void)model.forward_backward(x, std::span<const std::int32_t>(labels), 1.0f / kBatch);
     adam->step(model.params(), model.grads());
   };
   // The step's products alone: forward W x (3), dW = delta a^T (3), dX = W^T delta (2).

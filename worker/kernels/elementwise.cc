@@ -71,46 +71,34 @@ TRELLIS_BODY void bias_tanh_body(float* a, int lda, const float* b, int m, int n
 
 // The backward passes: d = op(d, x) and db = sum over columns, in column order at every width
 // (the vectors run along the rows), so the sum's rounding is the same on every path.
-TRELLIS_BODY void relu_backward_body(float* d, int ldd, const float* a, int lda, int m, int n,
-                                     float* __restrict db) {
+template <typename Op>
+TRELLIS_BODY void backward_body(float* d, int ldd, const float* x, int ldx, int m, int n,
+                                float* __restrict db, Op op) {
   for (int i = 0; i < m; ++i) db[i] = 0.0f;
   for (int j = 0; j < n; ++j) {
     float* __restrict c = d + static_cast<std::ptrdiff_t>(j) * ldd;
-    const float* __restrict x = a + static_cast<std::ptrdiff_t>(j) * lda;
+    const float* __restrict f = x + static_cast<std::ptrdiff_t>(j) * ldx;
     for (int i = 0; i < m; ++i) {
-      const float v = x[i] > 0.0f ? c[i] : 0.0f;
+      const float v = op(c[i], f[i]);
       c[i] = v;
       db[i] = db[i] + v;
     }
   }
+}
+
+TRELLIS_BODY void relu_backward_body(float* d, int ldd, const float* a, int lda, int m, int n,
+                                     float* db) {
+  backward_body(d, ldd, a, lda, m, n, db, [](float v, float y) { return y > 0.0f ? v : 0.0f; });
 }
 
 TRELLIS_BODY void tanh_backward_body(float* d, int ldd, const float* a, int lda, int m, int n,
-                                     float* __restrict db) {
-  for (int i = 0; i < m; ++i) db[i] = 0.0f;
-  for (int j = 0; j < n; ++j) {
-    float* __restrict c = d + static_cast<std::ptrdiff_t>(j) * ldd;
-    const float* __restrict x = a + static_cast<std::ptrdiff_t>(j) * lda;
-    for (int i = 0; i < m; ++i) {
-      const float v = c[i] * (1.0f - x[i] * x[i]);
-      c[i] = v;
-      db[i] = db[i] + v;
-    }
-  }
+                                     float* db) {
+  backward_body(d, ldd, a, lda, m, n, db, [](float v, float y) { return v * (1.0f - y * y); });
 }
 
 TRELLIS_BODY void mul_backward_body(float* d, int ldd, const float* f, int ldf, int m, int n,
-                                    float* __restrict db) {
-  for (int i = 0; i < m; ++i) db[i] = 0.0f;
-  for (int j = 0; j < n; ++j) {
-    float* __restrict c = d + static_cast<std::ptrdiff_t>(j) * ldd;
-    const float* __restrict x = f + static_cast<std::ptrdiff_t>(j) * ldf;
-    for (int i = 0; i < m; ++i) {
-      const float v = c[i] * x[i];
-      c[i] = v;
-      db[i] = db[i] + v;
-    }
-  }
+                                    float* db) {
+  backward_body(d, ldd, f, ldf, m, n, db, [](float v, float g) { return v * g; });
 }
 
 // One kernel's three instances and the dispatch on the current path.
