@@ -6,9 +6,10 @@
 // same path. Provenance records the path's name.
 //
 // Every path computes the same bits: the kernels use only IEEE adds, multiplies, divides,
-// square roots, compares and selects, element by element, with no fused multiply-add (their
-// file is built with -ffp-contract=off and the intrinsics never use FMA) and the same
-// summation order (column sums run over the batch in column order at every vector width).
+// square roots, compares and selects, element by element, with no fused multiply-add, and the
+// same summation order (column sums run over the batch in column order at every vector width).
+// kernels/elementwise.cc and optimizer.cc are built with -ffp-contract=off for this: GCC's C++
+// default contracts a * b + c into an FMA in any function whose target has FMA.
 // So a trial resumed on a node with another path continues with the same arithmetic, and
 // ranks on different CPUs stay identical.
 
