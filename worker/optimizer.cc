@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "worker/kernels/vector_path.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define TRELLIS_ADAM_X86 1
@@ -92,9 +94,36 @@ __attribute__((target("avx"))) void adam_avx(float* p, const float* grad, float*
   adam_scalar<kScaled, kKeep>(p, grad, m, v, i, n, s);
 }
 
-bool have_avx() {
-  static const bool avx = __builtin_cpu_supports("avx");
-  return avx;
+// AVX-512: 16 lanes, the same operations again (no FMA), so the same bits. The square root is
+// the all-lanes masked form: GCC 12's _mm512_sqrt_ps trips -Wmaybe-uninitialized on its own
+// undefined pass-through operand.
+template <bool kScaled, bool kKeep>
+__attribute__((target("avx512f"))) void adam_avx512(float* p, const float* grad, float* m,
+                                                    float* v, std::int64_t n,
+                                                    const AdamScalars& s) {
+  const __m512 clip = _mm512_set1_ps(s.clip), l2 = _mm512_set1_ps(s.l2),
+               b1 = _mm512_set1_ps(s.b1), omb1 = _mm512_set1_ps(s.omb1),
+               b2 = _mm512_set1_ps(s.b2), omb2 = _mm512_set1_ps(s.omb2),
+               c1 = _mm512_set1_ps(s.c1), c2 = _mm512_set1_ps(s.c2), lr = _mm512_set1_ps(s.lr),
+               eps = _mm512_set1_ps(s.eps), keep = _mm512_set1_ps(s.keep);
+  constexpr __mmask16 kAll = 0xffff;
+  std::int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 g = _mm512_loadu_ps(grad + i);
+    const __m512 pi = _mm512_loadu_ps(p + i);
+    if constexpr (kScaled) g = _mm512_add_ps(_mm512_mul_ps(clip, g), _mm512_mul_ps(l2, pi));
+    const __m512 mi =
+        _mm512_add_ps(_mm512_mul_ps(b1, _mm512_loadu_ps(m + i)), _mm512_mul_ps(omb1, g));
+    const __m512 vi = _mm512_add_ps(_mm512_mul_ps(b2, _mm512_loadu_ps(v + i)),
+                                    _mm512_mul_ps(omb2, _mm512_mul_ps(g, g)));
+    _mm512_storeu_ps(m + i, mi);
+    _mm512_storeu_ps(v + i, vi);
+    const __m512 root = _mm512_maskz_sqrt_ps(kAll, _mm512_mul_ps(vi, c2));
+    const __m512 u = _mm512_div_ps(_mm512_mul_ps(lr, _mm512_mul_ps(mi, c1)),
+                                   _mm512_add_ps(root, eps));
+    _mm512_storeu_ps(p + i, _mm512_sub_ps(kKeep ? _mm512_mul_ps(pi, keep) : pi, u));
+  }
+  adam_scalar<kScaled, kKeep>(p, grad, m, v, i, n, s);
 }
 #endif
 
@@ -102,11 +131,16 @@ template <bool kScaled, bool kKeep>
 void adam_run(float* p, const float* grad, float* m, float* v, std::int64_t n,
               const AdamScalars& s) {
 #ifdef TRELLIS_ADAM_X86
-  if (have_avx()) {
-    adam_avx<kScaled, kKeep>(p, grad, m, v, n, s);
-  } else {
-    adam_sse2<kScaled, kKeep>(p, grad, m, v, n, s);
+  // The avx2 path runs the AVX (8-lane) variant: Adam needs no AVX2 integer instructions.
+  switch (vector_path()) {
+    case VectorPath::kAvx512:
+      return adam_avx512<kScaled, kKeep>(p, grad, m, v, n, s);
+    case VectorPath::kAvx2:
+      return adam_avx<kScaled, kKeep>(p, grad, m, v, n, s);
+    case VectorPath::kGeneric:
+      break;
   }
+  adam_sse2<kScaled, kKeep>(p, grad, m, v, n, s);
 #else
   adam_scalar<kScaled, kKeep>(p, grad, m, v, 0, n, s);
 #endif

@@ -12,6 +12,7 @@
 
 #include "common/version.h"
 #include "worker/build_info.h"
+#include "worker/kernels/vector_path.h"
 
 // Weak, as in topology.cc: present when OpenBLAS is linked, null under TRELLIS_BLAS=eigen.
 extern "C" char* openblas_get_config(void) __attribute__((weak));
@@ -94,6 +95,7 @@ std::string run_provenance(const GroupComm& group, const DatasetDigest* dataset)
                  {"cxx_flags", TRELLIS_CXX_FLAGS},
                  {"gemm", TRELLIS_BLAS_BACKEND}}},
       {"blas", blas()},
+      {"vector_path", vector_path_name(vector_path())},
       {"eigen_threads", Eigen::nbThreads()},
       {"rank_layout", {{"ranks", group.size()},
                        {"nodes", group.node_count()},

@@ -14,6 +14,7 @@
 #include "tests/worker/idx_fixture.h"
 #include "worker/collectives.h"
 #include "worker/data/dataset.h"
+#include "worker/kernels/vector_path.h"
 #include "worker/provenance.h"
 
 namespace trellis::worker {
@@ -105,6 +106,7 @@ TEST(Provenance, RunProvenanceNamesTheBuildTheBlasAndTheLayout) {
     EXPECT_NE(blas["library"].get<std::string>().find("OpenBLAS"), std::string::npos) << text;
     EXPECT_FALSE(blas["core"].get<std::string>().empty()) << text;
   }
+  EXPECT_EQ(p["vector_path"], vector_path_name(vector_path())) << text;
   EXPECT_GE(p["eigen_threads"].get<int>(), 1) << text;
   EXPECT_EQ(p["rank_layout"]["ranks"], group->size());
   EXPECT_EQ(p["rank_layout"]["nodes"], group->node_count());

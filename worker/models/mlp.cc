@@ -7,6 +7,7 @@
 #include <random>
 
 #include "common/seed.h"
+#include "worker/kernels/elementwise.h"
 
 namespace trellis::worker {
 namespace {
@@ -245,14 +246,14 @@ void Mlp::activate(int l, int n, bool train, const BatchKey* key) {
   const bool masked = key != nullptr && shape_.dropout > 0;
   use_derivs_ = train && (masked || shape_.activation == Activation::kGelu);
   if (!use_derivs_) {
-    // One fused pass: bias and activation together, a column at a time (a colwise-replicated
-    // bias inside an expression does not vectorise; a column plus a vector does).
+    // One fused pass: bias and activation together (kernels/elementwise.h, on the CPU's
+    // vector path; gelu stays an Eigen expression compiled for the baseline).
     switch (shape_.activation) {
       case Activation::kRelu:
-        for (int j = 0; j < n; ++j) a.col(j) = (a.col(j) + b).cwiseMax(0.0f);
+        kernels::bias_relu(a.data(), ld(activations_[l]), b.data(), layers_[l].out, n);
         break;
       case Activation::kTanh:
-        for (int j = 0; j < n; ++j) a.col(j).array() = (a.col(j) + b).array().tanh();
+        kernels::bias_tanh(a.data(), ld(activations_[l]), b.data(), layers_[l].out, n);
         break;
       case Activation::kGelu:
         for (int j = 0; j < n; ++j) {
@@ -313,8 +314,7 @@ void Mlp::forward(const Eigen::Ref<const Eigen::MatrixXf>& x, int n, bool train,
     gemm(false, false, y.out, n, y.in, params_.data() + y.w_offset, std::max(1, y.out), in,
          ld_in, 0.0f, a.data(), ld(activations_[l]));
     if (l + 1 == layers()) {
-      const auto b = bias(l);
-      for (int j = 0; j < n; ++j) a.col(j) += b;  // logits stay linear
+      kernels::bias_add(a.data(), ld(activations_[l]), bias(l).data(), y.out, n);  // linear
     } else {
       activate(l, n, train, key);
     }
@@ -445,30 +445,16 @@ double Mlp::forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets
     auto prev = deltas_[l - 1].leftCols(n);
     gemm(true, false, y.in, n, y.out, params_.data() + y.w_offset, std::max(1, y.out), d.data(),
          ld(deltas_[l]), 0.0f, prev.data(), ld(deltas_[l - 1]));
-    auto db = colsum_.head(y.in);
-    db.setZero();
+    float* db = colsum_.data();
     if (use_derivs_) {
-      const auto f = derivs_[l - 1].leftCols(n);
-      for (int j = 0; j < n; ++j) {
-        auto c = prev.col(j);
-        c.array() *= f.col(j).array();
-        db += c;
-      }
-      continue;
-    }
-    const auto a = activations_[l - 1].leftCols(n);
-    if (shape_.activation == Activation::kRelu) {
-      for (int j = 0; j < n; ++j) {
-        auto c = prev.col(j);
-        c.array() = (a.col(j).array() > 0.0f).select(c.array(), 0.0f);
-        db += c;
-      }
+      kernels::mul_backward(prev.data(), ld(deltas_[l - 1]), derivs_[l - 1].data(),
+                            ld(derivs_[l - 1]), y.in, n, db);
+    } else if (shape_.activation == Activation::kRelu) {
+      kernels::relu_backward(prev.data(), ld(deltas_[l - 1]), activations_[l - 1].data(),
+                             ld(activations_[l - 1]), y.in, n, db);
     } else {
-      for (int j = 0; j < n; ++j) {
-        auto c = prev.col(j);
-        c.array() *= 1.0f - a.col(j).array().square();
-        db += c;
-      }
+      kernels::tanh_backward(prev.data(), ld(deltas_[l - 1]), activations_[l - 1].data(),
+                             ld(activations_[l - 1]), y.in, n, db);
     }
   }
   return loss_sum;
