@@ -423,7 +423,7 @@ TEST_F(SweepSpecTest, ExperimentNamesThatCouldLeaveTheCheckpointDirectoryAreRefu
 }
 
 TEST(SweepSpecFile, EveryShippedExampleHasASafeName) {
-  for (const char* example : {"fashion-mlp", "fashion-mlp-accurate", "fashion-asha-tpe"}) {
+  for (const char* example : {"fashion-mlp", "fashion-mlp-accurate", "fashion-asha-tpe", "fashion-cnn"}) {
     SweepSpec s;
     const Status st =
         load_sweep_spec(std::string(TRELLIS_SOURCE_DIR "/examples/") + example + ".yaml", &s);
