@@ -8,28 +8,12 @@ caller (the child inherits its core); set_num_threads(1) and set_flush_denormal(
 Warm-up steps, then --steps timed steps. Last line: {"samples_per_s": ..., "torch": ...}.
 """
 import argparse
-import gzip
 import json
-import os
 import sys
 import time
 
-
-def read_idx(path):
-    import numpy as np
-    with gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb") as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
-
-
-def find(directory, name):
-    for candidate in (name, name + ".gz"):
-        path = os.path.join(directory, candidate)
-        if os.path.exists(path):
-            return path
-    raise FileNotFoundError(os.path.join(directory, name) + "[.gz]")
+# The same IDX reading as the MLP peer (this folder is on sys.path when run as a script).
+from train_throughput_torch import find, read_idx
 
 
 def main():
