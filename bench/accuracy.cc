@@ -1,4 +1,5 @@
-// bench_accuracy: trains the one configuration of examples/fashion-mlp-accurate.yaml through the
+// bench_accuracy: trains the one configuration of examples/fashion-cnn.yaml (or --spec FILE,
+// e.g. examples/fashion-mlp-accurate.yaml) through the
 // public binaries (`trellis run`, then `trellis export --format json`) and reports its test
 // accuracy, so the figure is what a user of that spec gets, whatever the trainer becomes.
 //
@@ -6,7 +7,8 @@
 //
 // The store goes to a fresh temporary directory, so every run trains from scratch. Prints the
 // trial's parameters, its per-epoch val_acc, the wall time and, last, one JSON line:
-//   {"bench": "accuracy", "test_acc": 0.89.., "val_acc": ..., "wall_s": ..., "params": {...}}
+//   {"bench": "accuracy", "model": "cnn", "test_acc": 0.9.., "val_acc": ..., "wall_s": ...,
+//    "params": {...}}
 // Exit 1 when the run fails (its log is printed). Never asserts on accuracy or time.
 
 #include <stdlib.h>
@@ -25,7 +27,7 @@
 #include "bench/sweep_run.h"
 
 int main(int argc, char** argv) {
-  std::string spec = TRELLIS_SOURCE_DIR "/examples/fashion-mlp-accurate.yaml";
+  std::string spec = TRELLIS_SOURCE_DIR "/examples/fashion-cnn.yaml";
   std::string bin = TRELLIS_BIN_DIR;
   bool keep = false;
   for (int i = 1; i < argc; ++i) {
@@ -92,6 +94,7 @@ int main(int argc, char** argv) {
     std::system(("rm -rf " + dir).c_str());
   }
   const nlohmann::json summary = {{"bench", "accuracy"},
+                                  {"model", best["params"].value("model", std::string("mlp"))},
                                   {"test_acc", test_acc},
                                   {"val_acc", best["final"].value("val_acc", 0.0)},
                                   {"wall_s", wall_s},

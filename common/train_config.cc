@@ -6,6 +6,8 @@
 #include <functional>
 #include <set>
 
+#include "common/cnn_layers.h"
+
 namespace trellis {
 namespace {
 
@@ -13,7 +15,7 @@ namespace {
 constexpr int kMaxHiddenLayers = 16;
 constexpr int kMaxLayerSize = 65536;
 
-enum class Kind { kInt, kFloat, kChoice, kBool, kSizes };
+enum class Kind { kInt, kFloat, kChoice, kBool, kSizes, kCnnLayers };
 
 struct Hyperparam {
   const char* name;
@@ -41,7 +43,7 @@ bool truth(const ParamValue& v) {
 const std::vector<Hyperparam>& table() {
   static const std::vector<Hyperparam> kTable = {
       {.name = "model", .kind = Kind::kChoice,
-       .choices = {"linear", "logistic", "softmax", "mlp"},
+       .choices = {"linear", "logistic", "softmax", "mlp", "cnn"},
        .apply = [](TrainConfig* c, const ParamValue& v) { c->model = std::get<std::string>(v); }},
       {.name = "hidden", .kind = Kind::kSizes,
        .apply = [](TrainConfig* c, const ParamValue& v) {
@@ -52,6 +54,8 @@ const std::vector<Hyperparam>& table() {
            (void)parse_sizes(std::get<std::string>(v), &c->hidden);
          }
        }},
+      {.name = "layers", .kind = Kind::kCnnLayers,
+       .apply = [](TrainConfig* c, const ParamValue& v) { c->layers = std::get<std::string>(v); }},
       {.name = "hidden_layers", .kind = Kind::kInt, .min = 0, .max = kMaxHiddenLayers,
        .apply = [](TrainConfig* c, const ParamValue& v) { c->hidden_layers = static_cast<int>(number(v)); }},
       {.name = "hidden_units", .kind = Kind::kInt, .min = 1, .max = kMaxLayerSize,
@@ -208,6 +212,14 @@ Status check_hyperparam(const std::string& name, const ParamValue& value) {
                              to_string(value));
       return parse_sizes(*s, nullptr).With("hyperparameter '" + name + "'");
     }
+    case Kind::kCnnLayers: {
+      const auto* s = std::get_if<std::string>(&value);
+      if (s == nullptr)
+        return Status::Error("hyperparameter '" + name +
+                             "' must be a list of layers like [conv 32 3x3, relu, pool 2], got " +
+                             to_string(value));
+      return parse_cnn_layers(*s, nullptr).With("hyperparameter '" + name + "'");
+    }
     case Kind::kInt:
     case Kind::kFloat:
       return check_range(*h, name, value);
@@ -231,7 +243,7 @@ Status train_config_from_params(const ParamMap& params, TrainConfig* out) {
 }
 
 bool defines_trained_state(const std::string& name) {
-  static const std::set<std::string> kNames = {"model",      "hidden",    "hidden_layers",
+  static const std::set<std::string> kNames = {"model",      "hidden",    "hidden_layers", "layers",
                                                "hidden_units", "activation", "optimizer",
                                                "epochs"};
   return kNames.count(name) > 0;

@@ -29,6 +29,8 @@ struct TrainConfig {
   //   logistic  binary, 1 output, sigmoid + binary cross-entropy, target 0/1.
   //   softmax   softmax regression (no hidden layer), softmax cross-entropy.
   //   mlp       hidden layers (see hidden_sizes()), softmax cross-entropy.
+  //   cnn       convolutional network over square single-channel images, its layers in
+  //             `layers` (common/cnn_layers.h), softmax cross-entropy.
   // Only mlp has hidden layers; the others ignore the hidden settings, so one sweep can search
   // `model` and `hidden` together.
   std::string model = "mlp";
@@ -39,6 +41,8 @@ struct TrainConfig {
   int hidden_units = 128;
   std::string activation = "relu";  // relu | tanh | gelu (tanh approximation)
   double dropout = 0.0;             // [0, 1), inverted dropout on hidden activations
+  // cnn only: the layer list, "conv 32 3x3, relu, pool 2, ..." (see common/cnn_layers.h).
+  std::string layers = "conv 32 3x3, relu, pool 2, conv 64 3x3, relu, pool 2, dense 128, relu";
 
   // Optimisation.
   std::string optimizer = "adam";  // sgd | adam | adamw

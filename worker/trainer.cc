@@ -21,7 +21,7 @@
 #include "worker/checkpoint.h"
 #include "worker/data/dataset.h"
 #include "worker/lr_schedule.h"
-#include "worker/models/mlp.h"
+#include "worker/models/model.h"
 #include "worker/optimizer.h"
 #include "worker/regression_metrics.h"
 
@@ -73,7 +73,7 @@ struct RankState {
   int rank = 0;
   int ranks = 1;
   RankData data;
-  std::unique_ptr<Mlp> model;
+  std::unique_ptr<Model> model;
   std::unique_ptr<Optimizer> optimizer;
   AllreduceAlgorithm allreduce = AllreduceAlgorithm::kAuto;
   LrSchedule schedule;
@@ -108,11 +108,10 @@ Status build_model(const TrialTask& task, RankState* st) {
   if (Status s = lr_schedule_from_config(c, &st->schedule); !s.ok()) return s;
   OptimizerOptions opt;
   if (Status s = optimizer_options_from_config(c, &opt); !s.ok()) return s;
-  MlpShape shape;
-  if (Status s = mlp_shape_from_config(c, st->data.features, st->data.classes, &shape); !s.ok())
-    return s;
   const int width = std::max(st->data.max_step_rows(), kEvalBatch);
-  st->model = std::make_unique<Mlp>(shape, width, kGradTail);
+  if (Status s = make_model(c, st->data.features, st->data.classes, width, kGradTail, &st->model);
+      !s.ok())
+    return s;
   st->model->init(derive_seed(task.seed, {kInitSeedTag}));
   if (Status s = make_optimizer(opt, st->model->num_params(), &st->optimizer); !s.ok()) return s;
   st->batch.resize(st->data.features, width);
@@ -325,7 +324,7 @@ int gather(RankState* st, const Eigen::MatrixXf& x, const std::vector<float>& y,
 // The first n gathered targets in the form the model's head takes: class ids for softmax,
 // values (0/1 or a regression target) otherwise.
 Targets targets(const RankState& st, int n) {
-  if (st.model->shape().head == Head::kSoftmaxCe)
+  if (st.model->takes_labels())
     return std::span<const std::int32_t>(st.batch_labels.data(), static_cast<std::size_t>(n));
   return std::span<const float>(st.batch_values.data(), static_cast<std::size_t>(n));
 }
@@ -391,7 +390,7 @@ struct EpochProgress {
 Status run_epoch(RankState* st, const GroupComm& group, const TrainerHooks& hooks,
                  const TrainConfig& config, int epoch, EpochProgress* progress) {
   const ShardPlan& plan = *st->data.plan;
-  Mlp& model = *st->model;
+  Model& model = *st->model;
   const std::vector<std::vector<std::int64_t>> steps = st->data.epoch_columns(epoch);
 
   const float scale = 1.0f / static_cast<float>(plan.global_batch());

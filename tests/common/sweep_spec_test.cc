@@ -222,6 +222,17 @@ TEST_F(SweepSpecTest, ListsOfHiddenSizesBecomeTheirText) {
   expect_error(parse(spec() + "train: {hidden: [256, x]}\n"), {"train.hidden", "'x'"});
 }
 
+// A cnn's YAML layer list travels as its comma-joined text and a bad layer is refused before
+// any trial, named by position and text (the message README.md quotes).
+TEST_F(SweepSpecTest, ACnnLayerListIsCheckedNamingTheBadLayer) {
+  SweepSpec s;
+  ASSERT_TRUE(parse(spec() + "train: {model: cnn, layers: [conv 8 3x3, relu, pool 2]}\n", &s).ok());
+  expect_error(parse(spec() + "train: {model: cnn, layers: [conv 32 3x3, rleu]}\n"),
+               {"train.layers", "hyperparameter 'layers': layer 2 'rleu' of 'conv 32 3x3,rleu': "
+                                "unknown layer 'rleu' (conv, relu, pool, maxpool, avgpool, flatten, "
+                                "dense)"});
+}
+
 TEST_F(SweepSpecTest, QuotedNumbersStayStrings) {
   // "128" quoted is a string, so batch_size refuses it.
   expect_error(parse(spec() + "train: {batch_size: \"128\"}\n"), {"train.batch_size"});
@@ -423,7 +434,7 @@ TEST_F(SweepSpecTest, ExperimentNamesThatCouldLeaveTheCheckpointDirectoryAreRefu
 }
 
 TEST(SweepSpecFile, EveryShippedExampleHasASafeName) {
-  for (const char* example : {"fashion-mlp", "fashion-mlp-accurate", "fashion-asha-tpe"}) {
+  for (const char* example : {"fashion-mlp", "fashion-mlp-accurate", "fashion-asha-tpe", "fashion-cnn"}) {
     SweepSpec s;
     const Status st =
         load_sweep_spec(std::string(TRELLIS_SOURCE_DIR "/examples/") + example + ".yaml", &s);

@@ -118,5 +118,37 @@ TEST_F(InferenceTest, AModelFileThatDoesNotFitItsParametersIsRefusedNamingIt) {
   EXPECT_NE(s.message().find(none), std::string::npos) << s.message();
 }
 
+// A cnn trial's model file: its class count read back from the params buffer, and predict's
+// classes those Cnn::evaluate counts correct; a buffer that fits no class count is refused.
+TEST_F(InferenceTest, ACnnIsRebuiltFromItsLayersAndPredictsAsTheTrainer) {
+  const ParamMap params = {{"model", std::string("cnn")},
+                           {"layers", std::string("conv 3 3x3, relu, pool 2, dense 6, relu")}};
+  TrainConfig config;
+  ASSERT_TRUE(train_config_from_params(params, &config).ok());
+  CnnShape shape;
+  ASSERT_TRUE(cnn_shape_from_config(config, 36, 5, 0, &shape).ok());
+  Cnn cnn(shape, 200);
+  cnn.init(42);
+  const Eigen::VectorXf p = cnn.params();
+  std::vector<float> flat(p.data(), p.data() + p.size());
+  TrainedModel model;
+  ASSERT_TRUE(load_trained_model(write("c", "features=36", {{"params", flat}}), params, &model).ok());
+  EXPECT_TRUE(model.is_cnn());
+  EXPECT_EQ(model.classes(), 5);
+  const Eigen::MatrixXf x = Eigen::MatrixXf::Random(36, 200);
+  const Predictions out = predict(model, x);
+  std::vector<std::int32_t> labels(200);
+  for (int j = 0; j < 200; ++j) labels[static_cast<std::size_t>(j)] = j % 5;
+  std::int64_t correct = 0;
+  for (int j = 0; j < 200; ++j)
+    if (out.classes[static_cast<std::size_t>(j)] == labels[static_cast<std::size_t>(j)]) ++correct;
+  EXPECT_EQ(correct, cnn.evaluate(x, std::span<const std::int32_t>(labels)).correct);
+  flat.pop_back();
+  const std::string wrong = write("w", "features=36", {{"params", flat}});
+  const Status s = load_trained_model(wrong, params, &model);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find(wrong + ": its params buffer holds"), std::string::npos) << s.message();
+}
+
 }  // namespace
 }  // namespace trellis::worker

@@ -387,13 +387,13 @@ TEST(TrainConfig, EveryNewNameIsKnown) {
   for (const char* n : {"model", "hidden", "hidden_layers", "hidden_units", "activation",
                         "dropout", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
                         "beta1", "beta2", "grad_clip", "batch_size", "epochs", "lr_schedule",
-                        "warmup_epochs", "lr_step_epochs", "lr_gamma", "lr_min"})
+                        "warmup_epochs", "lr_step_epochs", "lr_gamma", "lr_min", "layers"})
     EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
 }
 
 TEST(TrainConfig, ChoicesAccepted) {
   TrainConfig c;
-  for (const char* m : {"linear", "logistic", "softmax", "mlp"}) {
+  for (const char* m : {"linear", "logistic", "softmax", "mlp", "cnn"}) {
     ASSERT_TRUE(set("model", std::string(m), &c).ok()) << m;
     EXPECT_EQ(c.model, m);
   }
@@ -401,7 +401,7 @@ TEST(TrainConfig, ChoicesAccepted) {
   for (const char* o : {"sgd", "adam", "adamw"}) ASSERT_TRUE(set("optimizer", std::string(o), &c).ok());
   for (const char* s : {"constant", "step", "cosine"})
     ASSERT_TRUE(set("lr_schedule", std::string(s), &c).ok());
-  expect_refused("model", std::string("cnn"), "cnn");
+  expect_refused("model", std::string("rnn"), "rnn");
   expect_refused("activation", std::string("swish"), "swish");
   expect_refused("optimizer", std::string("lamb"), "lamb");
   expect_refused("lr_schedule", std::string("linear"), "linear");

@@ -92,6 +92,9 @@ std::string gelu(GraphBuilder& g, const std::string& x, const std::string& c,
 }  // namespace
 
 Status export_onnx(const TrainedModel& model, const std::string& name, const std::string& path) {
+  if (model.is_cnn())
+    return Status::Error(model.path + ": ONNX export of a cnn is not supported yet (only " +
+                         "linear, logistic, softmax and mlp); `trellis predict` serves it");
   onnx::ModelProto proto;
   proto.set_ir_version(kIrVersion);
   proto.set_producer_name("trellis");

@@ -14,6 +14,7 @@
 //           [1 - p, p] with p = Sigmoid) and "class" int64 [N] (ArgMax, the first of equal
 //           maxima, as the trainer; logistic: logit > 0). Regression: "value" float [N, 1],
 //           times target.std plus target.mean when the model carries a target scaling.
+// A cnn (model: cnn) is refused with a message saying so; `trellis predict` serves it.
 
 #include <string>
 

@@ -22,9 +22,8 @@ std::string float_text(float v) {
 Predictions predict(const TrainedModel& model, const Eigen::MatrixXf& x) {
   assert(x.rows() == model.shape.inputs);
   const Eigen::Index n = x.cols();
-  Mlp mlp(model.shape, static_cast<int>(std::clamp<Eigen::Index>(n, 1, kBatch)));
-  mlp.params() = Eigen::Map<const Eigen::VectorXf>(model.params.data(),
-                                                   static_cast<Eigen::Index>(model.params.size()));
+  const std::unique_ptr<Model> net =
+      make_network(model, static_cast<int>(std::clamp<Eigen::Index>(n, 1, kBatch)));
   Predictions out;
   const int k = model.shape.outputs;
   if (model.regression()) {
@@ -43,7 +42,7 @@ Predictions predict(const TrainedModel& model, const Eigen::MatrixXf& x) {
       const Eigen::Map<const Eigen::VectorXf> inv_std(model.scale_inv_std.data(), x.rows());
       batch = (batch.colwise() - mean).array().colwise() * inv_std.array();
     }
-    const auto z = mlp.logits(batch);
+    const auto z = net->logits(batch);
     for (Eigen::Index j = 0; j < m; ++j) {
       const auto r = static_cast<std::size_t>(begin + j);
       switch (model.shape.head) {

@@ -37,7 +37,47 @@ Status find_pair(const Checkpoint& c, const std::string& path, const std::string
   return Status::Ok();
 }
 
+// A cnn's output layer is (last width + 1) x classes, the rest fixed by the layers: two shapes
+// that differ only in their class count give both.
+Status load_cnn(const std::string& path, int inputs, const std::vector<float>& weights,
+                TrainedModel m, TrainedModel* out) {
+  CnnShape two, three;
+  if (Status s = cnn_shape_from_config(m.config, inputs, 2, 0, &two); !s.ok())
+    return Status::Error(path + ": " + s.message());
+  (void)cnn_shape_from_config(m.config, inputs, 3, 0, &three);
+  const std::int64_t base = Cnn(two, 1).num_params();
+  const std::int64_t per_class = Cnn(three, 1).num_params() - base;
+  const auto total = static_cast<std::int64_t>(weights.size());
+  if (total < base || (total - base) % per_class != 0)
+    return Status::Error(path + ": its params buffer holds " + std::to_string(total) +
+                         " floats, which fits no cnn of layers '" + m.config.layers +
+                         "' on " + std::to_string(inputs) +
+                         " inputs (the trial's parameters and the file disagree)");
+  const int classes = static_cast<int>(2 + (total - base) / per_class);
+  if (Status s = cnn_shape_from_config(m.config, inputs, classes, 0, &m.cnn); !s.ok())
+    return Status::Error(path + ": " + s.message());
+  m.shape = MlpShape{};
+  m.shape.inputs = inputs;
+  m.shape.outputs = classes;
+  m.shape.head = Head::kSoftmaxCe;
+  m.params = weights;
+  *out = std::move(m);
+  return Status::Ok();
+}
+
 }  // namespace
+
+std::unique_ptr<Model> make_network(const TrainedModel& model, int max_batch) {
+  std::unique_ptr<Model> net;
+  if (model.is_cnn()) {
+    net = std::make_unique<Cnn>(model.cnn, max_batch);
+  } else {
+    net = std::make_unique<Mlp>(model.shape, max_batch);
+  }
+  net->params() = Eigen::Map<const Eigen::VectorXf>(model.params.data(),
+                                                    static_cast<Eigen::Index>(model.params.size()));
+  return net;
+}
 
 Status load_trained_model(const std::string& path, const ParamMap& params, TrainedModel* out) {
   Checkpoint c;
@@ -79,6 +119,7 @@ Status load_trained_model(const std::string& path, const ParamMap& params, Train
     m.target_std = (*t_std)[0];
   }
 
+  if (m.config.model == "cnn") return load_cnn(path, inputs, *weights, std::move(m), out);
   // Hidden layers' parameters are fixed by the inputs and sizes; what remains is
   // (last width + 1) x outputs.
   const std::vector<int> hidden = hidden_sizes(m.config);

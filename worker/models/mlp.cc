@@ -8,42 +8,17 @@
 
 #include "common/seed.h"
 #include "worker/kernels/elementwise.h"
+#include "worker/kernels/gemm.h"
+#include "worker/models/normal_source.h"
 
 namespace trellis::worker {
 namespace {
 
-constexpr double kTwoPi = 6.283185307179586476925286766559;
 // Mixed into the init seed so the dropout stream is independent of the weights.
 constexpr std::uint64_t kDropoutSeedTag = 0x64726f70;  // "drop"
 // gelu, tanh form: 0.5 x (1 + tanh(kGeluC (x + kGeluK x^3))).
 constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2 / pi)
 constexpr float kGeluK = 0.044715f;
-
-// Standard normals by Box-Muller over our own uniforms: std::normal_distribution's algorithm
-// is unspecified and differs between standard libraries.
-class NormalSource {
- public:
-  explicit NormalSource(std::uint64_t seed) : rng_(seed) {}
-  double next() {
-    if (has_spare_) {
-      has_spare_ = false;
-      return spare_;
-    }
-    const double u1 = uniform_open(), u2 = uniform_open();
-    const double r = std::sqrt(-2.0 * std::log(u1));
-    spare_ = r * std::sin(kTwoPi * u2);
-    has_spare_ = true;
-    return r * std::cos(kTwoPi * u2);
-  }
-
- private:
-  // Uniform in (0, 1): the top 53 bits, shifted half a step so log(u) is always finite.
-  double uniform_open() { return (static_cast<double>(rng_() >> 11) + 0.5) * 0x1.0p-53; }
-
-  std::mt19937_64 rng_;
-  bool has_spare_ = false;
-  double spare_ = 0;
-};
 
 // gelu in the tanh form, as array expressions so each use fuses into one pass:
 // t = tanh(c (z + k z^3)), gelu(z) = 0.5 z (1 + t), gelu'(z) = 0.5 (1 + t) + 0.5 z (1 - t^2) c
@@ -70,42 +45,6 @@ float sigmoid(float z) {
   if (z >= 0) return 1.0f / (1.0f + std::exp(-z));
   const float e = std::exp(z);
   return e / (1.0f + e);
-}
-
-// C = op(A) op(B) + beta C for column-major float matrices, C m x n, the inner size k; beta
-// is 0 (C is only written, never read) or 1. Eigen's `C.noalias() = A * B` zeroes C and then
-// calls sgemm with beta 1, a wasted pass over C; this calls sgemm with the beta we mean.
-void gemm(bool trans_a, bool trans_b, int m, int n, int k, const float* a, int lda,
-          const float* b, int ldb, float beta, float* c, int ldc) {
-  assert(beta == 0.0f || beta == 1.0f);
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    if (beta == 0.0f)
-      Eigen::Map<Eigen::MatrixXf, 0, Eigen::OuterStride<>>(c, m, n, Eigen::OuterStride<>(ldc))
-          .setZero();
-    return;
-  }
-#ifdef EIGEN_USE_BLAS
-  const char ta = trans_a ? 'T' : 'N', tb = trans_b ? 'T' : 'N';
-  const float one = 1.0f;
-  sgemm_(&ta, &tb, &m, &n, &k, &one, a, &lda, b, &ldb, &beta, c, &ldc);
-#else
-  using CMap = Eigen::Map<const Eigen::MatrixXf, 0, Eigen::OuterStride<>>;
-  const CMap ma(a, trans_a ? k : m, trans_a ? m : k, Eigen::OuterStride<>(lda));
-  const CMap mb(b, trans_b ? n : k, trans_b ? k : n, Eigen::OuterStride<>(ldb));
-  Eigen::Map<Eigen::MatrixXf, 0, Eigen::OuterStride<>> mc(c, m, n, Eigen::OuterStride<>(ldc));
-  auto run = [&](const auto& lhs, const auto& rhs) {
-    if (beta == 0.0f) {
-      mc.noalias() = lhs * rhs;
-    } else {
-      mc.noalias() += lhs * rhs;
-    }
-  };
-  if (trans_a && trans_b) run(ma.transpose(), mb.transpose());
-  else if (trans_a) run(ma.transpose(), mb);
-  else if (trans_b) run(ma, mb.transpose());
-  else run(ma, mb);
-#endif
 }
 
 // Leading dimension of a column-major block for BLAS (>= 1 even when empty).

@@ -33,6 +33,7 @@
 
 #include "common/status.h"
 #include "common/train_config.h"
+#include "worker/models/model.h"
 
 namespace trellis::worker {
 
@@ -54,45 +55,13 @@ struct MlpShape {
 [[nodiscard]] Status mlp_shape_from_config(const TrainConfig& config, int inputs, int classes,
                                            MlpShape* out);
 
-// The targets of a batch, one per column: class labels (softmax, mlp; 0/1 for logistic), or
-// float values (linear; 0/1 for logistic). Linear also takes labels, as values. Implicit from
-// either span so call sites read `model.evaluate(x, labels)`.
-struct Targets {
-  Targets(std::span<const std::int32_t> l) : labels(l) {}  // NOLINT(google-explicit-constructor)
-  Targets(std::span<const float> v) : values(v) {}          // NOLINT(google-explicit-constructor)
-  std::size_t size() const { return values.empty() ? labels.size() : values.size(); }
-  std::span<const std::int32_t> labels;
-  std::span<const float> values;
-};
-
-// Which samples a training batch holds, so dropout masks follow the sample, not the rank.
-struct BatchKey {
-  std::int64_t step = 0;               // global 0-based optimizer step the batch belongs to
-  std::span<const std::int64_t> rows;  // global row id of each column (may be empty if dropout 0)
-};
-
-// How forward_backward writes grads(): kAccumulate adds to what is there (callers zero it first;
-// lets a test sum the gradients of split batches), kAssign overwrites it (no zeroing pass, no
-// read of the old values; the grad_tail() floats are left alone either way).
-enum class GradMode { kAccumulate, kAssign };
-
-// Loss and accuracy sums of a batch, for evaluation; callers reduce them over ranks. A sample
-// is correct when: softmax, the argmax is the label; logistic, (p > 0.5) == target; linear,
-// |prediction - target| < 0.5 (the prediction rounds to an integer target). Linear also sums
-// the absolute errors (the squared ones are its loss).
-struct EvalSums {
-  double loss_sum = 0;
-  std::int64_t correct = 0;
-  double abs_error_sum = 0;
-};
-
 // The inverted-dropout multipliers (0 or 1/(1-p)) of `out.size()` units of hidden layer
 // `layer` for the sample of global row `row` at step `step`. Pure: the model draws exactly
 // these, whatever batch the sample is in.
 void dropout_mask(std::uint64_t seed, std::int64_t step, std::int64_t row, int layer, float p,
                   Eigen::Ref<Eigen::VectorXf> out);
 
-class Mlp {
+class Mlp final : public Model {
  public:
   // `shape` must be valid (see mlp_shape_from_config); `max_batch` >= 1. `grad_tail` extra
   // floats follow the gradient in its buffer, so callers can reduce side values (the loss) in
@@ -102,24 +71,27 @@ class Mlp {
   Mlp& operator=(const Mlp&) = delete;
 
   const MlpShape& shape() const { return shape_; }
-  int max_batch() const { return max_batch_; }
+  int max_batch() const override { return max_batch_; }
+  int outputs() const override { return shape_.outputs; }
+  int inputs() const override { return shape_.inputs; }
+  bool takes_labels() const override { return shape_.head == Head::kSoftmaxCe; }
   int layers() const { return static_cast<int>(layers_.size()); }
-  std::int64_t num_params() const { return num_params_; }
+  std::int64_t num_params() const override { return num_params_; }
 
   // He-normal weights for relu and gelu hidden layers, Glorot-normal for tanh hidden layers and
   // the output layer, zero biases. Normals come from our own Box-Muller over std::mt19937_64,
   // so the same seed gives the same weights with any standard library. Also sets the dropout
   // seed from `seed` (a resumed run calls init with the trial's seed, then loads params).
-  void init(std::uint64_t seed);
+  void init(std::uint64_t seed) override;
   // Overrides the dropout seed init() chose.
   void set_dropout_seed(std::uint64_t seed) { dropout_seed_ = seed; }
   std::uint64_t dropout_seed() const { return dropout_seed_; }
 
-  Eigen::VectorXf& params() { return params_; }
+  Eigen::VectorXf& params() override { return params_; }
   const Eigen::VectorXf& params() const { return params_; }
   // num_params() gradient floats, then grad_tail() floats the model never touches.
-  Eigen::VectorXf& grad_buffer() { return grads_; }
-  int grad_tail() const { return grad_tail_; }
+  Eigen::VectorXf& grad_buffer() override { return grads_; }
+  int grad_tail() const override { return grad_tail_; }
   // The gradient part of grad_buffer().
   Eigen::Map<Eigen::VectorXf> grads() { return {grads_.data(), num_params_}; }
 
@@ -137,17 +109,17 @@ class Mlp {
   // the unscaled loss sum (with dropout applied, as trained).
   double forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets,
                           const BatchKey& key, float scale,
-                          GradMode mode = GradMode::kAccumulate);
+                          GradMode mode = GradMode::kAccumulate) override;
   // Without a key: no dropout. Kept for callers that predate dropout.
   double forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets,
                           float scale);
 
   // Forward only, no dropout: loss sum and number of correct predictions.
-  EvalSums evaluate(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets);
+  EvalSums evaluate(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets) override;
 
   // Forward only, no dropout, exactly as evaluate computes it: the logits (outputs x
   // x.cols(), x.cols() <= max_batch()), before the head. Valid until the next call.
-  Eigen::Ref<const Eigen::MatrixXf> logits(const Eigen::Ref<const Eigen::MatrixXf>& x);
+  Eigen::Ref<const Eigen::MatrixXf> logits(const Eigen::Ref<const Eigen::MatrixXf>& x) override;
 
  private:
   struct Layer {
