@@ -95,6 +95,7 @@ std::string run_provenance(const GroupComm& group, const DatasetDigest* dataset)
                  {"gemm", TRELLIS_BLAS_BACKEND}}},
       {"blas", blas()},
       {"eigen_threads", Eigen::nbThreads()},
+      {"allreduce_bucket_bytes", kGradientBucketBytes},
       {"rank_layout", {{"ranks", group.size()},
                        {"nodes", group.node_count()},
                        {"ranks_per_node", group.max_local_size()}}}};

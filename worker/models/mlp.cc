@@ -415,7 +415,8 @@ double Mlp::forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets
 }
 
 double Mlp::forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets,
-                             const BatchKey& key, float scale, GradMode mode) {
+                             const BatchKey& key, float scale, GradMode mode,
+                             const std::function<void(int layer)>& on_grad_ready) {
   const int n = static_cast<int>(x.cols());
   assert(targets.size() == static_cast<std::size_t>(n));
   const bool dropout = shape_.dropout > 0 && !key.rows.empty();
@@ -441,6 +442,7 @@ double Mlp::forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets
     } else {
       bias_grads(l) += colsum_.head(y.out);
     }
+    if (on_grad_ready) on_grad_ready(l);
     if (l == 0) break;  // no gradient w.r.t. the input
     auto prev = deltas_[l - 1].leftCols(n);
     gemm(true, false, y.in, n, y.out, params_.data() + y.w_offset, std::max(1, y.out), d.data(),

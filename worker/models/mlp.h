@@ -25,6 +25,7 @@
 // uninterrupted one would.
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -128,16 +129,22 @@ class Mlp {
   Eigen::Map<Eigen::VectorXf> bias(int l);
   Eigen::Map<Eigen::MatrixXf> weight_grads(int l);
   Eigen::Map<Eigen::VectorXf> bias_grads(int l);
+  // Where layer l's gradient starts in grad_buffer() (its W_l, then b_l, up to layer l+1's).
+  std::int64_t grad_offset(int l) const { return layers_[static_cast<std::size_t>(l)].w_offset; }
 
   // Forward and backward over a batch of x.cols() <= max_batch() samples, dropout drawn for
   // `key` (key.rows must hold x.cols() ids when dropout > 0). Adds `scale` times the SUM over
   // samples of the per-sample loss gradient to grads() (callers zero it first; a trainer passes
   // 1/global_batch so the reduced sum is the mean gradient of the global batch), or with
   // GradMode::kAssign writes it there (no zeroing needed; an empty batch writes zeros). Returns
-  // the unscaled loss sum (with dropout applied, as trained).
+  // the unscaled loss sum (with dropout applied, as trained). `on_grad_ready`, if set, is called
+  // with l as soon as layer l's gradient (W_l and b_l) is final, l = layers()-1 down to 0, so a
+  // trainer can reduce the end of the buffer while backward still computes the front; from
+  // grad_offset(l) on, the gradient is no longer written by this call.
   double forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets,
                           const BatchKey& key, float scale,
-                          GradMode mode = GradMode::kAccumulate);
+                          GradMode mode = GradMode::kAccumulate,
+                          const std::function<void(int layer)>& on_grad_ready = {});
   // Without a key: no dropout. Kept for callers that predate dropout.
   double forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets,
                           float scale);
