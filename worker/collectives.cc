@@ -195,15 +195,15 @@ Status allreduce_gradients(const GroupComm& group, const AllreduceOptions& optio
  * A bucket is worth starting early only if backward has real work left to hide it behind; in
  * an MLP the front layer (784 x 256 for Fashion-MNIST) is most of both the gradient and the
  * backward FLOPs, so the useful cut is "everything after layer 0" vs "layer 0". Each extra
- * bucket costs one more collective's latency (about 25-40 us between the two test-cluster
- * nodes over TCP, bench_allreduce at 1 KB; 2-4 us on one node over shared memory), which a
- * small layer cannot repay. 256 KiB (64 Ki floats) groups the small back layers of the usual
- * MLPs (128 x 256 + 10 x 128 + biases = 34,186 floats for 784-256-128-10) into one bucket and
- * leaves each large layer on its own: for 784-256-128-10 two buckets (34,186 and 200,960
- * floats) plus the 2-float tail. Offline, bench_scaling --nodes 2 and bench_allreduce --nodes 2
- * on the test cluster (loaded machine, see README "Benchmarks") were the measure; the
- * smallest cap that keeps the back-layer bucket whole was taken, since below it the tail of
- * small layers splits into latency-bound requests.
+ * bucket costs one more collective's latency, which a small layer cannot repay: measured on one
+ * node, 2 ranks over shared memory, loaded machine (bench_allreduce, 5 repetitions): 1-4 KB
+ * 0.7-1.5 us, 64 KB 13.6 us, 256 KB 67 us, 1 MB 360-380 us (spread up to +-15 %). 256 KiB
+ * (64 Ki floats) groups the small back layers of the usual MLPs (128 x 256 + 10 x 128 + biases =
+ * 34,186 floats for 784-256-128-10) into one bucket and leaves each large layer on its own:
+ * for 784-256-128-10 two buckets (34,186 and 200,960 floats) plus the 2-float tail.
+ * NOT YET MEASURED: the cross-node (test cluster, TCP) latencies and bench_allreduce's "steps"
+ * section (a training step, fused vs caps 16 KiB..4 MiB) that should confirm the cap; until
+ * then the cap is this layer-packing argument, not a measured optimum.
  *
  * One request per bucket on the group's own communicator (GroupComm duplicated it), started
  * in the same order on every rank: MPI matches non-blocking collectives by start order, and

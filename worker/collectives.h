@@ -113,7 +113,7 @@ struct AllreduceOptions {
 
 // Upper bound of one bucket, in bytes. Layers are packed from the last one backwards until the
 // next layer would overflow it; a layer larger than it is a bucket on its own. See
-// collectives.cc for the measurements it comes from.
+// collectives.cc for the reasoning and the measurements so far.
 inline constexpr std::size_t kGradientBucketBytes = std::size_t{256} << 10;
 
 // Bucket begin offsets, ascending (the first is 0), for a gradient of `count` floats whose
