@@ -18,8 +18,10 @@
 
 #include <cstddef>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 
@@ -97,5 +99,63 @@ struct AllreduceOptions {
 [[nodiscard]] Status allreduce_flat(const GroupComm& group, const AllreduceOptions& options);
 [[nodiscard]] Status allreduce_hierarchical(const GroupComm& group,
                                             const AllreduceOptions& options);
+
+// ---- Overlapped (bucketed, non-blocking) flat all-reduce of a gradient ----
+//
+// The gradient is cut at layer boundaries into buckets; backward finishes the last layer
+// first, so buckets complete from the END of the buffer, and each one's MPI_Iallreduce starts
+// as soon as it is complete, overlapping the reduction with the backward of earlier layers
+// (as PyTorch DDP and Horovod do). The buckets are a pure function of the layer sizes and
+// kGradientBucketBytes, never of a timing, so a model always reduces on the same boundaries and
+// the same node computes the same bits every run. Against allreduce_flat on the whole buffer
+// the sums may differ only by float summation order (the MPI library may pick another
+// algorithm for another count).
+
+// Upper bound of one bucket, in bytes. Layers are packed from the last one backwards until the
+// next layer would overflow it; a layer larger than it is a bucket on its own. See
+// collectives.cc for the reasoning and the measurements so far.
+inline constexpr std::size_t kGradientBucketBytes = std::size_t{256} << 10;
+
+// Bucket begin offsets, ascending (the first is 0), for a gradient of `count` floats whose
+// layers begin at `layer_begins` (ascending, the first 0). Bucket i is [begins[i],
+// begins[i+1]) and the last one ends at `count`. A bucket is never more than INT_MAX floats.
+[[nodiscard]] std::vector<std::size_t> plan_gradient_buckets(
+    std::span<const std::size_t> layer_begins, std::size_t count,
+    std::size_t bucket_bytes = kGradientBucketBytes);
+
+// One step's overlapped reduction: begin(), then ready_from() as backward finishes layers,
+// then finish(). Flat only (one communicator, so a bucket is one request that progresses on
+// its own); the hierarchical algorithm's three dependent stages stay blocking. Collective:
+// every rank makes the same calls with the same offsets in the same order. Not copyable.
+class BucketedAllreduce {
+ public:
+  // `bucket_begins` as plan_gradient_buckets returns them for a gradient of `count` floats.
+  BucketedAllreduce(const GroupComm& group, std::vector<std::size_t> bucket_begins,
+                    std::size_t count);
+  ~BucketedAllreduce();  // waits for requests still in flight (a failed step's)
+  BucketedAllreduce(const BucketedAllreduce&) = delete;
+  BucketedAllreduce& operator=(const BucketedAllreduce&) = delete;
+
+  std::size_t buckets() const { return begins_.size(); }
+  // A new step summing `data` (count floats, then the tail finish() names) in place.
+  void begin(float* data);
+  // [offset, count) is final: starts every bucket inside it not yet started, then lets MPI
+  // progress the ones in flight (with OpenMPI over TCP a non-blocking collective advances only
+  // inside MPI calls).
+  [[nodiscard]] Status ready_from(std::size_t offset);
+  // Starts what is left and `tail` floats after the gradient (side values such as the loss,
+  // one more request), then waits for all. Afterwards data holds the group's sums.
+  [[nodiscard]] Status finish(std::size_t tail);
+
+ private:
+  Status start(float* p, std::size_t n);
+
+  const GroupComm& group_;
+  std::vector<std::size_t> begins_;
+  std::size_t count_;
+  float* data_ = nullptr;
+  std::size_t unstarted_ = 0;  // buckets [0, unstarted_) not started yet (they start from the end)
+  std::vector<MPI_Request> requests_;
+};
 
 }  // namespace trellis::worker

@@ -97,6 +97,7 @@ std::string run_provenance(const GroupComm& group, const DatasetDigest* dataset)
       {"blas", blas()},
       {"vector_path", vector_path_name(vector_path())},
       {"eigen_threads", Eigen::nbThreads()},
+      {"allreduce_bucket_bytes", kGradientBucketBytes},
       {"rank_layout", {{"ranks", group.size()},
                        {"nodes", group.node_count()},
                        {"ranks_per_node", group.max_local_size()}}}};

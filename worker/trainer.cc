@@ -386,6 +386,12 @@ struct EpochProgress {
   bool stopped = false;
 };
 
+// The model's gradient buckets: layer boundaries packed by kGradientBucketBytes.
+std::vector<std::size_t> gradient_buckets(const Model& model) {
+  return plan_gradient_buckets(model.grad_ready_offsets(),
+                               static_cast<std::size_t>(model.num_params()));
+}
+
 // Runs steps from progress->steps to the end of the epoch, or until any rank asks to stop.
 Status run_epoch(RankState* st, const GroupComm& group, const TrainerHooks& hooks,
                  const TrainConfig& config, int epoch, EpochProgress* progress) {
@@ -396,6 +402,11 @@ Status run_epoch(RankState* st, const GroupComm& group, const TrainerHooks& hook
   const float scale = 1.0f / static_cast<float>(plan.global_batch());
   Eigen::VectorXf& buffer = model.grad_buffer();
   const auto n_params = model.num_params();
+  // Hierarchical stays one blocking call (its stages depend on each other); one rank has
+  // nothing to reduce.
+  const bool overlap =
+      group.size() > 1 && group.resolve(st->allreduce) == AllreduceAlgorithm::kFlat;
+  BucketedAllreduce buckets(group, gradient_buckets(model), static_cast<std::size_t>(n_params));
   for (std::int64_t s = progress->steps; s < plan.steps_per_epoch(); ++s) {
     // Dropout masks and the learning rate are functions of the global step, so a resumed run
     // and a run on another rank count draw the same ones.
@@ -406,14 +417,24 @@ Status run_epoch(RankState* st, const GroupComm& group, const TrainerHooks& hook
       st->batch_rows[static_cast<std::size_t>(j)] =
           st->data.train_row_ids[static_cast<std::size_t>(columns[static_cast<std::size_t>(j)])];
     // Assigned, not accumulated: no pass to zero the gradient first. The tail is ours to set.
+    // Flat: each bucket's reduction starts as backward completes it (collectives.h).
+    Status reduced;
+    if (overlap) buckets.begin(buffer.data());
+    const auto on_grad_ready = [&](std::int64_t final_from) {
+      if (reduced.ok()) reduced = buckets.ready_from(static_cast<std::size_t>(final_from));
+    };
     const double loss = model.forward_backward(
         st->batch.leftCols(n), targets(*st, n),
         BatchKey{global_step, std::span<const std::int64_t>(st->batch_rows.data(), n)}, scale,
-        GradMode::kAssign);
+        GradMode::kAssign, overlap ? Model::GradReady(on_grad_ready) : nullptr);
     buffer[n_params] = static_cast<float>(loss);
     buffer[n_params + 1] = hooks.stop_now && hooks.stop_now() ? 1.0f : 0.0f;
-    const Status reduced = allreduce_gradients(
-        group, {buffer.data(), static_cast<std::size_t>(buffer.size()), st->allreduce});
+    if (!overlap) {
+      reduced = allreduce_gradients(
+          group, {buffer.data(), static_cast<std::size_t>(buffer.size()), st->allreduce});
+    } else if (reduced.ok()) {
+      reduced = buckets.finish(static_cast<std::size_t>(model.grad_tail()));
+    }
     // An MPI error need not surface on every rank: a rank whose peer died may see it while
     // the others still wait inside this collective, so agreeing on it (another collective)
     // would deadlock the group. End the whole group instead: mpirun exits, the coordinator

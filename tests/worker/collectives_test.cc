@@ -6,8 +6,10 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <climits>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <string>
 #include <tuple>
@@ -165,6 +167,89 @@ TEST(Collectives, EmptyBufferIsANoOpAndNullDataIsRefused) {
   Status s = allreduce_gradients(*group, {nullptr, 5, AllreduceAlgorithm::kFlat});
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("null buffer"), std::string::npos) << s.message();
+}
+
+// 784-256-128-10: W_0 b_0 W_1 b_1 W_2 b_2 begin at these offsets.
+const std::vector<std::size_t> kMlpLayers = {0, 200960, 233856};
+constexpr std::size_t kMlpParams = 235146;
+
+TEST(Collectives, BucketsCloseAtLayerBoundariesFromTheEnd) {
+  // Back layers (32,896 + 1,290 floats) fit one 256 KiB bucket; the front layer is alone.
+  EXPECT_EQ(plan_gradient_buckets(kMlpLayers, kMlpParams), (std::vector<std::size_t>{0, 200960}));
+  // A bucket bigger than the model: one bucket, the fused all-reduce.
+  EXPECT_EQ(plan_gradient_buckets(kMlpLayers, kMlpParams, std::size_t{1} << 30),
+            (std::vector<std::size_t>{0}));
+  // A tiny cap: every layer alone, none split inside.
+  EXPECT_EQ(plan_gradient_buckets(kMlpLayers, kMlpParams, 4), kMlpLayers);
+  // Empty layers are skipped; no layers at all is one bucket.
+  EXPECT_EQ(plan_gradient_buckets(std::vector<std::size_t>{0, 10, 10}, 20, 40),
+            (std::vector<std::size_t>{0, 10}));
+  EXPECT_EQ(plan_gradient_buckets({}, 5), (std::vector<std::size_t>{0}));
+  // A layer longer than an MPI count can say is cut into INT_MAX pieces.
+  const std::size_t huge = std::size_t{INT_MAX} + 10;
+  EXPECT_EQ(plan_gradient_buckets(std::vector<std::size_t>{0}, huge),
+            (std::vector<std::size_t>{0, std::size_t{INT_MAX}}));
+}
+
+// Reduces `layers` of `count` floats plus a tail of 2 the way the trainer does: each layer is
+// written only just before it is declared ready (NaN until then, so a bucket started early
+// would sum NaN), last layer first.
+std::vector<float> bucketed_sum(const GroupComm& group, const std::vector<std::size_t>& layers,
+                                std::size_t count, std::size_t bucket_bytes) {
+  const std::size_t tail = 2;
+  std::vector<float> data(count + tail, std::numeric_limits<float>::quiet_NaN());
+  BucketedAllreduce reduce(group, plan_gradient_buckets(layers, count, bucket_bytes), count);
+  reduce.begin(data.data());
+  for (std::size_t l = layers.size(); l-- > 0;) {
+    const std::size_t end = l + 1 < layers.size() ? layers[l + 1] : count;
+    for (std::size_t i = layers[l]; i < end; ++i) data[i] = input(group.rank(), i);
+    Status s = reduce.ready_from(layers[l]);
+    EXPECT_TRUE(s.ok()) << s.message();
+  }
+  for (std::size_t i = count; i < count + tail; ++i) data[i] = input(group.rank(), i);
+  Status s = reduce.finish(tail);
+  EXPECT_TRUE(s.ok()) << s.message();
+  return data;
+}
+
+TEST(Collectives, BucketedSumIsCorrectIdenticalOnEveryRankAndRepeatsBitForBit) {
+  auto group = make_group(0);
+  ASSERT_NE(group, nullptr);
+  // Several buckets (4 KiB cap: layers of 1,000 floats and more stand alone).
+  const std::vector<std::size_t> layers = {0, 3000, 3007, 9000, 9100};
+  const std::size_t count = 10000;
+  EXPECT_GT(plan_gradient_buckets(layers, count, 4096).size(), 3u);
+  const std::vector<float> first = bucketed_sum(*group, layers, count, 4096);
+  const std::vector<float> second = bucketed_sum(*group, layers, count, 4096);
+  ASSERT_EQ(first.size(), count + 2);
+  std::size_t wrong = 0, first_wrong = 0;
+  for (std::size_t i = 0; i < first.size(); ++i) {
+    double expected = 0, magnitude = 0;
+    for (int r = 0; r < world_size(); ++r) {
+      expected += input(r, i);
+      magnitude += std::fabs(input(r, i));
+    }
+    if (!(std::fabs(first[i] - expected) <= 1e-6 * magnitude + 1e-7) && wrong++ == 0) {
+      first_wrong = i;
+    }
+  }
+  EXPECT_EQ(wrong, 0u) << "first wrong element " << first_wrong;
+  EXPECT_TRUE(identical_on_all_ranks(first));
+  EXPECT_EQ(std::memcmp(first.data(), second.data(), first.size() * sizeof(float)), 0)
+      << "the same buckets summed twice gave different bits";
+}
+
+TEST(Collectives, BucketedSumEqualsTheFusedOneUpToRounding) {
+  auto group = make_group(0);
+  ASSERT_NE(group, nullptr);
+  const std::vector<float> bucketed = bucketed_sum(*group, kMlpLayers, kMlpParams,
+                                                   kGradientBucketBytes);
+  std::vector<float> fused(kMlpParams + 2);
+  for (std::size_t i = 0; i < fused.size(); ++i) fused[i] = input(world_rank(), i);
+  ASSERT_TRUE(allreduce_flat(*group, {fused.data(), fused.size(), AllreduceAlgorithm::kFlat}).ok());
+  for (std::size_t i = 0; i < fused.size(); ++i) {
+    ASSERT_NEAR(bucketed[i], fused[i], 1e-5f * (1 + std::fabs(fused[i]))) << "element " << i;
+  }
 }
 
 }  // namespace

@@ -319,7 +319,8 @@ double Cnn::head(int n, const Targets& targets, bool grad, float grad_scale,
 }
 
 double Cnn::forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets,
-                             const BatchKey& /*key*/, float scale, GradMode mode) {
+                             const BatchKey& /*key*/, float scale, GradMode mode,
+                             const GradReady& on_grad_ready) {
   const int n = static_cast<int>(x.cols());
   forward(x, n);
   const double loss_sum = head(n, targets, /*grad=*/true, scale, nullptr);
@@ -399,6 +400,7 @@ double Cnn::forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets
     }
     cur = 1 - cur;
   }
+  if (on_grad_ready) on_grad_ready(0);
   return loss_sum;
 }
 

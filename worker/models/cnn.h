@@ -64,7 +64,10 @@ class Cnn final : public Model {
 
   double forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets,
                           const BatchKey& key, float scale,
-                          GradMode mode = GradMode::kAccumulate) override;
+                          GradMode mode = GradMode::kAccumulate,
+                          const GradReady& on_grad_ready = {}) override;
+  // {0}: the gradient is final only at the end (its layers accumulate per sample).
+  std::vector<std::size_t> grad_ready_offsets() const override { return {0}; }
   EvalSums evaluate(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets) override;
   Eigen::Ref<const Eigen::MatrixXf> logits(const Eigen::Ref<const Eigen::MatrixXf>& x) override;
 

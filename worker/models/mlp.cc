@@ -348,13 +348,20 @@ double Mlp::head_loss(int n, const Targets& targets, bool grad, float grad_scale
   return loss_sum;
 }
 
+std::vector<std::size_t> Mlp::grad_ready_offsets() const {
+  std::vector<std::size_t> offsets;
+  for (const Layer& y : layers_) offsets.push_back(static_cast<std::size_t>(y.w_offset));
+  return offsets;
+}
+
 double Mlp::forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets,
                              float scale) {
   return forward_backward(x, targets, BatchKey{}, scale);
 }
 
 double Mlp::forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets,
-                             const BatchKey& key, float scale, GradMode mode) {
+                             const BatchKey& key, float scale, GradMode mode,
+                             const GradReady& on_grad_ready) {
   const int n = static_cast<int>(x.cols());
   assert(targets.size() == static_cast<std::size_t>(n));
   const bool dropout = shape_.dropout > 0 && !key.rows.empty();
@@ -380,6 +387,7 @@ double Mlp::forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets
     } else {
       bias_grads(l) += colsum_.head(y.out);
     }
+    if (on_grad_ready) on_grad_ready(y.w_offset);
     if (l == 0) break;  // no gradient w.r.t. the input
     auto prev = deltas_[l - 1].leftCols(n);
     gemm(true, false, y.in, n, y.out, params_.data() + y.w_offset, std::max(1, y.out), d.data(),

@@ -25,6 +25,7 @@
 // uninterrupted one would.
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -100,16 +101,21 @@ class Mlp final : public Model {
   Eigen::Map<Eigen::VectorXf> bias(int l);
   Eigen::Map<Eigen::MatrixXf> weight_grads(int l);
   Eigen::Map<Eigen::VectorXf> bias_grads(int l);
+  // Where layer l's gradient starts in grad_buffer() (its W_l, then b_l, up to layer l+1's).
 
   // Forward and backward over a batch of x.cols() <= max_batch() samples, dropout drawn for
   // `key` (key.rows must hold x.cols() ids when dropout > 0). Adds `scale` times the SUM over
   // samples of the per-sample loss gradient to grads() (callers zero it first; a trainer passes
   // 1/global_batch so the reduced sum is the mean gradient of the global batch), or with
   // GradMode::kAssign writes it there (no zeroing needed; an empty batch writes zeros). Returns
-  // the unscaled loss sum (with dropout applied, as trained).
+  // the unscaled loss sum (with dropout applied, as trained). `on_grad_ready` gets each layer's
+  // W_l offset as soon as its gradient (W_l and b_l) is final, the last layer first.
   double forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets,
                           const BatchKey& key, float scale,
-                          GradMode mode = GradMode::kAccumulate) override;
+                          GradMode mode = GradMode::kAccumulate,
+                          const GradReady& on_grad_ready = {}) override;
+  // Each layer's W offset.
+  std::vector<std::size_t> grad_ready_offsets() const override;
   // Without a key: no dropout. Kept for callers that predate dropout.
   double forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets,
                           float scale);

@@ -11,8 +11,10 @@
 // or the column, so any rank count computes the same.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include <Eigen/Core>
 
@@ -77,12 +79,21 @@ class Model {
   // The gradient part of grad_buffer().
   Eigen::Map<Eigen::VectorXf> grads() { return {grad_buffer().data(), num_params()}; }
 
+  // Called by forward_backward with an offset from which grads() is final up to num_params()
+  // (backward fills the buffer from its end), so a trainer can reduce that part while backward
+  // still computes the front. Offsets come from grad_ready_offsets(), in descending order.
+  using GradReady = std::function<void(std::int64_t final_from)>;
+
   // Forward and backward over x.cols() <= max_batch() samples: adds (kAccumulate) or writes
   // (kAssign) `scale` times the SUM over samples of the per-sample loss gradient into grads();
-  // returns the unscaled loss sum.
+  // returns the unscaled loss sum. `on_grad_ready`, if set, is called at least once, last with 0.
   virtual double forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets,
                                   const BatchKey& key, float scale,
-                                  GradMode mode = GradMode::kAccumulate) = 0;
+                                  GradMode mode = GradMode::kAccumulate,
+                                  const GradReady& on_grad_ready = {}) = 0;
+  // Every offset forward_backward may pass to on_grad_ready, ascending; the first is 0. Where
+  // gradient buckets may begin (collectives.h: plan_gradient_buckets).
+  virtual std::vector<std::size_t> grad_ready_offsets() const = 0;
   // Forward only, no dropout: loss sum and number of correct predictions.
   virtual EvalSums evaluate(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets targets) = 0;
   // Forward only, as evaluate computes it: the logits (outputs() x x.cols()), before the head.
