@@ -1,14 +1,17 @@
 #!/usr/bin/python3
-"""The Optuna peer of bench_hpo_quality: Optuna's default TPESampler(seed=s) on the functions
-of bench/hpo_functions.h (the same formulas and boxes, kept in step by hand), one sequential
-study per function and seed.
+"""The Optuna peer of bench_hpo_quality: Optuna's TPESampler configured as our TPE is (the C++
+side passes its settings: multivariate, start-up trials, EI candidates, prior weight; Optuna's
+default gamma and weights, which ours copies) on the functions of bench/hpo_functions.h (the
+same formulas and boxes, kept in step by hand), one sequential study per function and seed.
 
 Prints one JSON object: {function: [best value of each seed's study, in seed order], "optuna":
-"<version>"}, or {"error": "..."} when optuna cannot be imported.
+"<version>", "config": {the sampler's settings as Optuna holds them}}, or {"error": "..."} when
+optuna cannot be imported.
 """
 import argparse
 import json
 import math
+import warnings
 
 
 def branin(x):
@@ -44,7 +47,10 @@ FUNCTIONS = {
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=50)
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=30)
+    parser.add_argument("--n-startup-trials", type=int, required=True)
+    parser.add_argument("--n-ei-candidates", type=int, required=True)
+    parser.add_argument("--prior-weight", type=float, required=True)
     args = parser.parse_args()
     try:
         import optuna
@@ -52,11 +58,31 @@ def main():
         print(json.dumps({"error": f"cannot import optuna: {e}"}))
         return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    results = {"optuna": optuna.__version__}
+    # multivariate=True warns that it is experimental, once per sampler.
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    def sampler(seed):
+        # consider_endpoints and consider_magic_clip as documented for 3.1 (False, True): ours
+        # leaves the ends out and keeps the magic clip too. gamma and weights: Optuna's
+        # default_gamma / default_weights, which ours reimplements.
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, n_startup_trials=args.n_startup_trials,
+            n_ei_candidates=args.n_ei_candidates, prior_weight=args.prior_weight,
+            consider_prior=True, consider_endpoints=False, consider_magic_clip=True,
+            gamma=optuna.samplers._tpe.sampler.default_gamma,
+            weights=optuna.samplers._tpe.sampler.default_weights)
+
+    probe = sampler(0)
+    pe = probe._parzen_estimator_parameters
+    config = {"multivariate": probe._multivariate, "n_startup_trials": probe._n_startup_trials,
+              "n_ei_candidates": probe._n_ei_candidates, "prior_weight": pe.prior_weight,
+              "consider_prior": pe.consider_prior, "consider_endpoints": pe.consider_endpoints,
+              "consider_magic_clip": pe.consider_magic_clip, "gamma": probe._gamma.__name__,
+              "weights": pe.weights.__name__}
+    results = {"optuna": optuna.__version__, "config": config}
     for name, (f, bounds) in FUNCTIONS.items():
         bests = []
         for seed in range(args.seeds):
-            study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
+            study = optuna.create_study(sampler=sampler(seed))
             study.optimize(
                 lambda t: f([t.suggest_float(f"x{d}", lo, hi)
                              for d, (lo, hi) in enumerate(bounds)]),

@@ -8,8 +8,9 @@
 // A numeric dimension is a Gaussian truncated to [low, high] (a log_float comes in log space);
 // an integer one is that Gaussian integrated over [x - 0.5, x + 0.5], its bounds widened by half
 // a step so the end values get a full step of mass. A kernel is as wide as the larger gap to its
-// neighbours (Optuna's univariate rule, consider_endpoints off), per dimension, clipped below
-// (min_bandwidth_scale) and above (the range); the prior kernel sits mid-range, range wide. A
+// neighbours (Optuna's univariate rule, consider_endpoints off), per dimension, clipped below by
+// Optuna's "magic clip", range / min(100, n + 2) for n observations, and above by the range;
+// the prior kernel sits mid-range, range wide. A
 // categorical dimension puts, for each observation, weight 1 on the observed choice plus
 // prior_weight / (n + 1) on every choice; the prior is uniform.
 
@@ -31,11 +32,6 @@ struct ParzenDim {
 
 struct ParzenOptions {
   double prior_weight = 1.0;  // the prior component's weight; each observation weighs ~1
-  // Optuna's "magic clip" keeps every kernel at least range / (n + 2) wide for n observations;
-  // this scales that floor. With gamma = 10% the good set holds 1 to 5 observations in a
-  // 50-trial sweep, so Optuna's floor is a third to a seventh of the range and l(x) can hardly
-  // sharpen; half of it was best on bench/hpo_quality (Branin wants less, Hartmann-6 more).
-  double min_bandwidth_scale = 0.5;
 };
 
 class ParzenEstimator {
