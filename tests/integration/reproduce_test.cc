@@ -130,7 +130,7 @@ TEST_F(ReproduceTest, AnExploitedPbtTrialReproducesAndWithoutItsDonorsCheckpoint
       "max_epochs: 3}\n");
   const std::string number = query(
       store, "SELECT t.number FROM lineage l JOIN trials t ON t.id = l.trial_id "
-             "ORDER BY l.rowid LIMIT 1");
+             "ORDER BY l.epoch, t.number LIMIT 1");
   ASSERT_FALSE(number.empty()) << "no trial exploited another";
   const Result same = reproduce(store, "pbt", std::stoi(number), "reproduce.log");
   EXPECT_EQ(same.code, 0) << same.output;
