@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
        {add_sweep_commands(app, common), add_slurm_commands(app, common),
         add_store_commands(app, common), add_trial_commands(app, common),
         add_dashboard_commands(app, common), add_model_commands(app, common),
-        add_keys_commands(app)})
+        add_keys_commands(app), std::vector<Command>{add_reproduce_command(app, common)}})
     commands.insert(commands.end(), added.begin(), added.end());
 
   CLI11_PARSE(app, argc, argv);

@@ -62,6 +62,7 @@ std::vector<Command> add_sweep_commands(CLI::App& app, const CommonArgs& common)
 std::vector<Command> add_slurm_commands(CLI::App& app, const CommonArgs& common);  // submit, status, cancel
 std::vector<Command> add_store_commands(CLI::App& app, const CommonArgs& common);  // trials, export, events, upgrade, rm
 Command add_rm_command(CLI::App& app, const CommonArgs& common);
+Command add_reproduce_command(CLI::App& app, const CommonArgs& common);  // reproduce
 std::vector<Command> add_trial_commands(CLI::App& app, const CommonArgs& common);  // show, compare
 std::vector<Command> add_dashboard_commands(CLI::App& app, const CommonArgs& common);  // dashboard, report
 std::vector<Command> add_model_commands(CLI::App& app, const CommonArgs& common);  // predict, export-model
