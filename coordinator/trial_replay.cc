@@ -48,7 +48,8 @@ bool is_timing_metric(const std::string& metric) {
 }
 
 bool explains_difference(const std::string& field) {
-  for (const char* prefix : {"dataset_", "build.", "blas.", "eigen_threads", "rank_layout."})
+  for (const char* prefix : {"dataset_", "split.", "build.", "blas.", "eigen_threads",
+                             "allreduce_bucket_bytes", "rank_layout."})
     if (field.rfind(prefix, 0) == 0) return true;
   return false;
 }

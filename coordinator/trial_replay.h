@@ -80,7 +80,8 @@ ReplayVerdict judge_replay(const MetricSeries& recorded, const MetricSeries& rer
                            const std::string& rerun_provenance);
 
 // A provenance field that can explain a difference in the last digits (build, compiler, BLAS,
-// threads, rank layout) or in anything (the dataset's bytes).
+// threads, the gradient buckets' summation order, rank layout) or in anything (the dataset's
+// bytes, its split). Not vector_path: every vector path computes the same bits.
 bool explains_difference(const std::string& field);
 
 }  // namespace trellis::coordinator

@@ -78,7 +78,10 @@ TEST(TrialReplayTest, AnOlderWorkersRecordLacksTheFieldsWhichExplainsAnything) {
   EXPECT_EQ(v.exit_code(), kDiffersExplained);
   EXPECT_TRUE(explains_difference("dataset_hash"));
   EXPECT_TRUE(explains_difference("build.git_revision"));
+  EXPECT_TRUE(explains_difference("allreduce_bucket_bytes"));
+  EXPECT_TRUE(explains_difference("split.validation_fraction"));
   EXPECT_FALSE(explains_difference("host"));
+  EXPECT_FALSE(explains_difference("vector_path"));
 }
 
 }  // namespace
