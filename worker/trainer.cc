@@ -20,6 +20,7 @@
 #include "common/shard_plan.h"
 #include "worker/checkpoint.h"
 #include "worker/data/dataset.h"
+#include "worker/kernels/float_mode.h"
 #include "worker/lr_schedule.h"
 #include "worker/models/mlp.h"
 #include "worker/optimizer.h"
@@ -456,6 +457,9 @@ Status train(const TrialTask& task, const GroupComm& group, const TrainerHooks& 
   const MPI_Comm comm = group.comm();
   const int rank = group.rank(), ranks = group.size();
   *result = TrainResult();
+  // Subnormals would slow every GEMM library 100-250x (kernels/float_mode.h); this is the thread
+  // that computes, and a library pool started later inherits the mode.
+  kernels::flush_denormals_in_this_thread();
 
   RankState st;
   // Failures before the first collective are agreed at each phase boundary, so a rank whose

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "common/seed.h"
+#include "worker/kernels/gemm.h"
 
 namespace trellis::worker {
 namespace {
@@ -71,41 +72,8 @@ float sigmoid(float z) {
   return e / (1.0f + e);
 }
 
-// C = op(A) op(B) + beta C for column-major float matrices, C m x n, the inner size k; beta
-// is 0 (C is only written, never read) or 1. Eigen's `C.noalias() = A * B` zeroes C and then
-// calls sgemm with beta 1, a wasted pass over C; this calls sgemm with the beta we mean.
-void gemm(bool trans_a, bool trans_b, int m, int n, int k, const float* a, int lda,
-          const float* b, int ldb, float beta, float* c, int ldc) {
-  assert(beta == 0.0f || beta == 1.0f);
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    if (beta == 0.0f)
-      Eigen::Map<Eigen::MatrixXf, 0, Eigen::OuterStride<>>(c, m, n, Eigen::OuterStride<>(ldc))
-          .setZero();
-    return;
-  }
-#ifdef EIGEN_USE_BLAS
-  const char ta = trans_a ? 'T' : 'N', tb = trans_b ? 'T' : 'N';
-  const float one = 1.0f;
-  sgemm_(&ta, &tb, &m, &n, &k, &one, a, &lda, b, &ldb, &beta, c, &ldc);
-#else
-  using CMap = Eigen::Map<const Eigen::MatrixXf, 0, Eigen::OuterStride<>>;
-  const CMap ma(a, trans_a ? k : m, trans_a ? m : k, Eigen::OuterStride<>(lda));
-  const CMap mb(b, trans_b ? n : k, trans_b ? k : n, Eigen::OuterStride<>(ldb));
-  Eigen::Map<Eigen::MatrixXf, 0, Eigen::OuterStride<>> mc(c, m, n, Eigen::OuterStride<>(ldc));
-  auto run = [&](const auto& lhs, const auto& rhs) {
-    if (beta == 0.0f) {
-      mc.noalias() = lhs * rhs;
-    } else {
-      mc.noalias() += lhs * rhs;
-    }
-  };
-  if (trans_a && trans_b) run(ma.transpose(), mb.transpose());
-  else if (trans_a) run(ma.transpose(), mb);
-  else if (trans_b) run(ma, mb.transpose());
-  else run(ma, mb);
-#endif
-}
+// The GEMM library and kernel are chosen at run time (worker/kernels/gemm.h).
+using kernels::gemm;
 
 // Leading dimension of a column-major block for BLAS (>= 1 even when empty).
 template <typename M>
