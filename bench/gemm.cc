@@ -1,11 +1,14 @@
-// bench_gemm: single-core fp32 GEMM, Eigen's own kernels against OpenBLAS's sgemm, at the
-// shapes one training step of the 784-256-128-10 MLP runs (batch 128) and at n=1024 square.
+// bench_gemm: single-core fp32 GEMM of every library Debian ships that is installed here
+// (Eigen's own kernels, OpenBLAS, oneDNN's dnnl_sgemm, BLIS), at the shapes one training step
+// of the 784-256-128-10 MLP runs (batch 128) and at n=1024 square.
 //
-// Why: the training engine's GEMM backend (cmake/Blas.cmake, TRELLIS_BLAS) is chosen from these
-// numbers. Both backends run in this one process, interleaved trial by trial, on the same pinned
-// core, so background load hits both alike. This file is compiled WITHOUT EIGEN_USE_BLAS so
-// Eigen's products are Eigen's own; OpenBLAS is called through cblas with the same operands
-// and transposes Eigen would pass it under EIGEN_USE_BLAS.
+// Why: worker/kernels/gemm.cc's selection rule is chosen OFFLINE from these numbers (the table
+// is in docs/ARCHITECTURE.md). All backends run in this one process, interleaved trial by
+// trial, on the same pinned core, so background load hits all alike. This file is compiled
+// WITHOUT EIGEN_USE_BLAS so Eigen's products are Eigen's own; each library is called on the same
+// operands with the transposes the Mlp passes. Each library detects the CPU itself at run time
+// (OpenBLAS: OPENBLAS_CORETYPE overrides; oneDNN: ONEDNN_MAX_CPU_ISA caps), which the header
+// lines print.
 //
 //   bench_gemm [--core N] [--trials N] [--batch N]
 //
@@ -26,6 +29,13 @@
 
 #ifdef TRELLIS_GEMM_OPENBLAS
 #include <cblas.h>
+#endif
+#ifdef TRELLIS_GEMM_DNNL
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
+#endif
+#ifdef TRELLIS_GEMM_BLIS
+#include <blis-openmp/blis.h>  // not the directory: its cblas.h would hide OpenBLAS's
 #endif
 
 namespace {
@@ -85,6 +95,24 @@ void openblas_gemm(const Shape& s, Operands& o) {
 }
 #endif
 
+#ifdef TRELLIS_GEMM_DNNL
+// dnnl_sgemm is row-major: the column-major C = op(A) op(B) is the row-major C^T = op(B)^T op(A)^T.
+void onednn_gemm(const Shape& s, Operands& o) {
+  dnnl_sgemm(s.trans_b ? 'T' : 'N', s.trans_a ? 'T' : 'N', s.n, s.m, s.k, 1.0f, o.b.data(),
+             o.b.rows(), o.a.data(), o.a.rows(), s.accumulate ? 1.0f : 0.0f, o.c.data(),
+             o.c.rows());
+}
+#endif
+
+#ifdef TRELLIS_GEMM_BLIS
+void blis_gemm(const Shape& s, Operands& o) {
+  float one = 1.0f, beta = s.accumulate ? 1.0f : 0.0f;
+  bli_sgemm(s.trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
+            s.trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, s.m, s.n, s.k, &one, o.a.data(), 1,
+            o.a.rows(), o.b.data(), 1, o.b.rows(), &beta, o.c.data(), 1, o.c.rows());
+}
+#endif
+
 // Seconds per call: runs `f` in a loop for about `budget` seconds (at least 3 calls).
 double seconds_per_call(const std::function<void()>& f, double budget) {
   using clock = std::chrono::steady_clock;
@@ -99,6 +127,11 @@ double seconds_per_call(const std::function<void()>& f, double budget) {
   } while (elapsed < budget || calls < 3);
   return elapsed / static_cast<double>(calls);
 }
+
+struct Backend {
+  const char* name;
+  void (*run)(const Shape&, Operands&);
+};
 
 struct Stats {
   double best = 0, median = 0;  // GFLOP/s
@@ -131,60 +164,80 @@ int main(int argc, char** argv) {
     }
   }
   if (!pin_to_core(core)) std::fprintf(stderr, "bench_gemm: could not pin to core %d\n", core);
+  // Every library gets one thread, as a rank that owns one core runs it; each is measured in
+  // this one process, interleaved trial by trial, so the machine's load hits all alike.
+  std::vector<Backend> backends = {{"eigen", eigen_gemm}};
+  std::printf("eigen %d.%d.%d, SIMD: %s\n", EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION,
+              EIGEN_MINOR_VERSION, Eigen::SimdInstructionSetsInUse());
 #ifdef TRELLIS_GEMM_OPENBLAS
-  openblas_set_num_threads(1);  // one core, as a rank that owns one core runs it
+  openblas_set_num_threads(1);
   std::printf("openblas: %s, core %s, threads %d\n", openblas_get_config(),
               openblas_get_corename(), openblas_get_num_threads());
-#else
-  std::printf("openblas: not built in (no libopenblas-dev); Eigen only\n");
+  backends.push_back({"openblas", openblas_gemm});
 #endif
-  std::printf("eigen %d.%d.%d, SIMD: %s; pinned to core %d, %d trials, best/median\n",
-              EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION, EIGEN_MINOR_VERSION,
-              Eigen::SimdInstructionSetsInUse(), core, trials);
+#ifdef TRELLIS_GEMM_DNNL
+  omp_set_num_threads(1);
+  {
+    const dnnl_version_t* v = dnnl_version();
+    std::printf("onednn: %d.%d.%d, effective ISA 0x%x (ONEDNN_MAX_CPU_ISA=%s)\n", v->major,
+                v->minor, v->patch, static_cast<unsigned>(dnnl_get_effective_cpu_isa()),
+                std::getenv("ONEDNN_MAX_CPU_ISA") ? std::getenv("ONEDNN_MAX_CPU_ISA") : "unset");
+  }
+  backends.push_back({"onednn", onednn_gemm});
+#endif
+#ifdef TRELLIS_GEMM_BLIS
+  bli_thread_set_num_threads(1);
+  std::printf("blis: %s, arch %s\n", bli_info_get_version_str(),
+              bli_arch_string(bli_arch_query_id()));
+  backends.push_back({"blis", blis_gemm});
+#endif
+  std::printf("pinned to core %d, %d trials, GFLOP/s best/median\n", core, trials);
 
   std::vector<Shape> shapes = mlp_shapes(batch);
   shapes.push_back({"peak  1024^3", 1024, 1024, 1024, false, false, false});
 
-  std::printf("%-34s %8s %17s %17s %7s\n", "shape", "MFLOP", "eigen GF/s", "openblas GF/s",
-              "ob/eig");
-  double step_eigen = 0, step_openblas = 0, step_flop = 0;  // sums over the MLP shapes
+  std::printf("%-34s %8s", "shape", "MFLOP");
+  for (const Backend& b : backends) std::printf(" %17s", b.name);
+  std::printf("\n");
+  std::vector<double> step_seconds(backends.size(), 0.0);  // sums over the MLP shapes (best)
+  double step_flop = 0;
   std::string json = "{\"bench\": \"gemm\", \"batch\": " + std::to_string(batch) + ", \"shapes\": [";
   for (std::size_t i = 0; i < shapes.size(); ++i) {
     const Shape& s = shapes[i];
     const double flop = 2.0 * s.m * s.n * s.k;
     const double budget = 0.08;
-    Operands eo(s);
-    std::vector<double> eg, og;
+    Operands o(s);
+    std::vector<std::vector<double>> g(backends.size());
     for (int t = 0; t < trials; ++t) {
-      eg.push_back(flop / seconds_per_call([&] { eigen_gemm(s, eo); }, budget) * 1e-9);
-#ifdef TRELLIS_GEMM_OPENBLAS
-      og.push_back(flop / seconds_per_call([&] { openblas_gemm(s, eo); }, budget) * 1e-9);
-#endif
+      for (std::size_t b = 0; b < backends.size(); ++b) {
+        g[b].push_back(flop / seconds_per_call([&] { backends[b].run(s, o); }, budget) * 1e-9);
+      }
     }
-    const Stats e = summarize(eg);
-    const Stats o = og.empty() ? Stats{} : summarize(og);
-    std::printf("%-34s %8.2f %8.1f/%8.1f %8.1f/%8.1f %7.2f\n", s.name, flop * 1e-6, e.best,
-                e.median, o.best, o.median, o.best > 0 ? o.best / e.best : 0.0);
-    if (i + 1 < shapes.size()) {
-      step_flop += flop;
-      step_eigen += flop / (e.best * 1e9);
-      if (o.best > 0) step_openblas += flop / (o.best * 1e9);
+    std::printf("%-34s %8.2f", s.name, flop * 1e-6);
+    char item[128];
+    std::snprintf(item, sizeof item, "%s{\"m\": %d, \"n\": %d, \"k\": %d", i ? ", " : "", s.m, s.n,
+                  s.k);
+    json += item;
+    for (std::size_t b = 0; b < backends.size(); ++b) {
+      const Stats st = summarize(g[b]);
+      std::printf(" %8.1f/%8.1f", st.best, st.median);
+      std::snprintf(item, sizeof item, ", \"%s_gflops\": %.2f", backends[b].name, st.best);
+      json += item;
+      if (i + 1 < shapes.size()) step_seconds[b] += flop / (st.best * 1e9);
     }
-    char item[256];
-    std::snprintf(item, sizeof item,
-                  "%s{\"m\": %d, \"n\": %d, \"k\": %d, \"eigen_gflops\": %.2f, "
-                  "\"openblas_gflops\": %.2f}",
-                  i ? ", " : "", s.m, s.n, s.k, e.best, o.best);
+    json += "}";
+    std::printf("\n");
+    if (i + 1 < shapes.size()) step_flop += flop;
+  }
+  std::printf("%-34s %8.2f", "MLP step (all 8, best)", step_flop * 1e-6);
+  json += "]";
+  for (std::size_t b = 0; b < backends.size(); ++b) {
+    const double gf = step_flop / step_seconds[b] * 1e-9;
+    std::printf(" %17.1f", gf);
+    char item[96];
+    std::snprintf(item, sizeof item, ", \"mlp_step_%s_gflops\": %.2f", backends[b].name, gf);
     json += item;
   }
-  const double step_e = step_flop / step_eigen * 1e-9;
-  const double step_o = step_openblas > 0 ? step_flop / step_openblas * 1e-9 : 0.0;
-  std::printf("%-34s %8.2f %8.1f          %8.1f          %7.2f\n", "MLP step (all 8, best)",
-              step_flop * 1e-6, step_e, step_o, step_o > 0 ? step_o / step_e : 0.0);
-  char tail[160];
-  std::snprintf(tail, sizeof tail,
-                "], \"mlp_step_eigen_gflops\": %.2f, \"mlp_step_openblas_gflops\": %.2f}", step_e,
-                step_o);
-  std::printf("%s%s\n", json.c_str(), tail);
+  std::printf("\n%s}\n", json.c_str());
   return 0;
 }

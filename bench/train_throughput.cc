@@ -1,24 +1,28 @@
-// bench_train_throughput: training throughput of the real Mlp + Adam on one pinned core,
-// against the sgemm peak of that core and against PyTorch, all measured in the same run.
+// bench_train_throughput: training throughput of the real Mlp + Adam on one pinned core, against
+// the core's physical FMA peak, against the chosen GEMM alone at the model's shapes, and against
+// PyTorch at its best on the same core, all measured in the same run.
 //
 // Model 784-256-128-10 relu, batch 128, fp32, Adam, Fashion-MNIST's 60000 training rows. One
-// rank, one core (core 0 unless --core), BLAS threads 1. After a warm-up, each timed epoch is
-// bracketed by a short n=1024 sgemm through the same GEMM the trainer uses (this file inherits
-// trellis_trainer's EIGEN_USE_BLAS, see cmake/Blas.cmake): this host's clock moves a lot
-// under a neighbour's load, so each epoch is compared with the peak measured right next to it
-// and the medians are reported. Then the PyTorch peer (bench/train_throughput_torch.py, same
-// model, batch, Adam and data, torch.set_num_threads(1)) runs on the same core.
+// rank, one core (core 0 unless --core), GEMM threads 1, denormals flushed (as the trainer).
 //
-//   bench_train_throughput [--epochs N] [--core N] [--data DIR] [--no-torch] [--python EXE]
-//                          [--accumulate]
+// Peak: register-only FMA loops (12 independent accumulators, no memory traffic) compiled per
+// function for SSE2 (mul+add), AVX2+FMA and AVX-512F with target attributes (no global -march),
+// run only for the ISAs cpuid reports; the fastest is the denominator, printed with the clock it
+// implies assuming two FMA pipes of that width (on Zen 4 AVX-512 is double-pumped: no faster).
+// GEMM alone: the 8 products of one step through worker/kernels/gemm at batch 128.
+// PyTorch (bench/train_throughput_torch.py): same model, batch, Adam, data, warm-up,
+// set_num_threads(1), set_flush_denormal(True); its nn.Linear runs on the system OpenBLAS, so
+// first every OPENBLAS_CORETYPE in kCoreTypes is timed at its Linear shapes in this run and the
+// fastest is given to its process. Then --reps repetitions (>= 5) of one epoch of ours and one
+// of PyTorch's alternate on the same core; medians and min..max are printed.
 //
-// --accumulate: zero the gradient buffer and let forward_backward add to it, as the trainer
-// did before GradMode::kAssign (for before/after comparisons).
+//   bench_train_throughput [--reps N>=5] [--core N] [--data DIR] [--no-torch] [--python EXE]
 //
 // FLOP per sample: 2 * (forward MACs + weight-gradient MACs + input-gradient MACs except the
 // first layer's) = 1.007 MFLOP for 784-256-128-10; biases and elementwise work are not counted.
-// Last line: {"samples_per_s", "gflops", "peak_gflops", "ratio_to_peak",
-// "pytorch_samples_per_s", "ratio_to_pytorch", ...}.
+// Last line: {"samples_per_s", "gflops", "fma_peak_gflops", "ratio_to_fma_peak",
+// "gemm_alone_gflops", "ratio_to_gemm_alone", "gemm_library", "pytorch_samples_per_s",
+// "ratio_to_pytorch", "pytorch_coretype", ...}.
 
 #include <sched.h>
 
@@ -34,16 +38,14 @@
 #include <vector>
 
 #include <Eigen/Core>
+#include <immintrin.h>
 #include <nlohmann/json.hpp>
 
 #include "worker/data/idx_reader.h"
+#include "worker/kernels/float_mode.h"
+#include "worker/kernels/gemm.h"
 #include "worker/models/mlp.h"
 #include "worker/optimizer.h"
-
-#ifdef TRELLIS_BLAS_OPENBLAS
-extern "C" void openblas_set_num_threads(int);
-extern "C" char* openblas_get_corename(void);
-#endif
 
 namespace tw = trellis::worker;
 using Clock = std::chrono::steady_clock;
@@ -77,20 +79,99 @@ double flop_per_sample(int inputs, const std::vector<int>& hidden, int outputs) 
   return 2 * macs;
 }
 
-// Best of `reps` timings of an n=1024 product, GFLOP/s. Eigen's product here is OpenBLAS's
-// sgemm when the trainer is built with TRELLIS_BLAS=openblas, Eigen's own otherwise.
-double sgemm_peak(int reps) {
-  static Eigen::MatrixXf a = Eigen::MatrixXf::Random(1024, 1024);
-  static Eigen::MatrixXf b = Eigen::MatrixXf::Random(1024, 1024);
-  static Eigen::MatrixXf c(1024, 1024);
-  c.noalias() = a * b;
+constexpr int kAcc = 12;              // independent accumulators: > FMA latency x pipes
+constexpr long kFmaIters = 1'000'000;  // per timing, a few ms: short enough to fit between preemptions
+
+// Each returns a value derived from every accumulator so the loop cannot be dropped.
+__attribute__((target("sse2"))) float loop_sse(long iters) {
+  __m128 acc[kAcc];
+  for (int i = 0; i < kAcc; ++i) acc[i] = _mm_set1_ps(1.0f + 1e-3f * i);
+  const __m128 m = _mm_set1_ps(0.999999f), c = _mm_set1_ps(1e-7f);
+  for (long it = 0; it < iters; ++it)
+#pragma GCC unroll 12  // unrolled, the accumulators live in registers, not on the stack
+    for (int i = 0; i < kAcc; ++i) acc[i] = _mm_add_ps(_mm_mul_ps(acc[i], m), c);
+  __m128 s = acc[0];
+  for (int i = 1; i < kAcc; ++i) s = _mm_add_ps(s, acc[i]);
+  return _mm_cvtss_f32(s);
+}
+__attribute__((target("avx2,fma"))) float loop_avx2(long iters) {
+  __m256 acc[kAcc];
+  for (int i = 0; i < kAcc; ++i) acc[i] = _mm256_set1_ps(1.0f + 1e-3f * i);
+  const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+  for (long it = 0; it < iters; ++it)
+#pragma GCC unroll 12  // unrolled, the accumulators live in registers, not on the stack
+    for (int i = 0; i < kAcc; ++i) acc[i] = _mm256_fmadd_ps(acc[i], m, c);
+  __m256 s = acc[0];
+  for (int i = 1; i < kAcc; ++i) s = _mm256_add_ps(s, acc[i]);
+  return _mm256_cvtss_f32(s);
+}
+__attribute__((target("avx512f"))) float loop_avx512(long iters) {
+  __m512 acc[kAcc];
+  for (int i = 0; i < kAcc; ++i) acc[i] = _mm512_set1_ps(1.0f + 1e-3f * i);
+  const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+  for (long it = 0; it < iters; ++it)
+#pragma GCC unroll 12  // unrolled, the accumulators live in registers, not on the stack
+    for (int i = 0; i < kAcc; ++i) acc[i] = _mm512_fmadd_ps(acc[i], m, c);
+  __m512 s = acc[0];
+  for (int i = 1; i < kAcc; ++i) s = _mm512_add_ps(s, acc[i]);
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, s);
+  return lanes[0] + lanes[15];
+}
+
+struct FmaIsa {
+  const char* name;
+  bool present;
+  int lanes;  // floats per vector
+  float (*loop)(long);
+};
+
+volatile float g_sink;
+
+// GFLOP/s of one ISA's loop, best of `reps`: 2 flops (mul + add) per lane per accumulator.
+double fma_gflops(const FmaIsa& isa, int reps) {
   double best = 1e30;
   for (int r = 0; r < reps; ++r) {
     const auto t0 = Clock::now();
-    c.noalias() = a * b;
+    g_sink = isa.loop(kFmaIters);
     best = std::min(best, seconds(t0, Clock::now()));
   }
-  return 2.0 * 1024 * 1024 * 1024 / best * 1e-9;
+  return 2.0 * isa.lanes * kAcc * static_cast<double>(kFmaIters) / best * 1e-9;
+}
+
+// The step's 8 products at batch 128 through the trainer's GEMM, GFLOP/s (best of `reps`).
+double gemm_alone_gflops(const std::vector<int>& widths, int reps) {
+  struct Product { int m, n, k; bool ta, tb; float beta; };
+  std::vector<Product> ps;
+  for (std::size_t l = 0; l + 1 < widths.size(); ++l) {
+    const int in = widths[l], out = widths[l + 1];
+    ps.push_back({out, kBatch, in, false, false, 0.0f});             // forward
+    ps.push_back({out, in, kBatch, false, true, 0.0f});              // dW
+    if (l > 0) ps.push_back({in, kBatch, out, true, false, 0.0f});  // dX
+  }
+  std::vector<std::vector<float>> a, b, c;
+  double flop = 0;
+  for (const Product& p : ps) {
+    a.emplace_back(static_cast<std::size_t>(p.m) * p.k, 0.01f);
+    b.emplace_back(static_cast<std::size_t>(p.k) * p.n, 0.02f);
+    c.emplace_back(static_cast<std::size_t>(p.m) * p.n, 0.0f);
+    flop += 2.0 * p.m * p.n * p.k;
+  }
+  const auto once = [&] {
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+      const Product& p = ps[i];
+      trellis::kernels::gemm(p.ta, p.tb, p.m, p.n, p.k, a[i].data(), p.ta ? p.k : p.m,
+                             b[i].data(), p.tb ? p.n : p.k, p.beta, c[i].data(), p.m);
+    }
+  };
+  once();
+  double best = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = Clock::now();
+    for (int i = 0; i < 20; ++i) once();
+    best = std::min(best, seconds(t0, Clock::now()) / 20);
+  }
+  return flop / best * 1e-9;
 }
 
 struct Data {
@@ -145,17 +226,22 @@ std::int64_t run_epoch(const Data& d, tw::Mlp& model, tw::Optimizer& opt, Eigen:
   return steps * kBatch;
 }
 
-// Runs the PyTorch peer on our core (the child inherits the affinity); its samples/s, or a
-// negative number when it could not run (message in *why).
-double run_torch(const std::string& python, const std::string& data, int epochs,
-                 std::string* why) {
-  const std::string cmd = python + " " TRELLIS_SOURCE_DIR "/bench/train_throughput_torch.py" +
-                          " --data '" + data + "' --batch " + std::to_string(kBatch) +
-                          " --epochs " + std::to_string(epochs) + " --hidden 256,128 2>&1";
+// OpenBLAS kernels the PyTorch peer's BLAS is tried with ("" = its own detection).
+const std::vector<std::string> kCoreTypes = {"", "SkylakeX", "Cooperlake", "Haswell", "Zen",
+                                             "Sandybridge", "Prescott"};
+
+// Runs the peer script on our core (the child inherits the affinity) with `args`, under
+// OPENBLAS_CORETYPE=`coretype` when not empty; its last JSON line, or null (message in *why).
+nlohmann::json run_torch(const std::string& python, const std::string& coretype,
+                         const std::string& args, std::string* why, bool echo) {
+  const std::string env = coretype.empty() ? "env -u OPENBLAS_CORETYPE "
+                                           : "env OPENBLAS_CORETYPE=" + coretype + " ";
+  const std::string cmd = env + python + " " TRELLIS_SOURCE_DIR "/bench/train_throughput_torch.py " +
+                          args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) {
     *why = "cannot start " + python;
-    return -1;
+    return nullptr;
   }
   std::string out, last;
   char line[4096];
@@ -164,24 +250,31 @@ double run_torch(const std::string& python, const std::string& data, int epochs,
     if (line[0] == '{') last = line;
   }
   const int rc = pclose(p);
-  std::fputs(out.c_str(), stdout);
+  if (echo) std::fputs(out.c_str(), stdout);
   if (rc != 0 || last.empty()) {
-    *why = "peer exited with status " + std::to_string(rc);
-    return -1;
+    *why = "peer exited with status " + std::to_string(rc) + ": " + out.substr(0, 300);
+    return nullptr;
   }
-  const auto j = nlohmann::json::parse(last, nullptr, false);
-  if (j.is_discarded() || !j.contains("samples_per_s") || !j["samples_per_s"].is_number()) {
-    *why = j.is_discarded() ? "unreadable peer output" : j.value("error", "peer gave no rate");
-    return -1;
+  auto j = nlohmann::json::parse(last, nullptr, false);
+  if (j.is_discarded()) {
+    *why = "unreadable peer output";
+    return nullptr;
   }
-  return j["samples_per_s"].get<double>();
+  return j;
+}
+
+struct Spread {
+  double median = 0, min = 0, max = 0;
+};
+Spread spread(const std::vector<double>& v) {
+  return {median(v), *std::min_element(v.begin(), v.end()), *std::max_element(v.begin(), v.end())};
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  int epochs = 2, core = 0;
-  bool torch = true, accumulate = false;
+  int reps = 5, core = 0;
+  bool torch = true;
   std::string data = "/usr/share/datasets/fashion-mnist";
   // Debian's python3-torch lives in the system interpreter's dist-packages; a pyenv or venv
   // python3 earlier in PATH would not see it.
@@ -189,16 +282,15 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     const bool has_value = i + 1 < argc;
-    if (a == "--epochs" && has_value) epochs = std::max(2, std::atoi(argv[++i]));
+    if (a == "--reps" && has_value) reps = std::max(5, std::atoi(argv[++i]));
     else if (a == "--core" && has_value) core = std::atoi(argv[++i]);
     else if (a == "--data" && has_value) data = argv[++i];
     else if (a == "--python" && has_value) python = argv[++i];
     else if (a == "--no-torch") torch = false;
-    else if (a == "--accumulate") accumulate = true;
     else {
       std::fprintf(stderr,
-                   "usage: bench_train_throughput [--epochs N>=2] [--core N] [--data DIR] "
-                   "[--no-torch] [--python EXE] [--accumulate]\n");
+                   "usage: bench_train_throughput [--reps N>=5] [--core N] [--data DIR] "
+                   "[--no-torch] [--python EXE]\n");
       return 2;
     }
   }
@@ -208,11 +300,31 @@ int main(int argc, char** argv) {
   CPU_SET(core, &set);
   if (sched_setaffinity(0, sizeof set, &set) != 0)
     std::fprintf(stderr, "bench_train_throughput: could not pin to core %d\n", core);
-  std::string blas = "eigen (" + std::string(Eigen::SimdInstructionSetsInUse()) + ")";
-#ifdef TRELLIS_BLAS_OPENBLAS
-  openblas_set_num_threads(1);
-  blas = std::string("openblas (") + openblas_get_corename() + ")";
-#endif
+  trellis::kernels::flush_denormals_in_this_thread();
+  trellis::kernels::set_gemm_threads(1);
+  const trellis::kernels::GemmChoice& g = trellis::kernels::gemm_choice();
+  const std::string gemm = g.summary();
+
+  // The physical limit: every vector ISA this CPU has, the fastest taken.
+  __builtin_cpu_init();
+  const std::vector<FmaIsa> isas = {
+      {"sse2 (mul+add)", true, 4, loop_sse},
+      {"avx2-fma", __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"), 8, loop_avx2},
+      {"avx512f-fma", __builtin_cpu_supports("avx512f") != 0, 16, loop_avx512}};
+  double peak = 0;
+  std::string peak_isa;
+  for (const FmaIsa& isa : isas) {
+    if (!isa.present) continue;
+    const double gf = fma_gflops(isa, 40);
+    // Two pipes, each `lanes` wide, 2 flops per lane per cycle (SSE: one mul + one add pipe).
+    const double ghz = gf / (2.0 * 2.0 * isa.lanes);
+    std::printf("fma peak %-15s %7.1f GFLOP/s (implies %.2f GHz with 2 pipes of this width)\n",
+                isa.name, gf, ghz);
+    if (gf > peak) {
+      peak = gf;
+      peak_isa = isa.name;
+    }
+  }
 
   Data d;
   if (trellis::Status s = load(data, &d); !s.ok()) {
@@ -220,6 +332,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   const int inputs = static_cast<int>(d.rows.images.rows());
+  std::vector<int> widths{inputs};
+  widths.insert(widths.end(), kHidden.begin(), kHidden.end());
+  widths.push_back(tw::kIdxClasses);
+  const double gemm_alone = gemm_alone_gflops(widths, 5);
+  std::printf("gemm alone (the step's 8 products, %s): %.1f GFLOP/s = %.2f of the FMA peak\n",
+              gemm.c_str(), gemm_alone, gemm_alone / peak);
 
   tw::MlpShape shape;
   shape.inputs = inputs;
@@ -238,56 +356,105 @@ int main(int argc, char** argv) {
   std::vector<std::int32_t> labels(kBatch);
   std::mt19937_64 rng(42);
   const double flop = flop_per_sample(inputs, kHidden, tw::kIdxClasses);
-
   std::printf("model %d-256-128-10 relu, batch %d, Adam, fp32; %.3f MFLOP/sample; core %d; "
               "gemm %s\n",
-              inputs, kBatch, flop * 1e-6, core, blas.c_str());
-  run_epoch(d, model, *opt, batch, labels, rng, kWarmupSteps, nullptr, accumulate);
+              inputs, kBatch, flop * 1e-6, core, gemm.c_str());
 
-  std::vector<double> rates, peaks, ratios;
+  // The peer's best OpenBLAS kernel for its Linear shapes, found in this run.
+  std::string coretype;
+  std::string why;
+  if (torch) {
+    double best = 0;
+    for (const std::string& ct : kCoreTypes) {
+      const nlohmann::json j = run_torch(python, ct, "--probe-blas --batch 128 --hidden 256,128",
+                                         &why, false);
+      if (j.is_null() || !j.contains("gflops")) {
+        std::printf("pytorch blas probe OPENBLAS_CORETYPE=%s: failed (%s)\n",
+                    ct.empty() ? "(unset)" : ct.c_str(), why.c_str());
+        continue;
+      }
+      const double gf = j["gflops"].get<double>();
+      std::printf("pytorch blas probe OPENBLAS_CORETYPE=%-12s %6.1f GFLOP/s at its Linear shapes\n",
+                  ct.empty() ? "(unset)" : ct.c_str(), gf);
+      if (gf > best) {
+        best = gf;
+        coretype = ct;
+      }
+    }
+    if (best == 0) torch = false;
+    else std::printf("pytorch runs with OPENBLAS_CORETYPE=%s\n", coretype.empty() ? "(unset)" : coretype.c_str());
+  }
+
+  run_epoch(d, model, *opt, batch, labels, rng, kWarmupSteps, nullptr, false);
+  std::vector<double> ours, theirs, ratios;
   StepTimes times;
-  double peak_before = sgemm_peak(5);
-  for (int e = 0; e < epochs; ++e) {
+  const std::string torch_args = "--data '" + data + "' --batch " + std::to_string(kBatch) +
+                                 " --epochs 1 --warmup-steps " + std::to_string(kWarmupSteps) +
+                                 " --hidden 256,128";
+  for (int r = 0; r < reps; ++r) {
     const auto t0 = Clock::now();
-    const std::int64_t n =
-        run_epoch(d, model, *opt, batch, labels, rng, 1 << 30, &times, accumulate);
+    const std::int64_t n = run_epoch(d, model, *opt, batch, labels, rng, 1 << 30, &times, false);
     const double rate = static_cast<double>(n) / seconds(t0, Clock::now());
-    const double peak_after = sgemm_peak(5);
-    const double peak = 0.5 * (peak_before + peak_after);
-    std::printf("epoch %d: %.0f samples/s, %.1f GFLOP/s, peak %.1f GFLOP/s, ratio %.3f\n", e + 1,
-                rate, rate * flop * 1e-9, peak, rate * flop * 1e-9 / peak);
-    rates.push_back(rate);
-    peaks.push_back(peak);
-    ratios.push_back(rate * flop * 1e-9 / peak);
-    peak_before = peak_after;
+    ours.push_back(rate);
+    std::printf("rep %d: ours %.0f samples/s (%.1f GFLOP/s, %.3f of peak)", r + 1, rate,
+                rate * flop * 1e-9, rate * flop * 1e-9 / peak);
+    if (torch) {
+      const nlohmann::json j = run_torch(python, coretype, torch_args, &why, false);
+      if (!j.is_null() && j.contains("samples_per_s") && j["samples_per_s"].is_number()) {
+        theirs.push_back(j["samples_per_s"].get<double>());
+        ratios.push_back(rate / theirs.back());
+        std::printf(", pytorch %.0f samples/s, ratio %.2f", theirs.back(), ratios.back());
+      } else {
+        std::printf(", pytorch failed: %s", why.c_str());
+      }
+    }
+    std::printf("\n");
   }
   const double total = times.gather + times.forward_backward + times.optimizer;
   std::printf("time per step: gather %.1f%%, forward_backward %.1f%%, adam %.1f%%\n",
               100 * times.gather / total, 100 * times.forward_backward / total,
               100 * times.optimizer / total);
 
-  const double rate = median(rates), peak = median(peaks), ratio = median(ratios);
-  const double gflops = rate * flop * 1e-9;
+  const Spread o = spread(ours);
+  const double gflops = o.median * flop * 1e-9;
+  std::printf("ours: median %.0f samples/s (min %.0f, max %.0f) over %d reps; %.1f GFLOP/s = "
+              "%.3f of the %s FMA peak %.1f, %.3f of GEMM alone\n",
+              o.median, o.min, o.max, reps, gflops, gflops / peak, peak_isa.c_str(), peak,
+              gflops / gemm_alone);
   nlohmann::json result = {{"bench", "train_throughput"},
                            {"model", "784-256-128-10"},
                            {"batch", kBatch},
-                           {"gemm", blas},
-                           {"samples_per_s", rate},
+                           {"core", core},
+                           {"reps", reps},
+                           {"gemm_library", g.library},
+                           {"gemm_kernel", g.kernel},
+                           {"gemm_version", g.version},
+                           {"samples_per_s", o.median},
+                           {"samples_per_s_min", o.min},
+                           {"samples_per_s_max", o.max},
                            {"gflops", gflops},
-                           {"peak_gflops", peak},
-                           {"ratio_to_peak", ratio},
+                           {"fma_peak_gflops", peak},
+                           {"fma_peak_isa", peak_isa},
+                           {"ratio_to_fma_peak", gflops / peak},
+                           {"gemm_alone_gflops", gemm_alone},
+                           {"ratio_to_gemm_alone", gflops / gemm_alone},
                            {"pytorch_samples_per_s", nullptr},
-                           {"ratio_to_pytorch", nullptr}};
-  if (torch) {
-    std::string why;
-    const double theirs = run_torch(python, data, epochs, &why);
-    if (theirs > 0) {
-      result["pytorch_samples_per_s"] = theirs;
-      result["ratio_to_pytorch"] = rate / theirs;
-      std::printf("ours/pytorch: %.0f / %.0f samples/s = %.2fx\n", rate, theirs, rate / theirs);
-    } else {
-      std::printf("pytorch peer unavailable: %s\n", why.c_str());
-    }
+                           {"ratio_to_pytorch", nullptr},
+                           {"pytorch_coretype", coretype}};
+  if (!ratios.empty()) {
+    const Spread t = spread(theirs), q = spread(ratios);
+    result["pytorch_samples_per_s"] = t.median;
+    result["pytorch_samples_per_s_min"] = t.min;
+    result["pytorch_samples_per_s_max"] = t.max;
+    result["ratio_to_pytorch"] = q.median;
+    result["ratio_to_pytorch_min"] = q.min;
+    result["ratio_to_pytorch_max"] = q.max;
+    std::printf("pytorch (OPENBLAS_CORETYPE=%s, flush_denormal, 1 thread): median %.0f samples/s "
+                "(min %.0f, max %.0f); ours/pytorch median %.2f (min %.2f, max %.2f)\n",
+                coretype.empty() ? "(unset)" : coretype.c_str(), t.median, t.min, t.max, q.median,
+                q.min, q.max);
+  } else if (torch) {
+    std::printf("pytorch peer unavailable: %s\n", why.c_str());
   }
   std::printf("%s\n", result.dump().c_str());
   return 0;

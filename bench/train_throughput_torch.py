@@ -32,6 +32,32 @@ def find(directory, name):
     raise FileNotFoundError(os.path.join(directory, name) + "[.gz]")
 
 
+def probe_blas(torch, widths, batch):
+    """GFLOP/s of the products nn.Linear runs at these widths (what OPENBLAS_CORETYPE changes)."""
+    mats = []
+    for i in range(len(widths) - 1):
+        x = torch.rand(batch, widths[i])
+        w = torch.rand(widths[i + 1], widths[i])
+        d = torch.rand(batch, widths[i + 1])
+        mats.append((x, w, d))
+    def once():
+        for x, w, d in mats:
+            x @ w.t()      # forward
+            d.t() @ x      # dW
+            d @ w          # dX
+    flop = sum(2.0 * 3 * x.shape[0] * x.shape[1] * w.shape[0] for x, w, _ in mats)
+    once()
+    best = 1e30
+    for _ in range(7):
+        t = time.perf_counter()
+        for _ in range(20):
+            once()
+        best = min(best, (time.perf_counter() - t) / 20)
+    print(json.dumps({"gflops": flop / best * 1e-9,
+                      "coretype": os.environ.get("OPENBLAS_CORETYPE", "")}))
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
@@ -40,6 +66,8 @@ def main():
     p.add_argument("--epochs", type=int, default=2, help="timed epochs, after a warm-up")
     p.add_argument("--warmup-steps", type=int, default=50)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--probe-blas", action="store_true",
+                   help="only time the model's Linear products (forward, dW, dX) and print GFLOP/s")
     a = p.parse_args()
     try:
         import numpy as np
@@ -49,7 +77,10 @@ def main():
         return 0
 
     torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
     torch.manual_seed(0)
+    if a.probe_blas:
+        return probe_blas(torch, [784] + [int(w) for w in a.hidden.split(",") if w] + [10], a.batch)
     images = read_idx(find(a.data, "train-images-idx3-ubyte"))
     labels = read_idx(find(a.data, "train-labels-idx1-ubyte"))
     # Samples as rows here (PyTorch's layout); ours are columns. Same arithmetic either way.
@@ -92,7 +123,9 @@ def main():
     print("pytorch %s: %s, batch %d, %d epochs, %.0f samples/s, final loss %.4f"
           % (torch.__version__, "-".join(map(str, widths)), a.batch, a.epochs, rate, loss.item()))
     print(json.dumps({"samples_per_s": rate, "epochs": a.epochs, "torch": torch.__version__,
-                      "threads": torch.get_num_threads()}))
+                      "threads": torch.get_num_threads(),
+                      "coretype": os.environ.get("OPENBLAS_CORETYPE", ""),
+                      "flush_denormal": True}))
     return 0
 
 

@@ -40,3 +40,21 @@ elseif(TRELLIS_BLAS STREQUAL "eigen")
 else()
   message(FATAL_ERROR "TRELLIS_BLAS must be openblas or eigen, got '${TRELLIS_BLAS}'")
 endif()
+
+# oneDNN (libdnnl-dev), optional: worker/kernels/gemm.cc calls its dnnl_sgemm when it is found
+# and the CPU has AVX2+FMA (the rule and its measurements are in that file's header). oneDNN
+# detects the CPU at run time (ONEDNN_MAX_CPU_ISA caps it), so one binary serves every node.
+# Its CPU runtime is OpenMP: OpenMP::OpenMP_CXX gives omp_set_num_threads to size it per rank.
+find_library(TRELLIS_DNNL_LIBRARY NAMES dnnl)
+find_path(TRELLIS_DNNL_INCLUDE oneapi/dnnl/dnnl.h)
+find_package(OpenMP)
+set(TRELLIS_ONEDNN_FOUND OFF)
+if(TRELLIS_DNNL_LIBRARY AND TRELLIS_DNNL_INCLUDE AND OpenMP_CXX_FOUND)
+  set(TRELLIS_ONEDNN_FOUND ON)
+  add_library(trellis_onednn INTERFACE)
+  target_include_directories(trellis_onednn INTERFACE ${TRELLIS_DNNL_INCLUDE})
+  target_link_libraries(trellis_onednn INTERFACE ${TRELLIS_DNNL_LIBRARY} OpenMP::OpenMP_CXX)
+  message(STATUS "Trellis GEMM: oneDNN ${TRELLIS_DNNL_LIBRARY} (dnnl_sgemm, chosen at run time)")
+else()
+  message(STATUS "Trellis GEMM: oneDNN not found (libdnnl-dev): OpenBLAS/Eigen only")
+endif()

@@ -12,7 +12,9 @@ namespace trellis::worker {
 namespace {
 
 constexpr char kMagic[8] = {'T', 'R', 'L', 'S', 'C', 'K', 'P', 'T'};
-constexpr std::uint32_t kVersion = 1;
+// 2 added `compute` after the buffers; version 1 files (no such field) are still read.
+constexpr std::uint32_t kVersion = 2;
+constexpr std::uint32_t kOldestVersion = 1;
 constexpr std::size_t kHeaderBytes = sizeof kMagic + 4 + 4;  // magic, version, crc
 // Refuses absurd sizes from a corrupt length field before allocating.
 constexpr std::uint64_t kMaxFloats = std::uint64_t{1} << 34;
@@ -109,6 +111,7 @@ std::string encode_checkpoint(const Checkpoint& c) {
     body.put(name);
     body.put(values);
   }
+  body.put(c.compute);
   Writer file;
   for (char ch : kMagic) file.put(ch);
   file.put(kVersion);
@@ -135,9 +138,10 @@ Status decode_checkpoint(std::string_view bytes, const std::string& what, Checkp
   std::uint32_t version = 0, crc = 0;
   std::memcpy(&version, bytes.data() + sizeof kMagic, 4);
   std::memcpy(&crc, bytes.data() + sizeof kMagic + 4, 4);
-  if (version != kVersion)
+  if (version < kOldestVersion || version > kVersion)
     return Status::Error(what + ": format version " + std::to_string(version) +
-                         ", this build reads " + std::to_string(kVersion));
+                         ", this build reads " + std::to_string(kOldestVersion) + " to " +
+                         std::to_string(kVersion));
   const char* body = bytes.data() + kHeaderBytes;
   const std::size_t size = bytes.size() - kHeaderBytes;
   if (crc_of(body, size) != crc)
@@ -159,6 +163,7 @@ Status decode_checkpoint(std::string_view bytes, const std::string& what, Checkp
     ok = r.get(&buffer.first) && r.get(&buffer.second);
     if (ok) c.buffers.push_back(std::move(buffer));
   }
+  if (version >= 2) ok = ok && r.get(&c.compute);
   if (!ok || !r.done()) return Status::Error(what + ": malformed body");
   *out = std::move(c);
   return Status::Ok();

@@ -40,6 +40,10 @@ struct Checkpoint {
   // after its final epoch still reports them with its final metrics.
   std::vector<std::pair<std::string, double>> metrics;
   std::vector<std::pair<std::string, std::vector<float>>> buffers;  // "params", "adam.m", ...
+  // The GEMM the state was computed with (kernels::GemmChoice::summary(), "" in a version-1
+  // file): a resume on a node that chooses another logs it, since the results then agree only
+  // up to float summation order.
+  std::string compute;
 
   const std::vector<float>* find(const std::string& name) const;
 };

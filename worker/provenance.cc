@@ -12,12 +12,9 @@
 
 #include "common/version.h"
 #include "worker/build_info.h"
+#include "worker/kernels/gemm.h"
 #include "worker/kernels/vector_path.h"
 
-// Weak, as in topology.cc: present when OpenBLAS is linked, null under TRELLIS_BLAS=eigen.
-extern "C" char* openblas_get_config(void) __attribute__((weak));
-extern "C" char* openblas_get_corename(void) __attribute__((weak));
-extern "C" int openblas_get_num_threads(void) __attribute__((weak));
 
 namespace trellis::worker {
 
@@ -52,18 +49,14 @@ std::string hex8(std::uint32_t v) {
   return buf;
 }
 
+// The GEMM every model runs (worker/kernels/gemm.h): which library, its version, the kernel it
+// runs, the cpuid features and the ISA cap the choice was made from, and its thread count.
+// "core" repeats "kernel" under the name exports had before the choice moved to run time.
 nlohmann::json blas() {
-  if (openblas_get_config == nullptr) {
-    return {{"library", "Eigen " + std::to_string(EIGEN_WORLD_VERSION) + "." +
-                            std::to_string(EIGEN_MAJOR_VERSION) + "." +
-                            std::to_string(EIGEN_MINOR_VERSION) + " (own kernels)"},
-            {"core", ""},
-            {"threads", Eigen::nbThreads()}};
-  }
-  const char* core = openblas_get_corename != nullptr ? openblas_get_corename() : nullptr;
-  return {{"library", openblas_get_config()},
-          {"core", core != nullptr ? core : ""},
-          {"threads", openblas_get_num_threads != nullptr ? openblas_get_num_threads() : 0}};
+  const kernels::GemmChoice& g = kernels::gemm_choice();
+  return {{"library", g.library}, {"version", g.version}, {"kernel", g.kernel},
+          {"core", g.kernel},     {"cpu", g.cpu},         {"isa_cap", g.isa_cap},
+          {"threads", g.threads}};
 }
 
 }  // namespace

@@ -9,9 +9,7 @@
 #include <cstdlib>
 #include <vector>
 
-// OpenBLAS, when some library pulls it in, runs its own thread pool sized to the whole
-// machine; a weak reference lets us size it without a build-time dependency on OpenBLAS.
-extern "C" void openblas_set_num_threads(int threads) __attribute__((weak));
+#include "worker/kernels/gemm.h"
 
 namespace trellis::worker {
 
@@ -134,7 +132,9 @@ ItemRange share_of(int total, int index, int parts) {
 void set_compute_threads(int threads) {
   threads = std::max(1, threads);
   Eigen::setNbThreads(threads);
-  if (openblas_set_num_threads != nullptr) openblas_set_num_threads(threads);
+  // The GEMM libraries (oneDNN's OpenMP pool, OpenBLAS's) size their pools to the whole
+  // machine unless told.
+  kernels::set_gemm_threads(threads);
 }
 
 Status bind_rank(const GroupComm& group, const BindOptions& options, Binding* out) {

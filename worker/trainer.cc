@@ -20,6 +20,8 @@
 #include "common/shard_plan.h"
 #include "worker/checkpoint.h"
 #include "worker/data/dataset.h"
+#include "worker/kernels/float_mode.h"
+#include "worker/kernels/gemm.h"
 #include "worker/lr_schedule.h"
 #include "worker/models/model.h"
 #include "worker/optimizer.h"
@@ -168,6 +170,7 @@ Status save_checkpoint(const TrialTask& task, const RankState& st, const Positio
   c.seed = task.seed;
   c.optimizer_steps = state.steps;
   c.fingerprint = fingerprint(task, st);
+  c.compute = kernels::gemm_choice().summary();
   for (const char* name : kEpochResults)
     if (const auto it = last.find(name); it != last.end()) c.metrics.emplace_back(name, it->second);
   const Eigen::VectorXf& params = st.model->params();
@@ -281,6 +284,12 @@ Status restore_checkpoint(const TrialTask& task, MPI_Comm comm, RankState* st, P
       std::copy(b->begin(), b->end(), into);
       return Status::Ok();
     };
+    const std::string here = kernels::gemm_choice().summary();
+    if (local.ok() && !c.compute.empty() && c.compute != here)
+      spdlog::warn("trial {}: resumed from {}, computed with GEMM '{}'; this node runs '{}', so "
+                   "the rest of the trial agrees with an uninterrupted run up to float summation "
+                   "order, not bit for bit",
+                   task.trial, path, c.compute, here);
     if (local.ok()) local = copy("params", params.data(), params.size());
     for (std::size_t i = 0; local.ok() && i < state.buffers.size(); ++i)
       local = copy(state.kind + "." + std::to_string(i), state.buffers[i].data(),
@@ -476,6 +485,9 @@ Status train(const TrialTask& task, const GroupComm& group, const TrainerHooks& 
   const MPI_Comm comm = group.comm();
   const int rank = group.rank(), ranks = group.size();
   *result = TrainResult();
+  // Subnormals would slow every GEMM library 100-250x (kernels/float_mode.h); this is the thread
+  // that computes, and a library pool started later inherits the mode.
+  kernels::flush_denormals_in_this_thread();
 
   RankState st;
   // Failures before the first collective are agreed at each phase boundary, so a rank whose

@@ -21,6 +21,7 @@ Checkpoint sample() {
   c.fingerprint = "mlp 784-256-10 adam";
   c.metrics = {{"train_loss", 0.125}, {"val_acc", 0.875}};
   c.buffers = {{"params", {1.5f, -2.25f, 3e-8f}}, {"adam.m", {}}, {"adam.v", {0.125f}}};
+  c.compute = "onednn 2.6.3 avx2";
   return c;
 }
 
@@ -48,6 +49,7 @@ TEST_F(CheckpointTest, RoundTripsEveryFieldBitForBit) {
   EXPECT_EQ(back.fingerprint, want.fingerprint);
   EXPECT_EQ(back.buffers, want.buffers);
   EXPECT_EQ(back.metrics, want.metrics);
+  EXPECT_EQ(back.compute, want.compute);
   ASSERT_NE(back.find("adam.v"), nullptr);
   EXPECT_EQ(back.find("nope"), nullptr);
   EXPECT_FALSE(std::filesystem::exists(p + ".tmp"));

@@ -16,6 +16,7 @@
 #include "worker/data/dataset.h"
 #include "worker/kernels/vector_path.h"
 #include "worker/provenance.h"
+#include "worker/kernels/gemm.h"
 
 namespace trellis::worker {
 namespace {
@@ -102,10 +103,13 @@ TEST(Provenance, RunProvenanceNamesTheBuildTheBlasAndTheLayout) {
   const nlohmann::json blas = p["blas"];
   EXPECT_FALSE(blas["library"].get<std::string>().empty()) << text;
   EXPECT_GE(blas["threads"].get<int>(), 1) << text;
-  if (build["gemm"] == "openblas") {
-    EXPECT_NE(blas["library"].get<std::string>().find("OpenBLAS"), std::string::npos) << text;
-    EXPECT_FALSE(blas["core"].get<std::string>().empty()) << text;
+  EXPECT_EQ(blas["library"], kernels::gemm_choice().library) << text;
+  if (blas["library"] == "openblas") {
+    EXPECT_NE(blas["version"].get<std::string>().find("OpenBLAS"), std::string::npos) << text;
   }
+  EXPECT_FALSE(blas["kernel"].get<std::string>().empty()) << text;
+  EXPECT_EQ(blas["core"], blas["kernel"]) << text;
+  EXPECT_FALSE(blas["version"].get<std::string>().empty()) << text;
   EXPECT_EQ(p["vector_path"], vector_path_name(vector_path())) << text;
   EXPECT_GE(p["eigen_threads"].get<int>(), 1) << text;
   EXPECT_EQ(p["rank_layout"]["ranks"], group->size());

@@ -1,7 +1,9 @@
 #include "worker/checkpoint.h"
 #include "worker/trainer.h"
+#include "worker/kernels/float_mode.h"
 
 #include <gtest/gtest.h>
+#include <xmmintrin.h>
 
 #include <algorithm>
 #include <cmath>
@@ -146,6 +148,23 @@ TEST_F(TrainerTest, SameSeedGivesBitIdenticalMetrics) {
   const Outcome c = train_once(t);
   ASSERT_TRUE(c.status.ok()) << c.status.message();
   EXPECT_NE(learned(a), learned(c));
+}
+
+// The trainer's thread computes with denormals flushed (kernels/float_mode.h): after train(), a
+// product that would be subnormal is 0 in this thread, which was computing subnormals before.
+TEST_F(TrainerTest, TrainsWithDenormalsFlushedInItsThread) {
+  if (world_size() != 1) GTEST_SKIP() << "single-rank test";
+  const unsigned saved = _mm_getcsr();
+  _mm_setcsr(saved & ~((1u << 15) | (1u << 6)));
+  volatile float tiny = 1e-37f, scale = 1e-3f;
+  EXPECT_NE(tiny * scale, 0.0f);
+  TrialTask t = task();
+  t.config.epochs = 1;
+  const Outcome r = train_once(t);
+  ASSERT_TRUE(r.status.ok()) << r.status.message();
+  EXPECT_TRUE(kernels::denormals_flushed_in_this_thread());
+  EXPECT_EQ(tiny * scale, 0.0f);
+  _mm_setcsr(saved);
 }
 
 // Epochs 2 and 3 resumed from the epoch-1 checkpoint equal epochs 2 and 3 of the

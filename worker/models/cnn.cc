@@ -12,6 +12,8 @@
 namespace trellis::worker {
 namespace {
 
+using kernels::gemm;
+
 std::string dims(int c, int h, int w) {
   return std::to_string(c) + "x" + std::to_string(h) + "x" + std::to_string(w);
 }

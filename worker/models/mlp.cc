@@ -47,6 +47,9 @@ float sigmoid(float z) {
   return e / (1.0f + e);
 }
 
+// The GEMM library and kernel are chosen at run time (worker/kernels/gemm.h).
+using kernels::gemm;
+
 // Leading dimension of a column-major block for BLAS (>= 1 even when empty).
 template <typename M>
 int ld(const M& m) {
