@@ -160,7 +160,7 @@ double gemm_alone_gflops(const std::vector<int>& widths, int reps) {
   const auto once = [&] {
     for (std::size_t i = 0; i < ps.size(); ++i) {
       const Product& p = ps[i];
-      trellis::kernels::gemm(p.ta, p.tb, p.m, p.n, p.k, a[i].data(), p.ta ? p.k : p.m,
+      trellis::worker::kernels::gemm(p.ta, p.tb, p.m, p.n, p.k, a[i].data(), p.ta ? p.k : p.m,
                              b[i].data(), p.tb ? p.n : p.k, p.beta, c[i].data(), p.m);
     }
   };
@@ -300,9 +300,9 @@ int main(int argc, char** argv) {
   CPU_SET(core, &set);
   if (sched_setaffinity(0, sizeof set, &set) != 0)
     std::fprintf(stderr, "bench_train_throughput: could not pin to core %d\n", core);
-  trellis::kernels::flush_denormals_in_this_thread();
-  trellis::kernels::set_gemm_threads(1);
-  const trellis::kernels::GemmChoice& g = trellis::kernels::gemm_choice();
+  trellis::worker::kernels::flush_denormals_in_this_thread();
+  trellis::worker::kernels::set_gemm_threads(1);
+  const trellis::worker::kernels::GemmChoice& g = trellis::worker::kernels::gemm_choice();
   const std::string gemm = g.summary();
 
   // The physical limit: every vector ISA this CPU has, the fastest taken.

@@ -26,7 +26,7 @@ std::uint64_t fnv(const float* p, std::size_t n, std::uint64_t h) {
 }  // namespace
 
 int main() {
-  namespace tk = trellis::kernels;
+  namespace tk = trellis::worker::kernels;
   namespace tw = trellis::worker;
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);

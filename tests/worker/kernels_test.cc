@@ -13,7 +13,7 @@
 #include "worker/kernels/float_mode.h"
 #include "worker/kernels/gemm.h"
 
-namespace trellis::kernels {
+namespace trellis::worker::kernels {
 namespace {
 
 // op(A) op(B) in double, column-major, for comparison.
@@ -124,4 +124,4 @@ TEST(FloatMode, FlushesSubnormalResultsAndOperandsInThisThread) {
 }
 
 }  // namespace
-}  // namespace trellis::kernels
+}  // namespace trellis::worker::kernels

@@ -2,7 +2,7 @@
 
 #include <xmmintrin.h>
 
-namespace trellis::kernels {
+namespace trellis::worker::kernels {
 
 namespace {
 constexpr unsigned kFtz = 1u << 15;  // flush results that would be subnormal to zero
@@ -15,4 +15,4 @@ bool denormals_flushed_in_this_thread() {
   return (_mm_getcsr() & (kFtz | kDaz)) == (kFtz | kDaz);
 }
 
-}  // namespace trellis::kernels
+}  // namespace trellis::worker::kernels

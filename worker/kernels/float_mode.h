@@ -6,11 +6,11 @@
 // its first call) inherit it from their creator on Linux/x86-64, and with one core per rank the
 // libraries run in the caller's thread anyway.
 
-namespace trellis::kernels {
+namespace trellis::worker::kernels {
 
 void flush_denormals_in_this_thread();
 
 // Whether both FTZ and DAZ are set in the calling thread.
 [[nodiscard]] bool denormals_flushed_in_this_thread();
 
-}  // namespace trellis::kernels
+}  // namespace trellis::worker::kernels

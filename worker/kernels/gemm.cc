@@ -36,7 +36,7 @@ extern "C" char* openblas_get_corename(void) __attribute__((weak));
 extern "C" void openblas_set_num_threads(int threads) __attribute__((weak));
 extern "C" int openblas_get_num_threads(void) __attribute__((weak));
 
-namespace trellis::kernels {
+namespace trellis::worker::kernels {
 
 namespace {
 
@@ -202,4 +202,4 @@ void gemm(bool trans_a, bool trans_b, int m, int n, int k, const float* a, int l
   }
 }
 
-}  // namespace trellis::kernels
+}  // namespace trellis::worker::kernels

@@ -18,7 +18,7 @@
 
 #include <string>
 
-namespace trellis::kernels {
+namespace trellis::worker::kernels {
 
 struct GemmChoice {
   std::string library;   // "onednn", "openblas" or "eigen"
@@ -44,4 +44,4 @@ void set_gemm_threads(int threads);
 void gemm(bool trans_a, bool trans_b, int m, int n, int k, const float* a, int lda,
           const float* b, int ldb, float beta, float* c, int ldc);
 
-}  // namespace trellis::kernels
+}  // namespace trellis::worker::kernels
