@@ -7,12 +7,13 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <csignal>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -672,10 +673,13 @@ TEST_F(SubmitTest, AGroupTakesOnlyWorkThatEndsBeforeItsJobsTimeLimit) {
                             file("timing.log"), 300s);
   ASSERT_EQ(timing.code, 0) << timing.output;
   const json timed = exported(file("timing.db"), experiment_);
-  double epoch_s = 0;
+  // The fastest epoch, not the first: the first also pays for the GEMM library's kernel
+  // generation (oneDNN JITs on first use), several times a steady epoch here.
+  double epoch_s = std::numeric_limits<double>::infinity();
   for (const json& e : timed["trials"][0]["metrics"]["epoch_s"])
-    epoch_s = std::max(epoch_s, e[1].get<double>());
+    epoch_s = std::min(epoch_s, e[1].get<double>());
   ASSERT_GT(epoch_s, 0);
+  ASSERT_TRUE(std::isfinite(epoch_s)) << timed.dump();
   const int epochs = std::clamp(static_cast<int>(20.0 / epoch_s), 30, 20000);
   const std::string spec = write_spec(3, "", "{" + train + ", epochs: " + std::to_string(epochs) + "}");
   const Result submitted = login(
