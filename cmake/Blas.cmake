@@ -45,11 +45,10 @@ endif()
 # and the CPU has AVX2+FMA (the rule and its measurements are in that file's header). oneDNN
 # detects the CPU at run time (ONEDNN_MAX_CPU_ISA caps it), so one binary serves every node.
 # Its CPU runtime is OpenMP: OpenMP::OpenMP_CXX gives omp_set_num_threads to size it per rank.
-# Off by default for now: with it on, ChaosTest.KilledWorkersAndCoordinatorLoseNothing (a rank
-# sent SIGTERM mid-trial) aborted in 2 of 3 runs with glibc's "corrupted size vs. prev_size"
-# inside dnnl_sgemm's free, at the first layer's forward product; with it off, 4 of 4 passed,
-# and the run under ASan found nothing. Until that is understood the trainer runs OpenBLAS.
-option(TRELLIS_ONEDNN "Run the models' GEMM on oneDNN when libdnnl-dev is installed" OFF)
+# A signal handler's frame pushed onto a thread inside dnnl_sgemm corrupts the heap (its JIT
+# kernels keep data below the stack pointer), so the worker takes its signals on a thread of
+# their own (worker/preemption.h); -DTRELLIS_ONEDNN=OFF builds without oneDNN.
+option(TRELLIS_ONEDNN "Run the models' GEMM on oneDNN when libdnnl-dev is installed" ON)
 find_library(TRELLIS_DNNL_LIBRARY NAMES dnnl)
 find_path(TRELLIS_DNNL_INCLUDE oneapi/dnnl/dnnl.h)
 find_package(OpenMP)
@@ -61,6 +60,6 @@ if(TRELLIS_ONEDNN AND TRELLIS_DNNL_LIBRARY AND TRELLIS_DNNL_INCLUDE AND OpenMP_C
   target_link_libraries(trellis_onednn INTERFACE ${TRELLIS_DNNL_LIBRARY} OpenMP::OpenMP_CXX)
   message(STATUS "Trellis GEMM: oneDNN ${TRELLIS_DNNL_LIBRARY} (dnnl_sgemm, chosen at run time)")
 else()
-  message(STATUS "Trellis GEMM: oneDNN off (-DTRELLIS_ONEDNN=ON) or not found (libdnnl-dev): "
+  message(STATUS "Trellis GEMM: oneDNN off (-DTRELLIS_ONEDNN=OFF) or not found (libdnnl-dev): "
                  "OpenBLAS/Eigen only")
 endif()

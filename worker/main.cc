@@ -205,10 +205,11 @@ int main(int argc, char** argv) {
     }
   }
 
+  // Before MPI_Init, which starts threads of its own: they inherit the blocked signals.
+  start_preemption_watch();
   int provided = 0;
   // Only the main thread calls MPI; rank 0's I/O thread speaks ZeroMQ only.
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-  install_preemption_handler();
   int rank = 0, ranks = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &ranks);

@@ -1,23 +1,24 @@
 #include "worker/kernels/gemm.h"
 
-// Measured by bench/gemm on one pinned core of an AMD EPYC with AVX-512 (GFLOP/s, best of 5
-// interleaved trials, 2026-12-03, the 2-core machine loaded by other builds: load average ~10,
-// so every column is low by the same factor; the ranking held in every trial):
+// Measured by bench/gemm on one pinned core of an AMD EPYC with AVX-512 (Zen 4), the machine
+// otherwise idle (GFLOP/s, best of 7 interleaved trials, 2026-12-06):
 //
-//   shape (batch 128)          Eigen(SSE2)  OpenBLAS 0.3.21 (Haswell)  oneDNN 2.6.3  BLIS 0.9
-//   fwd1 256x784 . 784x128         19.0        9.6                      62.0           8.6
-//   fwd2 128x256 . 256x128         12.5       10.7                      88.0          10.8
-//   fwd3  10x128 . 128x128          9.7        4.5                      39.1           6.1
-//   dW3   10x128 . 128x128^T        7.8        4.4                      29.7           3.9
-//   dX3  128x10^T . 10x128          8.9        4.5                      38.6           5.6
-//   dW2  128x128 . 128x256^T       12.0        9.2                      57.3           9.2
-//   dX2  256x128^T . 128x128       11.0        8.9                      58.3           9.5
-//   dW1  256x128 . 128x784^T       11.8        7.4                      56.9           8.6
-//   whole MLP step                 13.9        8.5                      60.1           8.7
-//   1024^3                          9.9        8.6                      50.9           7.8
+//   shape (batch 128)          Eigen(SSE2)  OpenBLAS 0.3.21 (Cooperlake)  oneDNN 2.6.3  BLIS 0.9 (zen3)
+//   fwd1 256x784 . 784x128         38.1       105.6                       111.7        105.1
+//   fwd2 128x256 . 256x128         38.0       107.6                       114.1        105.2
+//   fwd3  10x128 . 128x128         29.7        45.2                        47.9         45.4
+//   dW3   10x128 . 128x128^T       26.1        39.1                        44.8         39.5
+//   dX3  128x10^T . 10x128         29.1        15.3                        80.5         14.6
+//   dW2  128x128 . 128x256^T       36.1        96.5                       113.8         94.3
+//   dX2  256x128^T . 128x128       34.1        81.8                       104.4         80.8
+//   dW1  256x128 . 128x784^T       35.0        93.9                       108.1        104.2
+//   whole MLP step                 36.3        96.3                       109.1         99.7
+//   1024^3                         34.7        98.9                       102.5         93.2
 //
-// oneDNN wins at every shape, tiny ones included, so the rule ignores shapes. BLIS (its
-// "generic" config here) is not offered: its BLAS symbols would clash with OpenBLAS's.
+// oneDNN wins at every shape, tiny ones included, so the rule ignores shapes; on an Intel Xeon
+// the same OpenBLAS misdetects the CPU and runs its SSE3 kernel (~31 GFLOP/s at 1024^3), which
+// oneDNN's own cpuid dispatch never does. BLIS is not offered: its BLAS symbols would clash with
+// OpenBLAS's.
 
 #include <cassert>
 #include <cstdlib>
