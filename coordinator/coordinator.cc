@@ -537,11 +537,11 @@ void Coordinator::on_report(Group& group, const Report& report) {
   }
   send(group.name, Ack{report.trial, report.attempt, report.epoch});
   if (const auto it = report.metrics.find("epoch_s"); current && it != report.metrics.end()) {
-    epoch_clock_.epoch_took(it->second);
-    if (!group.reported)
+    if (group.reported)
+      epoch_clock_.epoch_took(report.trial, it->second);
+    else
       epoch_clock_.first_report_after(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - group.assigned_at).count(),
-          it->second);
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - group.assigned_at).count());
     group.reported = true;
   }
   const TrialBook::Trial* t = current ? book_->find(report.trial) : nullptr;
@@ -834,7 +834,7 @@ void Coordinator::assign_or_wait(Group& group) {
     const double left =
         std::chrono::duration<double>(*group.job_ends - std::chrono::steady_clock::now()).count();
     release(group, fmt::format(
-        "job {} ends in {:.0f} s and an epoch takes up to {:.1f} s (start-up {:.1f} s, margin "
+        "job {} ends in {:.0f} s and an epoch takes {:.1f} s (start-up {:.1f} s, margin "
         "{:.0f} s): no epoch fits, so the group leaves and the job returns its time",
         group.job, left, epoch_clock_.epoch_seconds(), epoch_clock_.startup_seconds(),
         std::chrono::duration<double>(options_.walltime_margin).count()));

@@ -5,13 +5,16 @@
 
 namespace trellis::coordinator {
 
-void EpochClock::epoch_took(double seconds) {
-  if (std::isfinite(seconds) && seconds > 0) epoch_ = std::max(epoch_, seconds);
+void EpochClock::epoch_took(std::int64_t trial, double seconds) {
+  if (!std::isfinite(seconds) || seconds <= 0) return;
+  Mean& m = trials_[trial];
+  m.sum += seconds;
+  ++m.count;
+  epoch_ = std::max(epoch_, m.sum / static_cast<double>(m.count));
 }
 
-void EpochClock::first_report_after(double seconds, double epoch_seconds) {
-  if (!std::isfinite(seconds) || !std::isfinite(epoch_seconds)) return;
-  startup_ = std::max(startup_, seconds - epoch_seconds);
+void EpochClock::first_report_after(double seconds) {
+  if (std::isfinite(seconds)) startup_ = std::max(startup_, seconds);
 }
 
 int EpochClock::epochs_fitting(double seconds, double margin) const {

@@ -2,26 +2,34 @@
 // Walltime: how much work fits before a worker group's batch job reaches its time limit.
 //
 // A group in a Slurm job says when the job's limit ends (Hello.job_ends_at). The coordinator
-// learns how long epochs take from the reports (`epoch_s`) and how long an attempt takes to
-// start (its first report's arrival after the Assign, less that epoch), keeping the slowest of
-// each: trials differ, and an overrun costs more than an early stop. Before the limit, minus a
-// margin for Slurm's timers, a group is given only whole epochs that fit: the job as it is if
-// it fits (the next ASHA rung, say), else as many epochs as fit, ending on a checkpoint, after
-// which the trial continues in another group; and nothing when not even one epoch fits, so the
-// group leaves and its job ends early, returning its hours. Until the first report nothing is
-// known, and the first attempts run uncut.
+// learns from the reports (`epoch_s`) how long epochs take and how long an attempt takes to
+// start. An epoch's cost is a trial's mean epoch, and the slowest trial's mean decides: trials
+// differ, and a slow trial pays its slowness every epoch, where one slow epoch among hundreds
+// (another process on the core, a page fault storm) pays it once, which the margin covers; the
+// slowest single epoch made jobs that train short epochs leave with half their time unused.
+// The start-up is the time from the Assign to an attempt's first report, that first epoch
+// included: it pays for reading the data and for the GEMM library's kernel generation, several
+// steady epochs here. Before the limit, minus a margin for Slurm's timers, a group is given only
+// whole epochs that fit: the job as it is if it fits (the next ASHA rung, say), else as many
+// epochs as fit, ending on a checkpoint, after which the trial continues in another group; and
+// nothing when not even one epoch fits, so the group leaves and its job ends early, returning
+// its hours. Until an attempt's second report nothing is known, and the first attempts run
+// uncut.
+
+#include <cstdint>
+#include <unordered_map>
 
 namespace trellis::coordinator {
 
 class EpochClock {
  public:
-  // Slack on the slowest epoch: the next one may be a little slower still.
+  // Slack on the slowest trial's mean epoch: the next trial may be a little slower still.
   static constexpr double kSafety = 1.1;
 
-  // An epoch of some trial took `seconds`.
-  void epoch_took(double seconds);
-  // An attempt's first report came `seconds` after its Assign; its epoch took `epoch_seconds`.
-  void first_report_after(double seconds, double epoch_seconds);
+  // An epoch of `trial` after its attempt's first took `seconds`.
+  void epoch_took(std::int64_t trial, double seconds);
+  // An attempt's first report came `seconds` after its Assign.
+  void first_report_after(double seconds);
   bool known() const { return epoch_ > 0; }
   double epoch_seconds() const { return epoch_; }
   double startup_seconds() const { return startup_; }
@@ -30,7 +38,12 @@ class EpochClock {
   int epochs_fitting(double seconds, double margin) const;
 
  private:
-  double epoch_ = 0;    // the slowest epoch seen
+  struct Mean {
+    double sum = 0;
+    std::int64_t count = 0;
+  };
+  std::unordered_map<std::int64_t, Mean> trials_;
+  double epoch_ = 0;    // the slowest trial's mean epoch
   double startup_ = 0;  // the slowest start seen
 };
 
