@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "worker/collectives.h"
+#include "worker/kernels/gemm.h"
 #include "worker/models/mlp.h"
 
 namespace {
@@ -229,6 +230,8 @@ struct StepVariant {
 };
 
 nlohmann::json measure_steps(const GroupComm& group, int repetitions) {
+  // One GEMM thread per rank, as the trainer gives a rank on one core.
+  trellis::worker::kernels::set_gemm_threads(1);
   MlpShape shape;
   shape.inputs = 784;
   shape.hidden = {256, 128};

@@ -3,7 +3,7 @@
 //
 // Model conv 32 3x3, relu, pool 2, conv 64 3x3, relu, pool 2, dense 128, relu, dense 10; batch
 // 128, fp32, Adam lr 1e-3, Fashion-MNIST's training images. One core (core 0 unless --core),
-// BLAS threads 1, denormals flushed on both sides (MXCSR FTZ/DAZ here,
+// GEMM threads 1, denormals flushed on both sides (MXCSR FTZ/DAZ here,
 // torch.set_flush_denormal(True) there). Repetitions are interleaved: each one times --steps
 // of ours, then starts the peer (bench/cnn_throughput_torch.py, which warms up and times the
 // same number of steps itself). Medians and the min-max spread over --reps.
@@ -30,15 +30,14 @@
 #include <nlohmann/json.hpp>
 
 #include "worker/data/idx_reader.h"
+#include "worker/kernels/float_mode.h"
+#include "worker/kernels/gemm.h"
 #include "worker/models/cnn.h"
 #include "worker/optimizer.h"
 
-#ifdef TRELLIS_BLAS_OPENBLAS
-extern "C" void openblas_set_num_threads(int);
-extern "C" char* openblas_get_corename(void);
-#endif
 
 namespace tw = trellis::worker;
+namespace tk = trellis::worker::kernels;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -130,12 +129,11 @@ int main(int argc, char** argv) {
   CPU_SET(core, &set);
   if (sched_setaffinity(0, sizeof set, &set) != 0)
     std::fprintf(stderr, "bench_cnn_throughput: could not pin to core %d\n", core);
-  _mm_setcsr(_mm_getcsr() | 0x8040);  // FTZ | DAZ, as the peer's set_flush_denormal
-  std::string blas = "eigen (" + std::string(Eigen::SimdInstructionSetsInUse()) + ")";
-#ifdef TRELLIS_BLAS_OPENBLAS
-  openblas_set_num_threads(1);
-  blas = std::string("openblas (") + openblas_get_corename() + ")";
-#endif
+  tk::flush_denormals_in_this_thread();  // as the peer's set_flush_denormal
+  // One GEMM thread, as the trainer gives a rank on one core: oneDNN's OpenMP pool would
+  // otherwise start a thread per core and spin two threads on the pinned one.
+  tk::set_gemm_threads(1);
+  const std::string blas = tk::gemm_choice().summary();
 
   tw::IdxInfo info;
   tw::IdxRows d;

@@ -29,10 +29,9 @@
 #include <vector>
 
 #include "worker/kernels/elementwise.h"
+#include "worker/kernels/gemm.h"
 #include "worker/models/mlp.h"
 #include "worker/optimizer.h"
-
-extern "C" void openblas_set_num_threads(int) __attribute__((weak));
 
 namespace {
 
@@ -90,7 +89,8 @@ int main(int argc, char** argv) {
   CPU_SET(core, &set);
   if (sched_setaffinity(0, sizeof set, &set) != 0)
     std::fprintf(stderr, "bench_vector_path: could not pin to core %d\n", core);
-  if (openblas_set_num_threads != nullptr) openblas_set_num_threads(1);
+  // One GEMM thread on the pinned core (oneDNN's OpenMP pool would start one per core).
+  trellis::worker::kernels::set_gemm_threads(1);
 
   std::vector<tw::VectorPath> paths;
   for (tw::VectorPath p :
