@@ -200,8 +200,22 @@ void Agent::io_loop() {
       std::lock_guard lock(mutex_);
       sending.swap(outbox_);
       // New ones go now; unacknowledged ones again once they had time to be acknowledged.
+      // A Done goes right behind every report of its attempt not yet acknowledged: one sent on
+      // a connection that dropped since (the coordinator restarted) would otherwise come again
+      // only liveness/2 later, when the coordinator may have ended the trial, or the sweep,
+      // without that epoch. The store ignores a report it already holds.
       for (auto& p : unacked_) {
-        if (connected && now - p.sent >= options_.liveness / 2) {
+        if (!connected) break;
+        if (p.epoch == 0 && p.sent == Clock::time_point{}) {
+          for (auto& r : unacked_) {
+            if (r.epoch > 0 && r.trial == p.trial && r.attempt == p.attempt &&
+                r.sent != Clock::time_point{}) {
+              send(r.frame);
+              r.sent = now;
+            }
+          }
+        }
+        if (now - p.sent >= options_.liveness / 2) {
           send(p.frame);
           p.sent = now;
         }

@@ -173,6 +173,29 @@ TEST(Agent, StoredCheckpointIsTheNewestAcknowledgedCheckpointedEpoch) {
   EXPECT_EQ(agent.stored_checkpoint(7, 1), 3);
 }
 
+// A report whose frame was lost (sent to a coordinator killed before it stored it) goes again
+// right before its attempt's Done, not liveness/2 later: by then the restarted coordinator
+// could have ended the trial, or the sweep, without that epoch.
+TEST(Agent, ADoneFollowsTheUnacknowledgedReportsOfItsAttempt) {
+  FakeCoordinator coordinator;
+  Agent agent(options_for(coordinator));  // liveness 60 s: no resend by age within the test
+  assign(&coordinator, &agent, 7, 1);
+  agent.report(Report{7, 1, 1, {{"val_acc", 0.1}}, false});
+  agent.report(Report{7, 1, 2, {{"val_acc", 0.2}}, false});
+  for (int epoch = 1; epoch <= 2; ++epoch) {
+    ASSERT_TRUE(coordinator.next<Report>(30s, [&](const Report& r) { return r.epoch == epoch; }))
+        << "epoch " << epoch;
+  }
+  coordinator.send(Ack{7, 1, 2});  // epoch 1's Ack never comes: as if it was never stored
+  agent.done(Done{7, 1, true, "", {}});
+  // next<Report> passes over what is not a Report, so a Done ahead of the resent report would
+  // be gone when it is looked for.
+  EXPECT_TRUE(coordinator.next<Report>(10s, [](const Report& r) { return r.epoch == 1; }))
+      << "epoch 1 was not sent again with the Done";
+  EXPECT_TRUE(coordinator.next<Done>(10s, [](const Done& d) { return d.trial == 7; }))
+      << "no Done after the resent report";
+}
+
 // The slot is what Hello and Heartbeat are built from: whatever a concurrent reader sees is
 // one attempt's (trial, attempt) pair, never one trial with another's attempt.
 TEST(AttemptSlot, IsReadAsOneValue) {
