@@ -14,7 +14,6 @@
 // "ratio_to_pytorch", "ratio_min", "ratio_max", "reps", ...}.
 
 #include <sched.h>
-#include <xmmintrin.h>
 
 #include <algorithm>
 #include <chrono>
@@ -34,7 +33,6 @@
 #include "worker/kernels/gemm.h"
 #include "worker/models/cnn.h"
 #include "worker/optimizer.h"
-
 
 namespace tw = trellis::worker;
 namespace tk = trellis::worker::kernels;
