@@ -695,6 +695,7 @@ bool run_ours(const Args& args, const Pinning& pinning, const LoadOptions& optio
 struct OptunaRun {
   double trials_per_s = 0;
   std::string durability;  // what the peer read back from its storage
+  int torn_reads = 0;      // trials abandoned on Optuna 3.1's torn journal read
 };
 
 // One run of the Optuna peer (coordinator_load_optuna.py) on `storage` with `processes`
@@ -724,6 +725,7 @@ bool run_optuna(const Args& args, const Pinning& pinning, const std::string& cpu
   }
   out->trials_per_s = doc["trials_per_s"].get<double>();
   out->durability = doc.value("durability", "");
+  out->torn_reads = doc.value("torn_reads", 0);
   return true;
 }
 
@@ -829,6 +831,7 @@ int main(int argc, char** argv) {
           return fail(why);
         optuna_journal = run.durability;
         fig.add("optuna_concurrent_trials_per_s", run.trials_per_s);
+        fig.add("optuna_concurrent_torn_reads", run.torn_reads);
       }
       cleanup(run_dir);
     }
