@@ -579,6 +579,7 @@ void Coordinator::on_done(Group& group, const Done& done) {
     }
     return;
   }
+  epoch_clock_.attempt_ended(done.trial);
   const TrialBook::Trial* t = book_->find(done.trial);
   if (t == nullptr) {
     // Held or orphaned, yet not in the book: our state disagrees with itself.

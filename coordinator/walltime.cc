@@ -7,10 +7,22 @@ namespace trellis::coordinator {
 
 void EpochClock::epoch_took(std::int64_t trial, double seconds) {
   if (!std::isfinite(seconds) || seconds <= 0) return;
-  Mean& m = trials_[trial];
+  Mean& m = live_[trial];
   m.sum += seconds;
   ++m.count;
-  epoch_ = std::max(epoch_, m.sum / static_cast<double>(m.count));
+}
+
+void EpochClock::attempt_ended(std::int64_t trial) {
+  const auto it = live_.find(trial);
+  if (it == live_.end()) return;
+  slowest_ended_ = std::max(slowest_ended_, it->second.value());
+  live_.erase(it);
+}
+
+double EpochClock::epoch_seconds() const {
+  double slowest = slowest_ended_;
+  for (const auto& [trial, mean] : live_) slowest = std::max(slowest, mean.value());
+  return slowest;
 }
 
 void EpochClock::first_report_after(double seconds) {
@@ -18,10 +30,11 @@ void EpochClock::first_report_after(double seconds) {
 }
 
 int EpochClock::epochs_fitting(double seconds, double margin) const {
-  if (!known()) return 0;
+  const double epoch = epoch_seconds();
+  if (epoch <= 0) return 0;
   const double usable = seconds - margin - startup_;
   if (usable <= 0) return 0;
-  return static_cast<int>(std::floor(usable / (kSafety * epoch_)));
+  return static_cast<int>(std::floor(usable / (kSafety * epoch)));
 }
 
 }  // namespace trellis::coordinator

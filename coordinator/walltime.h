@@ -28,10 +28,16 @@ class EpochClock {
 
   // An epoch of `trial` after its attempt's first took `seconds`.
   void epoch_took(std::int64_t trial, double seconds);
+  // `trial`'s attempt ended: its mean stays in the estimate and the clock forgets the trial, so
+  // it holds only the attempts that are training (an attempt lost with its group stays until
+  // the trial's next attempt ends).
+  void attempt_ended(std::int64_t trial);
   // An attempt's first report came `seconds` after its Assign.
   void first_report_after(double seconds);
-  bool known() const { return epoch_ > 0; }
-  double epoch_seconds() const { return epoch_; }
+  bool known() const { return epoch_seconds() > 0; }
+  // The slowest mean epoch of a trial, each live trial's mean as it is now: a spike early in an
+  // attempt is diluted as its later epochs come in.
+  double epoch_seconds() const;
   double startup_seconds() const { return startup_; }
   // Whole epochs that fit in `seconds` after a start-up and `margin`; 0 when none does (and
   // when nothing is known yet: ask known() first).
@@ -41,10 +47,11 @@ class EpochClock {
   struct Mean {
     double sum = 0;
     std::int64_t count = 0;
+    double value() const { return sum / static_cast<double>(count); }
   };
-  std::unordered_map<std::int64_t, Mean> trials_;
-  double epoch_ = 0;    // the slowest trial's mean epoch
-  double startup_ = 0;  // the slowest start seen
+  std::unordered_map<std::int64_t, Mean> live_;
+  double slowest_ended_ = 0;  // the slowest mean of an attempt that ended
+  double startup_ = 0;        // the slowest start seen
 };
 
 }  // namespace trellis::coordinator

@@ -52,5 +52,30 @@ TEST(EpochClock, OneSlowEpochCostsOnlyItsShareOfTheMean) {
   EXPECT_EQ(clock.epochs_fitting(60, 20), 3252);
 }
 
+// The same spike as an attempt's second epoch, its first timed one: the mean as it stands, not
+// the largest mean it ever had, decides.
+TEST(EpochClock, AnEarlySpikeIsDilutedByTheEpochsAfterIt) {
+  EpochClock clock;
+  clock.epoch_took(7, 0.1);
+  EXPECT_DOUBLE_EQ(clock.epoch_seconds(), 0.1);
+  for (int e = 0; e < 99; ++e) clock.epoch_took(7, 0.01);
+  EXPECT_NEAR(clock.epoch_seconds(), 0.0109, 1e-12);
+}
+
+TEST(EpochClock, AnEndedAttemptsMeanStaysAndTheTrialsNextAttemptStartsAfresh) {
+  EpochClock clock;
+  clock.epoch_took(3, 1.0);
+  clock.epoch_took(3, 1.0);
+  clock.attempt_ended(3);
+  EXPECT_DOUBLE_EQ(clock.epoch_seconds(), 1.0) << "an ended attempt still counts";
+  clock.epoch_took(3, 3.0);  // its next attempt, on a slower node
+  EXPECT_DOUBLE_EQ(clock.epoch_seconds(), 3.0) << "not the mean over both attempts, 5/3";
+  clock.attempt_ended(3);
+  clock.attempt_ended(3);  // a Done resent: nothing left to forget
+  clock.epoch_took(4, 0.5);
+  EXPECT_DOUBLE_EQ(clock.epoch_seconds(), 3.0);
+  EXPECT_TRUE(clock.known());
+}
+
 }  // namespace
 }  // namespace trellis::coordinator
