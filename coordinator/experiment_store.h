@@ -254,6 +254,13 @@ class ExperimentStore {
   [[nodiscard]] Status trial_summaries(std::int64_t experiment_id, std::vector<TrialSummary>* out);
   [[nodiscard]] Status trial_listing(std::int64_t experiment_id, std::vector<TrialListing>* out);
   [[nodiscard]] Status get_trial(std::int64_t trial_id, TrialRecord* out);
+  // The experiment's trial numbered `number` (none: *out empty). For a message naming a missing
+  // one: how many trials the experiment has and its lowest and highest numbers ({0, 0}: none).
+  [[nodiscard]] Status find_trial(std::int64_t experiment_id, std::int32_t number,
+                                  std::optional<TrialRecord>* out);
+  [[nodiscard]] Status trial_number_range(std::int64_t experiment_id,
+                                          std::pair<std::int32_t, std::int32_t>* range,
+                                          std::int64_t* count);
 
   // pending -> running with attempt + 1, resuming from the trial's last checkpoint epoch;
   // records the attempt with its provenance (JSON text).

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <vector>
@@ -92,6 +93,19 @@ json trial_json(const TrialRecord& t, const MetricSeries* series, json lineage) 
           {"target_epoch", t.target_epoch},
           {"lineage", std::move(lineage)},
           {"provenance", provenance_json(t.provenance)}};
+}
+
+// The error for a trial number the experiment does not have, with the numbers it does have.
+Status missing_trial(ExperimentStore& store, const ExperimentRecord& experiment,
+                     std::int32_t number) {
+  std::pair<std::int32_t, std::int32_t> range;
+  std::int64_t count = 0;
+  if (Status s = store.trial_number_range(experiment.id, &range, &count); !s.ok()) return s;
+  return Status::Error("experiment '" + experiment.name + "' has no trial " +
+                       std::to_string(number) +
+                       (count == 0 ? std::string(" (it has no trials yet)")
+                                   : " (its trials are numbered " + std::to_string(range.first) +
+                                         " to " + std::to_string(range.second) + ")"));
 }
 
 std::map<std::int64_t, std::int32_t> numbers_by_id(const std::vector<TrialRecord>& trials) {
@@ -263,23 +277,31 @@ Status export_experiment(ExperimentStore& store, const std::string& experiment_n
 
 Status trial_documents(ExperimentStore& store, const ExperimentRecord& experiment,
                        const std::vector<std::int32_t>& numbers, std::vector<json>* out) {
+  out->clear();
   std::vector<TrialRecord> trials;
-  if (Status s = store.list_trials(experiment.id, &trials); !s.ok()) return s;
+  for (const std::int32_t number : numbers) {
+    std::optional<TrialRecord> trial;
+    if (Status s = store.find_trial(experiment.id, number, &trial); !s.ok()) return s;
+    if (!trial) return missing_trial(store, experiment, number);
+    trials.push_back(std::move(*trial));
+  }
+  // Only the asked trials' lineage, and the numbers of only their donors.
   std::vector<LineageRecord> records;
   if (Status s = store.list_lineage(experiment.id, &records); !s.ok()) return s;
-  const std::map<std::int64_t, json> lineage = lineage_by_trial(records, numbers_by_id(trials));
-  out->clear();
-  std::map<std::int32_t, const TrialRecord*> by_number;
-  for (const TrialRecord& t : trials) by_number[t.number] = &t;
-  for (const std::int32_t number : numbers) {
-    const auto found = by_number.find(number);
-    if (found == by_number.end())
-      return Status::Error(
-          "experiment '" + experiment.name + "' has no trial " + std::to_string(number) +
-          (trials.empty() ? std::string(" (it has no trials yet)")
-                          : " (its trials are numbered " + std::to_string(by_number.begin()->first) +
-                                " to " + std::to_string(by_number.rbegin()->first) + ")"));
-    const TrialRecord& t = *found->second;
+  std::map<std::int64_t, std::int32_t> number_of = numbers_by_id(trials);
+  std::vector<LineageRecord> theirs;
+  for (LineageRecord& l : records) {
+    if (!number_of.count(l.trial_id)) continue;
+    theirs.push_back(std::move(l));
+  }
+  for (const LineageRecord& l : theirs) {
+    if (number_of.count(l.donor_id)) continue;
+    TrialRecord donor;
+    if (Status s = store.get_trial(l.donor_id, &donor); !s.ok()) return s;
+    number_of[donor.id] = donor.number;
+  }
+  const std::map<std::int64_t, json> lineage = lineage_by_trial(theirs, number_of);
+  for (const TrialRecord& t : trials) {
     MetricSeries series;
     if (Status s = store.metric_series(t.id, &series); !s.ok()) return s;
     out->push_back(trial_json(t, &series, lineage_of(lineage, t.id)));

@@ -159,6 +159,38 @@ Status ExperimentStore::get_trial(std::int64_t trial_id, TrialRecord* out) {
   return s.With(where);
 }
 
+Status ExperimentStore::find_trial(std::int64_t experiment_id, std::int32_t number,
+                                   std::optional<TrialRecord>* out) {
+  const std::string where = "find_trial " + std::to_string(number) + " of experiment " +
+                            std::to_string(experiment_id);
+  out->reset();
+  Statement st;
+  Status s = st.prepare(db_, "SELECT id FROM trials WHERE experiment_id = ?1 AND number = ?2");
+  if (!s.ok()) return s.With(where);
+  st.bind(1, experiment_id);
+  st.bind(2, static_cast<std::int64_t>(number));
+  if (!st.next_row(&s)) return s.With(where);
+  TrialRecord record;
+  if (s = get_trial(st.i64(0), &record); !s.ok()) return s;
+  *out = std::move(record);
+  return Status::Ok();
+}
+
+Status ExperimentStore::trial_number_range(std::int64_t experiment_id,
+                                           std::pair<std::int32_t, std::int32_t>* range,
+                                           std::int64_t* count) {
+  const std::string where = "trial_number_range of experiment " + std::to_string(experiment_id);
+  Statement st;
+  Status s = st.prepare(db_, "SELECT COUNT(*), IFNULL(MIN(number), 0), IFNULL(MAX(number), 0) "
+                             "FROM trials WHERE experiment_id = ?1");
+  if (!s.ok()) return s.With(where);
+  st.bind(1, experiment_id);
+  if (!st.next_row(&s)) return s.ok() ? Status::Error(where + ": no row") : s.With(where);
+  *count = st.i64(0);
+  *range = {static_cast<std::int32_t>(st.i64(1)), static_cast<std::int32_t>(st.i64(2))};
+  return Status::Ok();
+}
+
 Status ExperimentStore::attempt_owner(std::int64_t trial_id, std::int32_t attempt,
                                       std::string* group, std::string* key) {
   const std::string where =

@@ -116,6 +116,28 @@ TEST_F(DashboardApiTest, OneTrialIsTheExportsDocumentWithItsModel) {
   EXPECT_TRUE(t["model"].is_null()) << "no shelf: nothing kept";
 }
 
+TEST_F(DashboardApiTest, OneTrialsLineageNamesItsDonorThoughOnlyItWasAsked) {
+  ASSERT_TRUE(writer_->finish_trial(ids_[3], 1, TrialState::kPaused, "paused after epoch 1",
+                                    {{"val_acc", 0.81}})
+                  .ok());
+  coordinator::LineageRecord exploit;
+  exploit.trial_id = ids_[3];
+  exploit.epoch = 1;
+  exploit.donor_id = ids_[2];
+  exploit.donor_epoch = 3;
+  exploit.params_before = {{"lr", 0.004}};
+  exploit.params_after = {{"lr", 0.005}};
+  exploit.reason = "bottom quantile";
+  ASSERT_TRUE(writer_->exploit_trial(exploit, 2, "/ckpt/trial-2.ckpt").ok());
+  const json t = get("/api/trial", {{"experiment", "dash"}, {"trial", "3"}});
+  ASSERT_EQ(t["lineage"].size(), 1u) << t.dump();
+  EXPECT_EQ(t["lineage"][0]["donor"], 2);
+  EXPECT_EQ(t["lineage"][0]["donor_epoch"], 3);
+  EXPECT_EQ(t["lineage"][0]["reason"], "bottom quantile");
+  EXPECT_TRUE(get("/api/trial", {{"experiment", "dash"}, {"trial", "2"}})["lineage"].empty())
+      << "the donor was exploited by another, not itself";
+}
+
 TEST_F(DashboardApiTest, BadRequestsSayWhatIsWrong) {
   EXPECT_NE(get("/api/trials", {{"experiment", "nope"}}, 404)["error"].get<std::string>().find("nope"),
             std::string::npos);
@@ -125,7 +147,8 @@ TEST_F(DashboardApiTest, BadRequestsSayWhatIsWrong) {
                 .get<std::string>()
                 .find("'x'"),
             std::string::npos);
-  get("/api/trial", {{"experiment", "dash"}, {"trial", "9"}}, 404);
+  EXPECT_EQ(get("/api/trial", {{"experiment", "dash"}, {"trial", "9"}}, 404)["error"],
+            "experiment 'dash' has no trial 9 (its trials are numbered 0 to 3)");
 }
 
 TEST_F(DashboardApiTest, AWriteByAnotherConnectionChangesTheVersionAndTheAnswers) {
