@@ -4,7 +4,8 @@
 // Model conv 32 3x3, relu, pool 2, conv 64 3x3, relu, pool 2, dense 128, relu, dense 10; batch
 // 128, fp32, Adam lr 1e-3, Fashion-MNIST's training images. One core (core 0 unless --core),
 // GEMM threads 1, denormals flushed on both sides (MXCSR FTZ/DAZ here,
-// torch.set_flush_denormal(True) there). Repetitions are interleaved: each one times --steps
+// torch.set_flush_denormal(True) there), the training images on 2 MB pages on both sides (ours
+// as the trainer's shard, the peer's large allocations by glibc.malloc.hugetlb). Repetitions are interleaved: each one times --steps
 // of ours, then starts the peer (bench/cnn_throughput_torch.py, which warms up and times the
 // same number of steps itself). Medians and the min-max spread over --reps.
 //
@@ -28,6 +29,7 @@
 #include <Eigen/Core>
 #include <nlohmann/json.hpp>
 
+#include "worker/data/batch_gather.h"
 #include "worker/data/idx_reader.h"
 #include "worker/kernels/float_mode.h"
 #include "worker/kernels/gemm.h"
@@ -56,15 +58,16 @@ double run_ours(const tw::IdxRows& d, tw::Cnn& model, tw::Optimizer& opt, std::m
                 int warmup, int steps) {
   Eigen::MatrixXf batch(d.images.rows(), kBatch);
   std::vector<std::int32_t> labels(kBatch);
-  std::uniform_int_distribution<Eigen::Index> pick(0, d.images.cols() - 1);
+  std::uniform_int_distribution<std::int64_t> pick(0, d.images.cols() - 1);
+  std::vector<std::int64_t> columns(kBatch);
   Clock::time_point start;
   for (int s = 0; s < warmup + steps; ++s) {
     if (s == warmup) start = Clock::now();
-    for (int j = 0; j < kBatch; ++j) {
-      const Eigen::Index c = pick(rng);
-      batch.col(j) = d.images.col(c);
-      labels[static_cast<std::size_t>(j)] = d.labels[static_cast<std::size_t>(c)];
-    }
+    for (std::int64_t& c : columns) c = pick(rng);
+    tw::gather_columns(d.images, columns, &batch);  // the trainer's gather
+    for (int j = 0; j < kBatch; ++j)
+      labels[static_cast<std::size_t>(j)] =
+          d.labels[static_cast<std::size_t>(columns[static_cast<std::size_t>(j)])];
     model.forward_backward(batch, std::span<const std::int32_t>(labels), tw::BatchKey{},
                            1.0f / kBatch, tw::GradMode::kAssign);
     opt.step(model.params(), model.grads());
@@ -74,7 +77,9 @@ double run_ours(const tw::IdxRows& d, tw::Cnn& model, tw::Optimizer& opt, std::m
 
 // The peer's samples/s, or a negative number (message in *why).
 double run_torch(const std::string& python, const std::string& data, int steps, std::string* why) {
-  const std::string cmd = python + " " TRELLIS_SOURCE_DIR "/bench/cnn_throughput_torch.py" +
+  // Its large allocations on 2 MB pages, as the trainer puts its shard (batch_gather.h).
+  const std::string cmd = "env GLIBC_TUNABLES=glibc.malloc.hugetlb=1 " + python +
+                          " " TRELLIS_SOURCE_DIR "/bench/cnn_throughput_torch.py" +
                           " --data '" + data + "' --batch " + std::to_string(kBatch) +
                           " --steps " + std::to_string(steps) + " --warmup-steps " +
                           std::to_string(kWarmupSteps) + " 2>&1";
@@ -137,6 +142,7 @@ int main(int argc, char** argv) {
   tw::IdxRows d;
   trellis::Status s = tw::read_idx_info(data, tw::IdxSplit::kTrain, &info);
   if (s.ok()) s = tw::read_idx_rows(info, trellis::RowRange{0, info.rows}, &d);
+  if (s.ok()) tw::back_with_huge_pages(&d.images);  // as the trainer does
   if (!s.ok()) {
     std::fprintf(stderr, "bench_cnn_throughput: %s\n", s.message().c_str());
     return 1;

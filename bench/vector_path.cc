@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "worker/kernels/elementwise.h"
+#include "worker/kernels/float_mode.h"
 #include "worker/kernels/gemm.h"
 #include "worker/models/mlp.h"
 #include "worker/optimizer.h"
@@ -89,8 +90,11 @@ int main(int argc, char** argv) {
   CPU_SET(core, &set);
   if (sched_setaffinity(0, sizeof set, &set) != 0)
     std::fprintf(stderr, "bench_vector_path: could not pin to core %d\n", core);
-  // One GEMM thread on the pinned core (oneDNN's OpenMP pool would start one per core).
+  // One GEMM thread on the pinned core (oneDNN's OpenMP pool would start one per core), and
+  // denormals flushed as the trainer's thread has them: without, Intel's microcode assists on
+  // the subnormal values a long run of steps produces made the step 3-4x slower here.
   trellis::worker::kernels::set_gemm_threads(1);
+  trellis::worker::kernels::flush_denormals_in_this_thread();
 
   std::vector<tw::VectorPath> paths;
   for (tw::VectorPath p :
