@@ -166,7 +166,6 @@ int main(int argc, char** argv) {
   std::mt19937_64 rng(3);
   std::printf("cnn %s, %lld params, batch %d, core %d, BLAS %s\n", kLayers,
               static_cast<long long>(model.num_params()), kBatch, core, blas.c_str());
-  std::printf("machine shared with other builds: figures are noisy\n");
   std::vector<double> ours, theirs, ratios;
   std::string why;
   for (int r = 0; r < reps; ++r) {

@@ -45,7 +45,7 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
-// The outputs of all five kernels on fixed inputs, concatenated, computed on `path`.
+// The outputs of all seven kernels on fixed inputs, concatenated, computed on `path`.
 // bias_tanh's output is compared on its own: it approximates std::tanh, not bit for bit.
 std::vector<float> run_kernels(VectorPath path, std::vector<float>& tanh_out) {
   EXPECT_TRUE(set_vector_path(path).ok());
@@ -74,10 +74,16 @@ std::vector<float> run_kernels(VectorPath path, std::vector<float>& tanh_out) {
   kernels::mul_backward(d.data(), kLd, x.data(), kLd, kRows, kCols, db.data());
   append(d);
   append(db);
+  a = random_floats(block, 3);
+  kernels::relu(a.data(), kLd, kRows, kCols);
+  append(a);
+  d = random_floats(block, 4);
+  kernels::relu_mask(d.data(), kLd, x.data(), kLd, kRows, kCols);
+  append(d);
   return out;
 }
 
-// The same five passes as plain scalar code, in the order the kernels promise.
+// The same seven passes as plain scalar code, in the order the kernels promise.
 std::vector<float> reference_kernels() {
   const std::size_t block = static_cast<std::size_t>(kLd) * kCols;
   const std::vector<float> bias = random_floats(kRows, 1), x = random_floats(block, 2);
@@ -110,6 +116,14 @@ std::vector<float> reference_kernels() {
     append(d);
     append(db);
   }
+  a = random_floats(block, 3);
+  for (int j = 0; j < kCols; ++j)
+    for (int i = 0; i < kRows; ++i) a[at(i, j)] = a[at(i, j)] > 0 ? a[at(i, j)] : 0;
+  append(a);
+  std::vector<float> d = random_floats(block, 4);
+  for (int j = 0; j < kCols; ++j)
+    for (int i = 0; i < kRows; ++i) d[at(i, j)] = x[at(i, j)] > 0 ? d[at(i, j)] : 0;
+  append(d);
   return out;
 }
 

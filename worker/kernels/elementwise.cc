@@ -40,6 +40,21 @@ TRELLIS_BODY void bias_relu_body(float* a, int lda, const float* b, int m, int n
   }
 }
 
+TRELLIS_BODY void relu_body(float* a, int lda, int m, int n) {
+  for (int j = 0; j < n; ++j) {
+    float* __restrict c = a + static_cast<std::ptrdiff_t>(j) * lda;
+    for (int i = 0; i < m; ++i) c[i] = c[i] > 0.0f ? c[i] : 0.0f;
+  }
+}
+
+TRELLIS_BODY void relu_mask_body(float* d, int ldd, const float* a, int lda, int m, int n) {
+  for (int j = 0; j < n; ++j) {
+    float* __restrict c = d + static_cast<std::ptrdiff_t>(j) * ldd;
+    const float* __restrict y = a + static_cast<std::ptrdiff_t>(j) * lda;
+    for (int i = 0; i < m; ++i) c[i] = y[i] > 0.0f ? c[i] : 0.0f;
+  }
+}
+
 // tanh as Eigen 3.4 computes it for SSE packets (generic_fast_tanh_float without FMA): a 13/6
 // rational function on the input clamped to +-7.9053111, the input itself below 0.0004.
 // Plain multiplies and adds, so the vectoriser widens it and every path rounds alike.
@@ -126,6 +141,9 @@ TRELLIS_BODY void mul_backward_body(float* d, int ldd, const float* f, int ldf, 
 TRELLIS_VARIANTS(bias_add, (float* a, int lda, const float* b, int m, int n), (a, lda, b, m, n))
 TRELLIS_VARIANTS(bias_relu, (float* a, int lda, const float* b, int m, int n), (a, lda, b, m, n))
 TRELLIS_VARIANTS(bias_tanh, (float* a, int lda, const float* b, int m, int n), (a, lda, b, m, n))
+TRELLIS_VARIANTS(relu, (float* a, int lda, int m, int n), (a, lda, m, n))
+TRELLIS_VARIANTS(relu_mask, (float* d, int ldd, const float* a, int lda, int m, int n),
+                 (d, ldd, a, lda, m, n))
 TRELLIS_VARIANTS(relu_backward,
                  (float* d, int ldd, const float* a, int lda, int m, int n, float* db),
                  (d, ldd, a, lda, m, n, db))
@@ -144,6 +162,10 @@ void bias_relu(float* a, int lda, const float* b, int m, int n) {
 }
 void bias_tanh(float* a, int lda, const float* b, int m, int n) {
   bias_tanh_run(a, lda, b, m, n);
+}
+void relu(float* a, int lda, int m, int n) { relu_run(a, lda, m, n); }
+void relu_mask(float* d, int ldd, const float* a, int lda, int m, int n) {
+  relu_mask_run(d, ldd, a, lda, m, n);
 }
 void relu_backward(float* d, int ldd, const float* a, int lda, int m, int n, float* db) {
   relu_backward_run(d, ldd, a, lda, m, n, db);

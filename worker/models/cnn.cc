@@ -6,6 +6,7 @@
 #include <limits>
 #include <string>
 
+#include "worker/kernels/elementwise.h"
 #include "worker/kernels/gemm.h"
 #include "worker/models/normal_source.h"
 
@@ -238,9 +239,40 @@ void Cnn::conv_forward(const Layer& y, const float* in, float* out) {
   }
 }
 
+namespace {
+
+// 2x2 max pooling, the common case, unrolled: the same comparisons in the same order as the
+// general loop below (strictly greater, from -inf, so the first maximum wins), without its
+// index arithmetic per input.
+void max_pool_2x2(int channels, int hin, int win, int hout, int wout, const float* in,
+                  float* out, std::int32_t* arg) {
+  int o = 0;
+  for (int c = 0; c < channels; ++c) {
+    const int plane = c * hin * win;
+    for (int oy = 0; oy < hout; ++oy) {
+      const int top = plane + 2 * oy * win, bottom = top + win;
+      for (int ox = 0; ox < wout; ++ox, ++o) {
+        const int at[4] = {top + 2 * ox, top + 2 * ox + 1, bottom + 2 * ox, bottom + 2 * ox + 1};
+        float best = -std::numeric_limits<float>::infinity();
+        int best_at = 0;
+        for (const int i : at) {
+          const float v = in[i];
+          best_at = v > best ? i : best_at;
+          best = v > best ? v : best;
+        }
+        out[o] = best;
+        arg[o] = best_at;
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void Cnn::pool_forward(int l, const Layer& y, const float* in, float* out, int j) {
   const bool max = y.kind == CnnLayerKind::kMaxPool;
   std::int32_t* arg = max ? argmax_[static_cast<std::size_t>(l)].col(j).data() : nullptr;
+  if (max && y.k == 2) return max_pool_2x2(y.cout, y.hin, y.win, y.hout, y.wout, in, out, arg);
   const float inv = 1.0f / static_cast<float>(y.k * y.k);
   int o = 0;
   for (int c = 0; c < y.cout; ++c) {
@@ -290,7 +322,7 @@ void Cnn::forward(const Eigen::Ref<const Eigen::MatrixXf>& x, int n) {
         }
       }
     }
-    if (y.relu) a = a.cwiseMax(0.0f);
+    if (y.relu) kernels::relu(a.data(), static_cast<int>(acts_[l].rows()), y.out_size(), n);
   }
 }
 
@@ -333,8 +365,9 @@ double Cnn::forward_backward(const Eigen::Ref<const Eigen::MatrixXf>& x, Targets
     const Layer& y = layers_[static_cast<std::size_t>(l)];
     auto d = delta_[cur].topLeftCorner(y.out_size(), n);
     if (y.relu) {
-      const auto a = acts_[static_cast<std::size_t>(l)].leftCols(n).array();
-      d = (a > 0.0f).select(d.array(), 0.0f).matrix();
+      const Eigen::MatrixXf& a = acts_[static_cast<std::size_t>(l)];
+      kernels::relu_mask(d.data(), static_cast<int>(delta_[cur].rows()), a.data(),
+                         static_cast<int>(a.rows()), y.out_size(), n);
     }
     const bool need_input_grad = l > 0;
     auto din = delta_[1 - cur].topLeftCorner(y.in_size(), n);
