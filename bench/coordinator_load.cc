@@ -526,8 +526,9 @@ class LoadGenerator {
         if (options_.lockstep) send_report(w);
         return;
       }
-      if (++dones_ == options_.trials && completed_ < options_.trials - 1) {
-        // The coordinator exits on the last Done: measure it first (see run()).
+      if (++dones_ == options_.trials) {
+        // The coordinator exits on the last Done: measure it first (see run()), also when
+        // every other Done is already acknowledged (run() then measures on its next turn).
         w.phase = Worker::Phase::kHoldingLastDone;
         held_ = &w;
         return;
@@ -855,9 +856,7 @@ int main(int argc, char** argv) {
                 optuna_sqlite.c_str(), pinning.coordinator.empty() ? "any" : pinning.coordinator.c_str(),
                 args.optuna_processes, optuna_journal.c_str(),
                 pinning.all.empty() ? "any" : pinning.all.c_str());
-  std::printf("median of %d interleaved repetitions [min, max]; the machine is shared, so "
-              "expect noise\n",
-              args.reps);
+  std::printf("median of %d interleaved repetitions [min, max]\n", args.reps);
   std::printf("%-34s %12s %12s %12s\n", "measure", "median", "min", "max");
   for (const auto& key : fig.keys()) {
     const Spread v = fig.get(key);
