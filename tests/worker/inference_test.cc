@@ -99,6 +99,46 @@ TEST_F(InferenceTest, ClassesAreTheOnesTheTrainerCountsCorrect) {
   EXPECT_EQ(correct, mlp.evaluate(x, std::span<const std::int32_t>(labels)).correct);
 }
 
+// A logistic model: two classes from one output, class 1 exactly where the trainer counts it
+// (Mlp::evaluate on 0/1 targets), and the probabilities the sigmoid of the logit and its
+// complement.
+TEST_F(InferenceTest, ALogisticModelsClassesAreTheTrainersAndItsProbabilitiesTheSigmoid) {
+  const ParamMap params = {{"model", std::string("logistic")}};
+  TrainConfig config;
+  ASSERT_TRUE(train_config_from_params(params, &config).ok());
+  MlpShape shape;
+  ASSERT_TRUE(mlp_shape_from_config(config, 5, 2, &shape).ok());
+  Mlp mlp(shape, 400);
+  mlp.init(9);
+  const Eigen::VectorXf p = mlp.params();
+  ASSERT_EQ(p.size(), 6) << "5 weights and a bias";
+  const std::string path =
+      write("l", "features=5", {{"params", std::vector<float>(p.data(), p.data() + p.size())}});
+  TrainedModel model;
+  ASSERT_TRUE(load_trained_model(path, params, &model).ok());
+  EXPECT_FALSE(model.regression());
+  EXPECT_EQ(model.classes(), 2);
+  const Eigen::MatrixXf x = Eigen::MatrixXf::Random(5, 400) * 2;
+  const Predictions out = predict(model, x);
+  ASSERT_EQ(out.classes.size(), 400u);
+  ASSERT_EQ(out.probabilities.rows(), 2);
+  std::vector<float> targets(400);
+  for (int j = 0; j < 400; ++j) targets[static_cast<std::size_t>(j)] = static_cast<float>(j % 2);
+  std::int64_t correct = 0, ones = 0;
+  for (int j = 0; j < 400; ++j) {
+    const auto r = static_cast<std::size_t>(j);
+    const double z = p.head(5).dot(x.col(j)) + p[5];
+    EXPECT_NEAR(out.probabilities(1, j), 1.0 / (1.0 + std::exp(-z)), 1e-5) << "row " << j;
+    EXPECT_NEAR(out.probabilities.col(j).sum(), 1.0f, 1e-6f);
+    EXPECT_EQ(out.classes[r], out.probabilities(1, j) > 0.5f ? 1 : 0) << "row " << j;
+    ones += out.classes[r];
+    if (out.classes[r] == static_cast<int>(targets[r])) ++correct;
+  }
+  EXPECT_GT(ones, 0) << "random weights put rows on both sides";
+  EXPECT_LT(ones, 400);
+  EXPECT_EQ(correct, mlp.evaluate(x, std::span<const float>(targets)).correct);
+}
+
 TEST_F(InferenceTest, AModelFileThatDoesNotFitItsParametersIsRefusedNamingIt) {
   TrainedModel m;
   const std::string wrong = write("wrong", "features=2", {{"params", {1, 2, 3, 4}}});
