@@ -12,6 +12,7 @@
 
 #include <Eigen/Core>
 
+#include "tests/worker/mlp_products.h"
 #include "worker/kernels/gemm.h"
 #include "worker/models/mlp.h"
 
@@ -31,15 +32,9 @@ int main() {
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   std::uint64_t h = 1469598103934665603ull;
-  struct Case { int m, n, k; bool ta, tb; };
-  for (const Case c : {Case{256, 128, 784, false, false}, Case{256, 784, 128, false, true},
-                       Case{256, 128, 128, true, false}, Case{10, 128, 128, false, false}}) {
-    std::vector<float> a(static_cast<std::size_t>(c.m) * c.k), b(static_cast<std::size_t>(c.k) * c.n),
-        out(static_cast<std::size_t>(c.m) * c.n);
-    for (float& x : a) x = u(rng);
-    for (float& x : b) x = u(rng);
-    tk::gemm(c.ta, c.tb, c.m, c.n, c.k, a.data(), c.ta ? c.k : c.m, b.data(), c.tb ? c.n : c.k,
-             0.0f, out.data(), c.m);
+  for (const tw::testing::Product& p : tw::testing::mlp_products(rng)) {
+    std::vector<float> out(p.out_size());
+    p.multiply(out.data());
     h = fnv(out.data(), out.size(), h);
   }
   tw::MlpShape shape;

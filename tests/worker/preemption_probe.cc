@@ -15,24 +15,13 @@
 #include <cstring>
 #include <random>
 #include <thread>
-#include <tuple>
 #include <vector>
 
+#include "tests/worker/mlp_products.h"
 #include "worker/kernels/gemm.h"
 #include "worker/preemption.h"
 
 namespace {
-
-struct Product {
-  int m, n, k;
-  bool ta, tb;
-  std::vector<float> a, b, reference, out;
-};
-
-void multiply(Product& p, std::vector<float>* c) {
-  trellis::worker::kernels::gemm(p.ta, p.tb, p.m, p.n, p.k, p.a.data(), p.ta ? p.k : p.m,
-                                 p.b.data(), p.tb ? p.n : p.k, 0.0f, c->data(), p.m);
-}
 
 bool preemption_signals_blocked_here() {
   sigset_t mask;
@@ -48,21 +37,17 @@ int main() {
   std::thread([&] { blocked_in_new_thread = preemption_signals_blocked_here(); }).join();
 
   std::mt19937 rng(11);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<Product> products;
-  for (const auto& [m, n, k, ta, tb] : {std::tuple{256, 128, 784, false, false},
-                                       std::tuple{256, 784, 128, false, true},
-                                       std::tuple{256, 128, 128, true, false},
-                                       std::tuple{10, 128, 128, false, false}}) {
-    Product p{m, n, k, ta, tb, {}, {}, {}, {}};
-    p.a.resize(static_cast<std::size_t>(m) * k);
-    p.b.resize(static_cast<std::size_t>(k) * n);
-    for (float& x : p.a) x = u(rng);
-    for (float& x : p.b) x = u(rng);
-    p.reference.resize(static_cast<std::size_t>(m) * n);
-    p.out.resize(p.reference.size());
-    multiply(p, &p.reference);
-    products.push_back(std::move(p));
+  struct Run {
+    trellis::worker::testing::Product product;
+    std::vector<float> reference, out;
+  };
+  std::vector<Run> products;
+  for (trellis::worker::testing::Product& p : trellis::worker::testing::mlp_products(rng)) {
+    Run r{std::move(p), {}, {}};
+    r.reference.resize(r.product.out_size());
+    r.out.resize(r.reference.size());
+    r.product.multiply(r.reference.data());
+    products.push_back(std::move(r));
   }
 
   constexpr int kSignals = 20000;
@@ -76,8 +61,8 @@ int main() {
   });
   long mismatches = 0, rounds = 0;
   while (!storm_over.load() || rounds < 50) {
-    for (Product& p : products) {
-      multiply(p, &p.out);
+    for (Run& p : products) {
+      p.product.multiply(p.out.data());
       if (std::memcmp(p.out.data(), p.reference.data(), p.out.size() * sizeof(float)) != 0)
         ++mismatches;
     }
